@@ -1,0 +1,98 @@
+/**
+ * Runs lock statements on connections taken straight from Sequelize's own pool (same config, SSL,
+ * hooks), through the raw driver. Two reasons:
+ * - Lock statements must never join an ambient transaction (passed or CLS): a lock taken inside an
+ *   uncommitted transaction would be invisible to rivals or rolled back with it.
+ * - Sequelize's query pipeline (SQL building, instance mapping) costs more than the statement itself
+ *   on this hot path; named prepared statements on the raw driver avoid both.
+ * The host's `logging`/`benchmark` options are honoured so lock SQL shows up in its logs.
+ */
+import type { Sequelize } from 'sequelize';
+import type { DialectDriver, Rows, Statement } from './dialects/types';
+
+interface ConnectionManagerLike {
+  getConnection(options: { type: 'read' | 'write'; useMaster?: boolean }): Promise<unknown>;
+  releaseConnection(connection: unknown): void;
+  destroyConnection(connection: unknown): Promise<void>;
+  config: Record<string, unknown> & { replication?: { write?: Record<string, unknown> } | false };
+  _connect(config: unknown): Promise<unknown>;
+  _disconnect(connection: unknown): Promise<void>;
+}
+
+type LoggingFn = (sql: string, timingOrOptions?: unknown) => void;
+
+export class StatementRunner {
+  private readonly cm: ConnectionManagerLike;
+
+  constructor(
+    private readonly sequelize: Sequelize,
+    private readonly driver: DialectDriver,
+    private readonly timeoutMs: number,
+  ) {
+    this.cm = (sequelize as unknown as { connectionManager: ConnectionManagerLike }).connectionManager;
+  }
+
+  async run(statement: Statement): Promise<Rows> {
+    const connection = await this.cm.getConnection({ type: 'write', useMaster: true });
+    const started = performance.now();
+    let broken = false;
+    try {
+      return await this.driver.run(connection, statement, this.timeoutMs);
+    } catch (error) {
+      broken = this.driver.isBroken(connection, error);
+      throw error;
+    } finally {
+      this.log(statement, performance.now() - started);
+      if (broken) await this.cm.destroyConnection(connection).catch(() => undefined);
+      else this.cm.releaseConnection(connection);
+    }
+  }
+
+  /** Runs several statements in one transaction on one connection (dialects that need more than one). */
+  async runInTransaction(statements: readonly Statement[], begin: Statement, commit: Statement, rollback: Statement): Promise<Rows[]> {
+    if (statements.length === 1) return [await this.run(statements[0]!)];
+    const connection = await this.cm.getConnection({ type: 'write', useMaster: true });
+    let broken = false;
+    try {
+      await this.driver.run(connection, begin, this.timeoutMs);
+      const out: Rows[] = [];
+      try {
+        for (const s of statements) {
+          const started = performance.now();
+          out.push(await this.driver.run(connection, s, this.timeoutMs));
+          this.log(s, performance.now() - started);
+        }
+        await this.driver.run(connection, commit, this.timeoutMs);
+      } catch (error) {
+        await this.driver.run(connection, rollback, this.timeoutMs).catch(() => undefined);
+        throw error;
+      }
+      return out;
+    } catch (error) {
+      broken = this.driver.isBroken(connection, error);
+      throw error;
+    } finally {
+      if (broken) await this.cm.destroyConnection(connection).catch(() => undefined);
+      else this.cm.releaseConnection(connection);
+    }
+  }
+
+  /** A connection outside the pool (for LISTEN), built from the same config and hooks. */
+  async openDedicated(): Promise<unknown> {
+    const config = (this.cm.config.replication && this.cm.config.replication.write) || this.cm.config;
+    return this.cm._connect(config);
+  }
+
+  async closeDedicated(connection: unknown): Promise<void> {
+    await this.cm._disconnect(connection);
+  }
+
+  private log(statement: Statement, elapsedMs: number): void {
+    const options = (this.sequelize as unknown as { options: unknown }).options as { logging?: LoggingFn | boolean; benchmark?: boolean };
+    const logging = options.logging;
+    if (typeof logging !== 'function') return;
+    const sql = `Executing (db-mutex): ${statement.text.replace(/\s+/g, ' ')}`;
+    if (options.benchmark) logging(sql, Math.round(elapsedMs));
+    else logging(sql, { dbMutex: true, name: statement.name });
+  }
+}

@@ -1,0 +1,448 @@
+/**
+ * DbMutex: one lock table on one Sequelize instance. It owns every timer and connection it starts
+ * (the heartbeat tick, the LISTEN connection, waiters' timers) and `close()` stops all of them.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import type { Sequelize } from 'sequelize';
+import { StatementRunner } from './connection';
+import { dialectFor } from './dialects';
+import type { Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, Statement } from './dialects/types';
+import { DbMutexError, type DbMutexLostReason } from './errors';
+import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
+import { ReleaseListener } from './listener';
+import {
+  resolveAcquireOptions,
+  resolveDbMutexOptions,
+  validateHolder,
+  validateLockId,
+  type AcquireOptions,
+  type DbMutexOptions,
+  type ResolvedAcquireOptions,
+  type ResolvedDbMutexOptions,
+} from './options';
+import { defineModels, type DefinedModels } from './schema';
+import { WaitQueue } from './wait-queue';
+
+/** Events a DbMutex emits (all synchronous, listener errors are not caught). */
+export interface DbMutexEvents {
+  acquired: [{ lockId: string; fencingToken: number; holder: string; waitedMs: number }];
+  contended: [{ lockId: string }];
+  released: [{ lockId: string; fencingToken: number; heldMs: number }];
+  lost: [{ lockId: string; fencingToken: number; reason: DbMutexLostReason }];
+  renewalFailed: [{ error: unknown; lockCount: number }];
+  listenerError: [{ error: unknown }];
+}
+
+export interface ListOptions {
+  /** Only lock ids containing this text (plain substring, case-sensitive). */
+  filter?: string | null;
+  /** Only expired locks and locks whose heartbeat is overdue. */
+  staleOnly?: boolean;
+  /** At most this many rows; default: all. */
+  limit?: number | null;
+  /** Keyset cursor: the last row of the previous page. */
+  after?: { acquiredAt: Date; lockId: string } | null;
+}
+
+export interface ForceReleaseOptions {
+  lockId: string;
+  /** Release only this exact acquisition; a re-acquired lock is left alone. */
+  fencingToken?: number | null;
+  /** Who did it, for the audit trail. */
+  operator: string;
+  reason?: string | null;
+}
+
+export type ForceReleaseResult =
+  | { status: 'released'; event: EventRow }
+  | { status: 'not-found' }
+  | { status: 'token-mismatch'; currentFencingToken: number };
+
+const MAX_REASON_LENGTH = 1000;
+const MAX_LIST_LIMIT = 1_000_000_000;
+
+export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
+  readonly options: ResolvedDbMutexOptions;
+  readonly models: DefinedModels;
+  readonly dialect: Dialect;
+  private readonly sql: DialectStatements;
+  private readonly runner: StatementRunner;
+  private readonly listener: ReleaseListener | null;
+  private readonly waiters = new WaitQueue();
+  private readonly held = new Map<string, Lease>();
+  private tickTimer: NodeJS.Timeout | null = null;
+  private tickDueAt = Infinity;
+  private renewing = false;
+  private closed = false;
+  private readonly host = hostname();
+
+  constructor(readonly sequelize: Sequelize, options: DbMutexOptions = {}) {
+    super();
+    this.dialect = dialectFor(sequelize);
+    this.options = resolveDbMutexOptions(options);
+    this.models = defineModels(sequelize, this.options);
+    this.sql = this.dialect.statements(this.options);
+    this.runner = new StatementRunner(sequelize, this.dialect.driver, this.options.statementTimeoutMs);
+    this.listener =
+      this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
+        ? new ReleaseListener(this.runner, this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
+            onNotice: (notice) => this.onNotice(notice),
+            onError: (error) => this.emit('listenerError', { error }),
+            // Notices may have been missed while disconnected: let every waiter try again now.
+            onReady: () => this.waiters.wakeAll(),
+          })
+        : null;
+  }
+
+  /** The DbMutexLock model class bound to this instance. */
+  get Lock() {
+    return this.models.Lock;
+  }
+
+  /** Creates the tables, indexes and sequence exactly as the migration does. Idempotent. */
+  async sync(): Promise<void> {
+    await this.models.Lock.sync();
+    await this.models.Event.sync();
+  }
+
+  /**
+   * Acquires `lockId`. Without `waitMs` it fails at once with DbMutexError when the lock is held;
+   * with `waitMs` it waits up to that long (woken by release notifications where the database has
+   * them, jittered polling otherwise).
+   */
+  async acquire(lockId: string, options: AcquireOptions = {}): Promise<DbMutexHeldLock> {
+    validateLockId(lockId);
+    const opts = resolveAcquireOptions(this.options, options);
+    if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED' });
+    if (opts.waitMs === 0) {
+      const lease = await this.tryAcquire(lockId, opts, 0);
+      if (!lease) throw new DbMutexError(lockId, { code: 'DB_MUTEX_HELD' });
+      return lease;
+    }
+    return this.acquireWaiting(lockId, opts);
+  }
+
+  private async acquireWaiting(lockId: string, opts: ResolvedAcquireOptions): Promise<DbMutexHeldLock> {
+    const started = performance.now();
+    const deadline = started + opts.waitMs;
+    if (this.listener) await this.listener.start();
+    // Registered before the first attempt, so a release between a refused attempt and the wait
+    // still wakes us (the waiter remembers a notice that arrives while it is not sleeping).
+    const waiter = this.waiters.add(lockId);
+    try {
+      for (;;) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
+        if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs: performance.now() - started });
+        waiter.clearNotice();
+        const lease = await this.tryAcquire(lockId, opts, performance.now() - started);
+        if (lease) return lease;
+        const remaining = deadline - performance.now();
+        if (remaining <= 0) {
+          throw new DbMutexError(lockId, { code: 'DB_MUTEX_WAIT_TIMEOUT', waitedMs: performance.now() - started });
+        }
+        // Jitter spreads pollers of many processes so they do not stampede the row together.
+        const poll = this.options.pollIntervalMs * (0.5 + Math.random());
+        await waiter.wait(Math.min(remaining, poll), opts.signal);
+      }
+    } finally {
+      this.waiters.remove(waiter);
+    }
+  }
+
+  private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number): Promise<Lease | null> {
+    const ownerToken = randomUUID();
+    const sentAt = performance.now();
+    let rows;
+    try {
+      rows = await this.runner.run(
+        this.sql.acquire({
+          lockId,
+          ownerToken,
+          holder: opts.holder,
+          hostname: this.host,
+          pid: process.pid,
+          ttlSeconds: opts.ttlSeconds,
+          leaseSeconds: opts.leaseSeconds,
+        }),
+      );
+    } catch (error) {
+      // The statement may have committed even though we never saw the answer (timeout, dropped
+      // connection): remove our row if it is there, so it does not linger until its expiry.
+      this.runner.run(this.sql.release(lockId, ownerToken)).catch(() => undefined);
+      throw error;
+    }
+    const row = this.sql.parseAcquire(rows);
+    if (!row) {
+      this.emit('contended', { lockId });
+      return null;
+    }
+    const lease = new Lease(
+      this,
+      lockId,
+      ownerToken,
+      row.fencingToken,
+      row.acquiredAt,
+      row.expiresAt,
+      opts.holder,
+      opts.ttlSeconds,
+      opts.leaseSeconds,
+      sentAt,
+    );
+    this.held.set(ownerToken, lease);
+    if (this.closed) {
+      // close() ran while this statement was in flight: do not leave the row behind.
+      lease.markLost('closed');
+      await lease.settle().catch(() => undefined);
+      throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
+    }
+    // Start listening in the background so an operator's force-release reaches us at once.
+    if (this.listener && !this.listener.ready) void this.listener.start();
+    if (lease.heartbeat) this.scheduleTick(lease.leaseSeconds! * 1000 / 3);
+    this.emit('acquired', { lockId, fencingToken: row.fencingToken, holder: opts.holder, waitedMs });
+    return lease;
+  }
+
+  // ---- LeaseOwner -------------------------------------------------------------------------
+
+  /** @internal */
+  async releaseLease(lease: Lease): Promise<{ expired: boolean } | null> {
+    const started = performance.now();
+    const rows = await this.runner.run(this.sql.release(lease.lockId, lease.ownerToken));
+    const outcome = this.sql.parseRelease(rows);
+    // A waiter in this process need not wait for the notice's round trip.
+    this.waiters.wake(lease.lockId);
+    if (outcome && !outcome.expired) {
+      this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: started - lease.startedAt });
+    }
+    return outcome;
+  }
+
+  /** @internal */
+  async extendLease(lease: Lease, seconds: number | null) {
+    const rows = await this.runner.run(this.sql.extend(lease.lockId, lease.ownerToken, seconds));
+    const extended = this.sql.parseExtend(rows);
+    if (extended) return { expiresAt: extended.expiresAt };
+    return (await this.classify([lease])).has(lease.ownerToken) ? ('expired' as const) : ('released-by-other' as const);
+  }
+
+  /** @internal */
+  forget(lease: Lease): void {
+    this.held.delete(lease.ownerToken);
+  }
+
+  /** @internal */
+  onLost(lease: Lease, reason: DbMutexLostReason): void {
+    this.emit('lost', { lockId: lease.lockId, fencingToken: lease.fencingToken, reason });
+  }
+
+  // ---- heartbeat -------------------------------------------------------------------------
+
+  private scheduleTick(periodMs: number): void {
+    if (this.closed) return;
+    const due = performance.now() + periodMs;
+    if (this.tickTimer && due >= this.tickDueAt) return;
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickDueAt = due;
+    this.tickTimer = setTimeout(() => void this.tick(), periodMs);
+    // A held lock alone does not keep the process alive; the critical section's own work does.
+    this.tickTimer.unref();
+  }
+
+  /** One statement renews every heartbeat lock this DbMutex holds. */
+  private async tick(): Promise<void> {
+    this.tickTimer = null;
+    this.tickDueAt = Infinity;
+    if (this.renewing || this.closed) return;
+    const leases = [...this.held.values()].filter((l) => l.heartbeat);
+    if (leases.length === 0) return;
+    const periodMs = Math.min(...leases.map((l) => l.leaseSeconds!)) * 1000 / 3;
+    this.renewing = true;
+    const sentAt = performance.now();
+    try {
+      const rows = await this.runner.run(this.sql.renew(leases.map((l) => l.lockId), leases.map((l) => l.ownerToken)));
+      const renewed = this.sql.parseRenew(rows);
+      const missing: Lease[] = [];
+      for (const lease of leases) {
+        if (renewed.has(lease.ownerToken)) lease.renewed(sentAt);
+        else if (lease.isHeld()) missing.push(lease);
+      }
+      if (missing.length > 0) {
+        const expired = await this.classify(missing);
+        for (const lease of missing) lease.markLost(expired.has(lease.ownerToken) ? 'expired' : 'released-by-other');
+      }
+      this.renewing = false;
+      this.scheduleTick(periodMs);
+    } catch (error) {
+      for (const lease of leases) lease.renewalFailing = true;
+      this.renewing = false;
+      this.emit('renewalFailed', { error, lockCount: leases.length });
+      // Retry sooner than a full period: the lease keeps running out meanwhile.
+      this.scheduleTick(Math.min(periodMs, 1000));
+    }
+  }
+
+  private async classify(leases: Lease[]): Promise<Set<string>> {
+    const rows = await this.runner.run(this.sql.classify(leases.map((l) => l.lockId), leases.map((l) => l.ownerToken)));
+    return this.sql.parseClassify(rows);
+  }
+
+  private onNotice(notice: ReleaseNotice): void {
+    const lease = this.held.get(notice.ownerToken);
+    // Our own release removed the lease from `held` before its statement ran, so a notice for a
+    // lease still held means someone else removed our row.
+    if (lease && lease.lockId === notice.lockId) lease.markLost('released-by-other');
+    this.waiters.wake(notice.lockId);
+  }
+
+  // ---- operator API ------------------------------------------------------------------------
+
+  /** Active locks (held, or expired and not yet taken over), oldest first. */
+  async list(options: ListOptions = {}): Promise<LockRow[]> {
+    const limit = options.limit ?? null;
+    if (limit !== null && (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)) {
+      throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);
+    }
+    const filter = options.filter ?? null;
+    if (filter !== null && typeof filter !== 'string') throw new TypeError('filter must be a string');
+    if (filter !== null && (filter.includes('\0') || !filter.isWellFormed())) {
+      throw new TypeError('filter must be well-formed text without NUL characters');
+    }
+    const after = options.after ?? null;
+    if (after !== null) {
+      if (!(after.acquiredAt instanceof Date) || Number.isNaN(after.acquiredAt.getTime())) {
+        throw new TypeError('after.acquiredAt must be a valid Date');
+      }
+      validateLockId(after.lockId, 'after.lockId');
+    }
+    const rows = await this.runner.run(
+      this.sql.list({ filter: filter === '' ? null : filter, staleOnly: options.staleOnly === true, limit: limit ?? MAX_LIST_LIMIT, after }),
+    );
+    return this.sql.parseLocks(rows);
+  }
+
+  /** Number of active locks and how many of them are stale. */
+  async counts(filter: string | null = null): Promise<{ total: number; stale: number; active: number }> {
+    if (filter !== null && (typeof filter !== 'string' || filter.includes('\0') || !filter.isWellFormed())) {
+      throw new TypeError('filter must be well-formed text without NUL characters');
+    }
+    const c = this.sql.parseCounts(await this.runner.run(this.sql.counts(filter === '' ? null : filter)));
+    return { ...c, active: c.total - c.stale };
+  }
+
+  /** The current row of one lock, or null when nobody holds it. */
+  async inspect(lockId: string): Promise<LockRow | null> {
+    validateLockId(lockId);
+    return this.sql.parseLocks(await this.runner.run(this.sql.inspect(lockId)))[0] ?? null;
+  }
+
+  /**
+   * Operator action: deletes the lock row (optionally only the exact acquisition named by its
+   * fencing token) and records it in the audit table, atomically. The holder's signal aborts:
+   * at once through the release notice where the database has one, else at its next renewal.
+   */
+  async forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
+    const lockId = validateLockId(options.lockId);
+    const fencingToken = validateFencingToken(options.fencingToken ?? null);
+    const operator = validateHolder(options.operator, 'operator');
+    const reason = validateReason(options.reason ?? null);
+    const events = await this.releaseAudited(
+      this.sql.releaseAudited({ kind: 'one', lockId, fencingToken }, 'force-release', operator, reason),
+    );
+    const event = events[0];
+    if (event) return { status: 'released', event };
+    const current = await this.inspect(lockId);
+    if (!current) return { status: 'not-found' };
+    return { status: 'token-mismatch', currentFencingToken: current.fencingToken };
+  }
+
+  /** Operator action: force-releases every stale lock (expired or heartbeat overdue), audited. */
+  async releaseStale(options: { operator: string; reason?: string | null }): Promise<EventRow[]> {
+    const operator = validateHolder(options.operator, 'operator');
+    const reason = validateReason(options.reason ?? null);
+    return this.releaseAudited(this.sql.releaseAudited({ kind: 'stale' }, 'release-stale', operator, reason));
+  }
+
+  /** Deletes expired rows (nobody can be relying on them), audited as `purge-expired`. */
+  async purgeExpired(options: { operator: string; reason?: string | null }): Promise<EventRow[]> {
+    const operator = validateHolder(options.operator, 'operator');
+    const reason = validateReason(options.reason ?? null);
+    return this.releaseAudited(this.sql.releaseAudited({ kind: 'expired' }, 'purge-expired', operator, reason));
+  }
+
+  /** The audit trail, newest first. */
+  async events(options: { limit?: number; lockId?: string | null } = {}): Promise<EventRow[]> {
+    const limit = options.limit ?? 50;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100_000) {
+      throw new RangeError(`limit must be an integer between 1 and 100000, got ${String(limit)}`);
+    }
+    const lockId = options.lockId == null ? null : validateLockId(options.lockId);
+    return this.sql.parseEvents(await this.runner.run(this.sql.events(limit, lockId)));
+  }
+
+  private async releaseAudited(statements: Statement[]): Promise<EventRow[]> {
+    const [begin, commit, rollback] = ['BEGIN', 'COMMIT', 'ROLLBACK'].map((text) => ({ name: '', text, values: [] }));
+    const results = await this.runner.runInTransaction(statements, begin!, commit!, rollback!);
+    const events = this.sql.parseReleased(results[results.length - 1] ?? []);
+    // Holders in this very process learn it now, without waiting for a notice or a renewal.
+    for (const event of events) {
+      for (const lease of this.held.values()) {
+        if (lease.lockId === event.lockId && lease.fencingToken === event.fencingToken) lease.markLost('released-by-other');
+      }
+      this.waiters.wake(event.lockId);
+    }
+    return events;
+  }
+
+  /** The locks this process holds through this DbMutex right now. */
+  heldLocks(): DbMutexHeldLock[] {
+    return [...this.held.values()];
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Stops the heartbeat and the listener, fails waiters with DB_MUTEX_CLOSED, and releases every lock
+   * this process holds (their signals abort with reason `closed`). Nothing of this DbMutex keeps the
+   * event loop alive afterwards. Does not close the Sequelize instance.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    this.waiters.closeAll();
+    const leases = [...this.held.values()];
+    for (const lease of leases) lease.markLost('closed');
+    await Promise.all(leases.map((lease) => lease.settle().catch(() => undefined)));
+    await this.listener?.close();
+    this.emitClose();
+  }
+
+  private emitClose(): void {
+    closeHooks.forEach((hook) => hook(this));
+  }
+}
+
+/** Lets the default-instance registry forget a closed DbMutex without a circular import. */
+export const closeHooks = new Set<(mutex: DbMutex) => void>();
+
+function validateFencingToken(value: unknown): number | null {
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`fencingToken must be a positive integer, got ${typeof value === 'number' ? value : typeof value}`);
+  }
+  return value;
+}
+
+function validateReason(value: unknown): string | null {
+  if (value === null || value === '') return null;
+  if (typeof value !== 'string') throw new TypeError('reason must be a string');
+  if (value.includes('\0') || !value.isWellFormed()) throw new TypeError('reason must be well-formed text without NUL characters');
+  if ([...value].length > MAX_REASON_LENGTH) throw new RangeError(`reason must be at most ${MAX_REASON_LENGTH} characters`);
+  return value;
+}
+

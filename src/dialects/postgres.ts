@@ -1,0 +1,293 @@
+/**
+ * PostgreSQL: every lock operation is one statement; releases NOTIFY waiters and holders.
+ *
+ * Why these shapes:
+ * - Acquire is `INSERT … ON CONFLICT DO UPDATE … WHERE expired`: a free lock is inserted, an expired
+ *   one is taken over, a live one is left alone (zero rows returned), all under the row lock the
+ *   conflict takes, so two acquirers can never both win.
+ * - `now()` is the database clock at statement start; an acquirer that waited on a row lock uses
+ *   the earlier instant, which can only make it more reluctant to take over, never less.
+ * - Fencing tokens come from one sequence per table, so they increase across release, expiry,
+ *   takeover and even a manual DELETE of the row.
+ * - Timestamps travel as epoch milliseconds (float8) so no type parser of the host app matters.
+ */
+import type { SchemaNames } from '../schema';
+import type {
+  AcquireParams,
+  AcquiredRow,
+  Dialect,
+  DialectDriver,
+  DialectStatements,
+  EventRow,
+  ListParams,
+  LockRow,
+  ReleaseWhere,
+  Rows,
+  Statement,
+} from './types';
+
+interface PgClient {
+  query(config: { name?: string; text: string; values?: unknown[]; query_timeout?: number }): Promise<{ rows: Rows }>;
+}
+
+const driver: DialectDriver = {
+  async run(connection, statement, timeoutMs) {
+    const client = connection as PgClient;
+    const result = await client.query({
+      // Named statements are parsed and planned once per connection, then only bound and executed.
+      name: statement.name,
+      text: statement.text,
+      values: statement.values as unknown[],
+      query_timeout: timeoutMs,
+    });
+    return result.rows;
+  },
+  isBroken(connection, error) {
+    // After a client-side timeout the server may still be running the statement; the connection's
+    // protocol state is unknown, so it must be destroyed rather than reused.
+    const message = error instanceof Error ? error.message : '';
+    const c = connection as { _ending?: boolean; _invalid?: boolean };
+    return message.includes('Query read timeout') || c._ending === true || c._invalid === true;
+  },
+};
+
+const q = (identifier: string) => `"${identifier.replace(/"/g, '""')}"`;
+const ms = (expr: string) => `(extract(epoch from ${expr}) * 1000)::float8`;
+const secs = (param: string) => `(${param}::float8 * interval '1 second')`;
+
+function num(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v);
+}
+function date(v: unknown): Date {
+  return new Date(num(v));
+}
+function dateOrNull(v: unknown): Date | null {
+  return v === null || v === undefined ? null : new Date(num(v));
+}
+
+const LOCK_COLUMNS = `lock_id, holder, hostname, pid, fencing_token::text AS fencing_token,
+  ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
+  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms('now()')} AS now_ms`;
+
+/** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
+const STALE = `(expires_at <= now() OR (lease_seconds IS NOT NULL
+  AND heartbeat_at < now() - lease_seconds * interval '1 second' * 2 / 3))`;
+
+function statements(names: SchemaNames): DialectStatements {
+  const t = q(names.tableName);
+  const ev = q(names.eventsTableName);
+  const seq = `'${q(sequenceName(names))}'`;
+  const channel = channelName(names);
+  const prefix = `dbm_${names.tableName}`;
+
+  const releaseSelect = (where: string, action: string) => `WITH d AS (DELETE FROM ${t} WHERE ${where} RETURNING *),
+    e AS (INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
+      SELECT '${action}', d.lock_id, d.fencing_token, d.holder, d.hostname, d.pid, d.acquired_at,
+        extract(epoch from now() - d.acquired_at)::float8, $1, $2, now() FROM d
+      RETURNING *)
+    SELECT e.id::text AS id, e.action, e.lock_id, e.fencing_token::text AS fencing_token, e.holder, e.hostname, e.pid,
+      ${ms('e.acquired_at')} AS acquired_ms, e.age_seconds, e.operator, e.reason, ${ms('e.created_at')} AS created_ms,
+      pg_notify('${channel}', d.owner_token::text || d.lock_id) AS notified
+    FROM e JOIN d ON d.lock_id = e.lock_id`;
+
+  return {
+    acquire(p: AcquireParams): Statement {
+      return {
+        name: `${prefix}_acquire`,
+        text: `INSERT INTO ${t} AS l (lock_id, owner_token, fencing_token, holder, hostname, pid,
+            acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds)
+          VALUES ($1, $2::uuid, nextval(${seq}), $3, $4, $5, now(),
+            CASE WHEN $7::float8 IS NULL THEN now() + ${secs('$6')} ELSE LEAST(now() + ${secs('$7')}, now() + ${secs('$6')}) END,
+            now() + ${secs('$6')}, now(), $7::float8)
+          ON CONFLICT (lock_id) DO UPDATE SET owner_token = EXCLUDED.owner_token, fencing_token = EXCLUDED.fencing_token,
+            holder = EXCLUDED.holder, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, acquired_at = EXCLUDED.acquired_at,
+            expires_at = EXCLUDED.expires_at, deadline_at = EXCLUDED.deadline_at, heartbeat_at = EXCLUDED.heartbeat_at,
+            lease_seconds = EXCLUDED.lease_seconds
+          WHERE l.expires_at <= now()
+          RETURNING fencing_token::text AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
+        values: [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds],
+      };
+    },
+    parseAcquire(rows): AcquiredRow | null {
+      const r = rows[0];
+      if (!r) return null;
+      return { fencingToken: num(r.fencing_token), acquiredAt: date(r.acquired_ms), expiresAt: dateOrNull(r.expires_ms) };
+    },
+    release(lockId, ownerToken) {
+      return {
+        name: `${prefix}_release`,
+        text: `WITH d AS (DELETE FROM ${t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, expires_at)
+          SELECT COALESCE(d.expires_at <= now(), false) AS expired, pg_notify('${channel}', $2::text || d.lock_id) AS notified FROM d`,
+        values: [lockId, ownerToken],
+      };
+    },
+    parseRelease(rows) {
+      const r = rows[0];
+      return r ? { expired: r.expired === true } : null;
+    },
+    renew(lockIds, ownerTokens) {
+      return {
+        name: `${prefix}_renew`,
+        // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
+        // resurrecting a lease that already ran out.
+        text: `UPDATE ${t} AS l SET heartbeat_at = now(),
+            expires_at = LEAST(now() + l.lease_seconds * interval '1 second', l.deadline_at)
+          FROM unnest($1::text[], $2::uuid[]) AS h(lock_id, owner_token)
+          WHERE l.lock_id = h.lock_id AND l.owner_token = h.owner_token AND l.lease_seconds IS NOT NULL
+            AND l.expires_at > now()
+          RETURNING l.owner_token::text AS owner_token`,
+        values: [lockIds, ownerTokens],
+      };
+    },
+    parseRenew(rows) {
+      return new Set(rows.map((r) => String(r.owner_token)));
+    },
+    classify(lockIds, ownerTokens) {
+      return {
+        name: `${prefix}_classify`,
+        text: `SELECT l.owner_token::text AS owner_token FROM ${t} AS l
+          JOIN unnest($1::text[], $2::uuid[]) AS h(lock_id, owner_token) ON l.lock_id = h.lock_id AND l.owner_token = h.owner_token
+          WHERE l.expires_at <= now()`,
+        values: [lockIds, ownerTokens],
+      };
+    },
+    parseClassify(rows) {
+      return new Set(rows.map((r) => String(r.owner_token)));
+    },
+    extend(lockId, ownerToken, seconds) {
+      return {
+        name: `${prefix}_extend`,
+        text: `UPDATE ${t} SET heartbeat_at = now(), deadline_at = now() + ${secs('$3')},
+            expires_at = CASE WHEN lease_seconds IS NULL THEN now() + ${secs('$3')}
+              ELSE LEAST(now() + lease_seconds * interval '1 second', now() + ${secs('$3')}) END
+          WHERE lock_id = $1 AND owner_token = $2::uuid AND (expires_at IS NULL OR expires_at > now())
+          RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`,
+        values: [lockId, ownerToken, seconds],
+      };
+    },
+    parseExtend(rows) {
+      const r = rows[0];
+      return r ? { expiresAt: dateOrNull(r.expires_ms), deadlineAt: dateOrNull(r.deadline_ms) } : null;
+    },
+    inspect(lockId) {
+      return {
+        name: `${prefix}_inspect`,
+        text: `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t} WHERE lock_id = $1`,
+        values: [lockId],
+      };
+    },
+    list(p: ListParams) {
+      // Keyset pagination on (acquired_at, lock_id) stays fast at any depth, unlike OFFSET.
+      return {
+        name: `${prefix}_list`,
+        text: `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t}
+          WHERE ($1::text IS NULL OR strpos(lock_id, $1) > 0)
+            AND (NOT $2::boolean OR ${STALE})
+            AND ($4::float8 IS NULL OR (acquired_at, lock_id) > (to_timestamp($4::float8 / 1000), $5::text))
+          ORDER BY acquired_at, lock_id LIMIT $3`,
+        values: [
+          p.filter,
+          p.staleOnly,
+          p.limit,
+          p.after ? p.after.acquiredAt.getTime() : null,
+          p.after ? p.after.lockId : null,
+        ],
+      };
+    },
+    parseLocks(rows): LockRow[] {
+      return rows.map((r) => ({
+        lockId: String(r.lock_id),
+        fencingToken: num(r.fencing_token),
+        holder: String(r.holder),
+        hostname: String(r.hostname),
+        pid: num(r.pid),
+        acquiredAt: date(r.acquired_ms),
+        expiresAt: dateOrNull(r.expires_ms),
+        deadlineAt: dateOrNull(r.deadline_ms),
+        heartbeatAt: date(r.heartbeat_ms),
+        leaseSeconds: r.lease_seconds === null ? null : num(r.lease_seconds),
+        dbNow: date(r.now_ms),
+        stale: r.stale === true,
+      }));
+    },
+    counts(filter) {
+      return {
+        name: `${prefix}_counts`,
+        text: `SELECT count(*)::int AS total, count(*) FILTER (WHERE ${STALE})::int AS stale FROM ${t}
+          WHERE ($1::text IS NULL OR strpos(lock_id, $1) > 0)`,
+        values: [filter],
+      };
+    },
+    parseCounts(rows) {
+      const r = rows[0] ?? {};
+      return { total: num(r.total ?? 0), stale: num(r.stale ?? 0) };
+    },
+    releaseAudited(where: ReleaseWhere, action, operator, reason) {
+      if (where.kind === 'one') {
+        return [
+          {
+            name: `${prefix}_force_${action}`,
+            text: releaseSelect(`lock_id = $3 AND ($4::bigint IS NULL OR fencing_token = $4::bigint)`, action),
+            values: [operator, reason, where.lockId, where.fencingToken ?? null],
+          },
+        ];
+      }
+      const condition = where.kind === 'stale' ? STALE : 'expires_at <= now()';
+      return [{ name: `${prefix}_${where.kind}_${action}`, text: releaseSelect(condition, action), values: [operator, reason] }];
+    },
+    parseReleased(rows) {
+      return parseEvents(rows);
+    },
+    events(limit, lockId) {
+      return {
+        name: `${prefix}_events`,
+        text: `SELECT id::text AS id, action, lock_id, fencing_token::text AS fencing_token, holder, hostname, pid,
+            ${ms('acquired_at')} AS acquired_ms, age_seconds, operator, reason, ${ms('created_at')} AS created_ms
+          FROM ${ev} WHERE ($2::text IS NULL OR lock_id = $2) ORDER BY id DESC LIMIT $1`,
+        values: [limit, lockId],
+      };
+    },
+    parseEvents,
+  };
+}
+
+function parseEvents(rows: Rows): EventRow[] {
+  return rows.map((r) => ({
+    id: num(r.id),
+    action: String(r.action),
+    lockId: String(r.lock_id),
+    fencingToken: num(r.fencing_token),
+    holder: String(r.holder),
+    hostname: String(r.hostname),
+    pid: num(r.pid),
+    acquiredAt: date(r.acquired_ms),
+    ageSeconds: num(r.age_seconds),
+    operator: String(r.operator),
+    reason: typeof r.reason === 'string' ? r.reason : null,
+    createdAt: date(r.created_ms),
+  }));
+}
+
+function sequenceName(names: SchemaNames): string {
+  return `${names.tableName}_fencing_seq`;
+}
+
+function channelName(names: SchemaNames): string {
+  return `db_mutex_${names.tableName}`;
+}
+
+const UUID_LENGTH = 36;
+
+export const postgresDialect: Dialect = {
+  name: 'postgres',
+  driver,
+  notifies: true,
+  schemaExtrasSql: (names) => [`CREATE SEQUENCE IF NOT EXISTS ${q(sequenceName(names))} AS bigint`],
+  dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
+  statements,
+  channel: channelName,
+  parseNotice(payload) {
+    if (payload.length <= UUID_LENGTH) return null;
+    return { ownerToken: payload.slice(0, UUID_LENGTH), lockId: payload.slice(UUID_LENGTH) };
+  },
+};

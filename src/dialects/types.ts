@@ -1,0 +1,132 @@
+/**
+ * What differs between databases lives behind this interface: the SQL text of each lock statement,
+ * how a raw driver connection runs it, schema extras, and (optionally) release notifications.
+ * Everything else (leases, waiting, errors, the admin router) is written once on top of it.
+ */
+import type { SchemaNames } from '../schema';
+
+/** One statement, ready for the raw driver. `name` identifies a reusable prepared statement. */
+export interface Statement {
+  readonly name: string;
+  readonly text: string;
+  readonly values: readonly unknown[];
+}
+
+/** A lock row as the library reads it. Times are database-clock instants. */
+export interface LockRow {
+  lockId: string;
+  fencingToken: number;
+  holder: string;
+  hostname: string;
+  pid: number;
+  acquiredAt: Date;
+  expiresAt: Date | null;
+  deadlineAt: Date | null;
+  heartbeatAt: Date;
+  leaseSeconds: number | null;
+  /** The database's now() when the row was read; ages and "expires in" are relative to it. */
+  dbNow: Date;
+  /** Expired, or its heartbeat is overdue (no renewal for more than two renewal periods). */
+  stale: boolean;
+}
+
+export interface EventRow {
+  id: number;
+  action: string;
+  lockId: string;
+  fencingToken: number;
+  holder: string;
+  hostname: string;
+  pid: number;
+  acquiredAt: Date;
+  ageSeconds: number;
+  operator: string;
+  reason: string | null;
+  createdAt: Date;
+}
+
+export interface AcquireParams {
+  lockId: string;
+  ownerToken: string;
+  holder: string;
+  hostname: string;
+  pid: number;
+  ttlSeconds: number | null;
+  leaseSeconds: number | null;
+}
+
+export interface AcquiredRow {
+  fencingToken: number;
+  acquiredAt: Date;
+  expiresAt: Date | null;
+}
+
+export interface ListParams {
+  /** Substring of the lock id (plain text, not a pattern). */
+  filter: string | null;
+  staleOnly: boolean;
+  limit: number;
+  /** Keyset cursor: rows strictly after this (acquiredAt, lockId) in oldest-first order. */
+  after: { acquiredAt: Date; lockId: string } | null;
+}
+
+export interface ReleaseWhere {
+  kind: 'one' | 'stale' | 'expired';
+  lockId?: string;
+  fencingToken?: number | null;
+}
+
+/** A parsed row set of one statement. */
+export type Rows = Record<string, unknown>[];
+
+/** Runs statements on a driver connection taken from Sequelize's pool. */
+export interface DialectDriver {
+  run(connection: unknown, statement: Statement, timeoutMs: number): Promise<Rows>;
+  /** True if the connection must not go back to the pool after this error (e.g. client-side timeout). */
+  isBroken(connection: unknown, error: unknown): boolean;
+}
+
+export interface ReleaseNotice {
+  lockId: string;
+  ownerToken: string;
+}
+
+export interface Dialect {
+  readonly name: string;
+  readonly driver: DialectDriver;
+  /** Release statements notify listeners (PostgreSQL LISTEN/NOTIFY); others rely on polling. */
+  readonly notifies: boolean;
+  schemaExtrasSql(names: SchemaNames): string[];
+  dropExtrasSql(names: SchemaNames): string[];
+  statements(names: SchemaNames): DialectStatements;
+  /** Channel to LISTEN on, when `notifies`. */
+  channel?(names: SchemaNames): string;
+  parseNotice?(payload: string): ReleaseNotice | null;
+}
+
+/** Statement builders plus row parsers; one instance per DbMutex (table names baked in). */
+export interface DialectStatements {
+  acquire(p: AcquireParams): Statement;
+  parseAcquire(rows: Rows): AcquiredRow | null;
+  release(lockId: string, ownerToken: string): Statement;
+  /** null: row gone or not ours; otherwise whether it had expired by the database clock. */
+  parseRelease(rows: Rows): { expired: boolean } | null;
+  renew(lockIds: string[], ownerTokens: string[]): Statement;
+  /** Owner tokens that were renewed. */
+  parseRenew(rows: Rows): Set<string>;
+  /** For tokens a renewal missed: which rows still exist (with our token) and have expired. */
+  classify(lockIds: string[], ownerTokens: string[]): Statement;
+  parseClassify(rows: Rows): Set<string>;
+  extend(lockId: string, ownerToken: string, seconds: number | null): Statement;
+  parseExtend(rows: Rows): { expiresAt: Date | null; deadlineAt: Date | null } | null;
+  inspect(lockId: string): Statement;
+  list(p: ListParams): Statement;
+  parseLocks(rows: Rows): LockRow[];
+  counts(filter: string | null): Statement;
+  parseCounts(rows: Rows): { total: number; stale: number };
+  /** Deletes the matching rows and records each in the audit table, atomically. */
+  releaseAudited(where: ReleaseWhere, action: string, operator: string, reason: string | null): Statement[];
+  parseReleased(rows: Rows): EventRow[];
+  events(limit: number, lockId: string | null): Statement;
+  parseEvents(rows: Rows): EventRow[];
+}

@@ -1,0 +1,115 @@
+/**
+ * Error classes of sequelize-db-mutex.
+ *
+ * The two classes the original (django-db-mutex) had are kept distinct on purpose:
+ * `DbMutexError` means "the critical section did not run", `DbMutexTimeoutError` means
+ * "it ran, but the lock may not have protected it the whole time". Neither extends the other
+ * so a `catch` for one never swallows the other.
+ */
+
+/** Why an acquisition was refused. */
+export type DbMutexErrorCode =
+  /** The lock is held by someone else (or by this very call chain: locks are not reentrant). */
+  | 'DB_MUTEX_HELD'
+  /** `waitMs` ran out before the lock became free. */
+  | 'DB_MUTEX_WAIT_TIMEOUT'
+  /** The DbMutex was closed while the call waited or before it started. */
+  | 'DB_MUTEX_CLOSED';
+
+/** Could not acquire the lock; the critical section did not run. */
+export class DbMutexError extends Error {
+  override readonly name = 'DbMutexError';
+  readonly code: DbMutexErrorCode;
+  readonly lockId: string;
+  /** Holder label of the current holder when the database told us (immediate refusal only). */
+  readonly holder: string | undefined;
+  /** When the current holder's lease ends, by the database clock, if it expires at all. */
+  readonly expiresAt: Date | null | undefined;
+  /** How long the call waited before giving up, in milliseconds (0 for an immediate refusal). */
+  readonly waitedMs: number;
+
+  constructor(
+    lockId: string,
+    options: {
+      code?: DbMutexErrorCode;
+      holder?: string;
+      expiresAt?: Date | null;
+      waitedMs?: number;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(`Could not acquire lock: ${lockId}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options.code ?? 'DB_MUTEX_HELD';
+    this.lockId = lockId;
+    this.holder = options.holder;
+    this.expiresAt = options.expiresAt;
+    this.waitedMs = options.waitedMs ?? 0;
+  }
+}
+
+/**
+ * Why a held lock was lost.
+ * - `expired`: the lease or the TTL ran out by the database clock (nobody may have taken it yet).
+ * - `released-by-other`: the row is gone or carries another owner token (operator force-release,
+ *   manual delete, or another process took it over after it expired).
+ * - `unreachable`: renewals kept failing until the lease had run out, so we can no longer be sure.
+ * - `closed`: `mutex.close()` was called while the critical section was still running.
+ */
+export type DbMutexLostReason = 'expired' | 'released-by-other' | 'unreachable' | 'closed';
+
+export const LOST_REASON_TEXT: Readonly<Record<DbMutexLostReason, string>> = {
+  expired: 'the lease or TTL ran out by the database clock',
+  'released-by-other': 'the lock row was removed or taken over by another holder (force-release, delete or takeover)',
+  unreachable: 'renewals failed until the lease ran out (database unreachable?)',
+  closed: 'the DbMutex was closed while the lock was held',
+};
+
+/** The lock expired or was lost before the function completed. */
+export class DbMutexTimeoutError extends Error {
+  override readonly name = 'DbMutexTimeoutError';
+  readonly code = 'DB_MUTEX_LOST' as const;
+  readonly lockId: string;
+  readonly reason: DbMutexLostReason;
+  readonly fencingToken: number;
+  /** The function's return value, when it returned normally. */
+  readonly result: unknown;
+  /** True when the function returned (so `result` is meaningful), false when it threw. */
+  readonly completed: boolean;
+
+  constructor(
+    lockId: string,
+    options: { reason: DbMutexLostReason; fencingToken: number; result?: unknown; completed?: boolean; cause?: unknown },
+  ) {
+    super(
+      `Lock ${lockId} expired before function completed`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.lockId = lockId;
+    this.reason = options.reason;
+    this.fencingToken = options.fencingToken;
+    this.result = options.result;
+    this.completed = options.completed ?? false;
+  }
+}
+
+/** Used as `signal.reason` when a held lock is lost. */
+export class DbMutexLostError extends Error {
+  override readonly name = 'DbMutexLostError';
+  readonly code = 'DB_MUTEX_LOST' as const;
+  constructor(
+    readonly lockId: string,
+    readonly reason: DbMutexLostReason,
+    options?: { cause?: unknown },
+  ) {
+    super(`Lock ${lockId} was lost: ${LOST_REASON_TEXT[reason]}`, options);
+  }
+}
+
+/** The configured dialect is not one this library supports. */
+export class DbMutexUnsupportedDialectError extends Error {
+  override readonly name = 'DbMutexUnsupportedDialectError';
+  readonly code = 'DB_MUTEX_UNSUPPORTED_DIALECT' as const;
+  constructor(readonly dialect: string, supported: readonly string[]) {
+    super(`sequelize-db-mutex does not support the "${dialect}" dialect; supported: ${supported.join(', ')}`);
+  }
+}

@@ -1,0 +1,18 @@
+/**
+ * sequelize-db-mutex: database-backed mutex locks for Sequelize v6.
+ * This file is the whole public surface; everything else is internal.
+ */
+export { initDbMutex, getDefaultDbMutex } from './default-mutex';
+export { DbMutex } from './db-mutex';
+export type { DbMutexEvents, ListOptions, ForceReleaseOptions, ForceReleaseResult } from './db-mutex';
+export { withDbMutex, dbMutex } from './with-db-mutex';
+export type { WithDbMutexOptions, DbMutexWrapperOptions } from './with-db-mutex';
+export type { DbMutexHeldLock } from './lease';
+export { DbMutexError, DbMutexTimeoutError, DbMutexLostError, DbMutexUnsupportedDialectError } from './errors';
+export type { DbMutexErrorCode, DbMutexLostReason } from './errors';
+export { DbMutexLock, DbMutexEvent, createSchema, dropSchema, DEFAULT_SCHEMA_NAMES } from './schema';
+export type { SchemaNames } from './schema';
+export type { LockRow, EventRow } from './dialects/types';
+export { SUPPORTED_DIALECTS } from './dialects';
+export type { DbMutexOptions, AcquireOptions } from './options';
+export { MAX_LOCK_ID_LENGTH } from './options';

@@ -1,0 +1,219 @@
+/**
+ * Option types, their defaults, and the validation that runs before any SQL.
+ * Programmer mistakes are TypeError/RangeError naming the parameter; they are thrown before
+ * a connection is taken, so rejected input never writes anything.
+ */
+import { hostname } from 'node:os';
+import type { Transaction } from 'sequelize';
+
+/** Longest lock id, in characters (Unicode code points), as stored in the `lock_id` column. */
+export const MAX_LOCK_ID_LENGTH = 255;
+/** Longest holder label, in characters. */
+export const MAX_HOLDER_LENGTH = 255;
+/** Upper bound for any seconds option: about 100 years, far past anything meaningful, below overflow. */
+export const MAX_SECONDS = 3_153_600_000;
+/** Upper bound for waitMs: 24 days, the largest delay Node timers accept. */
+export const MAX_WAIT_MS = 2_147_483_647;
+
+/** Options of `initDbMutex`; each is also the default for every acquisition made through that DbMutex. */
+export interface DbMutexOptions {
+  /**
+   * Hard cap on how long one acquisition may hold the lock, in seconds, counted from acquisition by the
+   * database clock. `null` means never expire (beware). Default: env `DB_MUTEX_TTL_SECONDS`
+   * (`none` means never) when set, else 1800 (30 minutes, as in django-db-mutex).
+   */
+  ttlSeconds?: number | null;
+  /** Lease renewed by the heartbeat, in seconds. A crashed holder frees the lock within one lease. Default 60. */
+  leaseSeconds?: number;
+  /** Renew the lease in the background while the lock is held. `false` = one expiry at the TTL. Default true. */
+  heartbeat?: boolean;
+  /** How long an acquisition waits for a held lock, in milliseconds. Default 0 (fail at once). */
+  waitMs?: number;
+  /** Base interval of the jittered polling used while waiting, in milliseconds. Default 500. */
+  pollIntervalMs?: number;
+  /** Client-side limit for one lock statement, in milliseconds; a slower statement fails. Default 10000. */
+  statementTimeoutMs?: number;
+  /** Label stored with each lock, shown to operators. Default `<hostname>:<pid>`. */
+  holder?: string;
+  /** Table of the locks. Default `db_mutex_locks`. */
+  tableName?: string;
+  /** Table of the audit trail (force-releases). Default `db_mutex_events`. */
+  eventsTableName?: string;
+  /** Make this DbMutex the default of the top-level helpers. Default true. */
+  setDefault?: boolean;
+}
+
+/** Per-acquisition options. */
+export interface AcquireOptions {
+  ttlSeconds?: number | null;
+  leaseSeconds?: number;
+  heartbeat?: boolean;
+  waitMs?: number;
+  holder?: string;
+  /** Cancels waiting (and only waiting) when aborted. */
+  signal?: AbortSignal;
+  /**
+   * Accepted for clarity and ignored: lock statements never join an ambient transaction,
+   * they always run on their own connection (see the README's guarantees).
+   */
+  transaction?: Transaction | null;
+}
+
+export interface ResolvedDbMutexOptions {
+  readonly ttlSeconds: number | null;
+  readonly leaseSeconds: number;
+  readonly heartbeat: boolean;
+  readonly waitMs: number;
+  readonly pollIntervalMs: number;
+  readonly statementTimeoutMs: number;
+  readonly holder: string;
+  readonly tableName: string;
+  readonly eventsTableName: string;
+  readonly setDefault: boolean;
+}
+
+export interface ResolvedAcquireOptions {
+  readonly ttlSeconds: number | null;
+  /** null when the heartbeat is off: the row's expiry is then the TTL itself. */
+  readonly leaseSeconds: number | null;
+  readonly waitMs: number;
+  readonly holder: string;
+  readonly signal: AbortSignal | undefined;
+}
+
+export const DEFAULT_TTL_SECONDS = 1800;
+export const DEFAULT_LEASE_SECONDS = 60;
+
+/** Reads `DB_MUTEX_TTL_SECONDS` the way the original read its Django setting. */
+export function ttlFromEnv(env: NodeJS.ProcessEnv = process.env): number | null | undefined {
+  const raw = env.DB_MUTEX_TTL_SECONDS;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  if (raw.trim().toLowerCase() === 'none') return null;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0 || n > MAX_SECONDS) {
+    throw new RangeError(
+      `DB_MUTEX_TTL_SECONDS must be a positive number of seconds or "none", got ${JSON.stringify(raw)}`,
+    );
+  }
+  return n;
+}
+
+export function validateLockId(lockId: unknown, parameter = 'lockId'): string {
+  if (typeof lockId !== 'string') {
+    throw new TypeError(`${parameter} must be a string, got ${describe(lockId)}`);
+  }
+  if (lockId.length === 0) throw new TypeError(`${parameter} must not be empty`);
+  if (lockId.includes('\0')) throw new TypeError(`${parameter} must not contain a NUL character`);
+  // A lone surrogate would be replaced by U+FFFD on the wire, so the stored id would differ from the
+  // one the caller holds and release would miss its own row.
+  if (!lockId.isWellFormed()) throw new TypeError(`${parameter} must be well-formed Unicode (no lone surrogates)`);
+  if (codePointLength(lockId) > MAX_LOCK_ID_LENGTH) {
+    throw new RangeError(`${parameter} must be at most ${MAX_LOCK_ID_LENGTH} characters, got ${codePointLength(lockId)}`);
+  }
+  return lockId;
+}
+
+export function validateHolder(holder: unknown, parameter = 'holder'): string {
+  if (typeof holder !== 'string') throw new TypeError(`${parameter} must be a string, got ${describe(holder)}`);
+  if (holder.includes('\0')) throw new TypeError(`${parameter} must not contain a NUL character`);
+  if (!holder.isWellFormed()) throw new TypeError(`${parameter} must be well-formed Unicode`);
+  if (codePointLength(holder) > MAX_HOLDER_LENGTH) {
+    throw new RangeError(`${parameter} must be at most ${MAX_HOLDER_LENGTH} characters`);
+  }
+  return holder;
+}
+
+export function validateSeconds(value: unknown, parameter: string, { allowNull }: { allowNull: boolean }): number | null {
+  if (value === null && allowNull) return null;
+  if (typeof value !== 'number') {
+    throw new TypeError(`${parameter} must be a number${allowNull ? ' or null' : ''}, got ${describe(value)}`);
+  }
+  if (!Number.isFinite(value) || value <= 0 || value > MAX_SECONDS) {
+    throw new RangeError(`${parameter} must be a finite number of seconds > 0 and <= ${MAX_SECONDS}, got ${value}`);
+  }
+  return value;
+}
+
+export function validateMs(value: unknown, parameter: string, { min }: { min: number }): number {
+  if (typeof value !== 'number') throw new TypeError(`${parameter} must be a number, got ${describe(value)}`);
+  if (Number.isNaN(value) || value < min || value > MAX_WAIT_MS) {
+    throw new RangeError(`${parameter} must be between ${min} and ${MAX_WAIT_MS} milliseconds, got ${value}`);
+  }
+  return value;
+}
+
+function validateBoolean(value: unknown, parameter: string): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${parameter} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,39}$/;
+
+function validateTableName(value: unknown, parameter: string): string {
+  if (typeof value !== 'string' || !IDENTIFIER.test(value)) {
+    // Kept short and plain so derived names (sequence, indexes) stay within every dialect's 63/64 limits
+    // and need no quoting rules beyond the dialect's own.
+    throw new TypeError(`${parameter} must match ${IDENTIFIER.source}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function defaultHolder(): string {
+  return `${hostname()}:${process.pid}`;
+}
+
+export function resolveDbMutexOptions(options: DbMutexOptions = {}): ResolvedDbMutexOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  const ttl = options.ttlSeconds !== undefined ? options.ttlSeconds : ttlFromEnv();
+  const tableName = validateTableName(options.tableName ?? 'db_mutex_locks', 'tableName');
+  return Object.freeze({
+    ttlSeconds: ttl === undefined ? DEFAULT_TTL_SECONDS : validateSeconds(ttl, 'ttlSeconds', { allowNull: true }),
+    leaseSeconds: validateSeconds(options.leaseSeconds ?? DEFAULT_LEASE_SECONDS, 'leaseSeconds', { allowNull: false }) as number,
+    heartbeat: validateBoolean(options.heartbeat ?? true, 'heartbeat'),
+    waitMs: validateMs(options.waitMs ?? 0, 'waitMs', { min: 0 }),
+    pollIntervalMs: validateMs(options.pollIntervalMs ?? 500, 'pollIntervalMs', { min: 1 }),
+    statementTimeoutMs: validateMs(options.statementTimeoutMs ?? 10_000, 'statementTimeoutMs', { min: 1 }),
+    holder: validateHolder(options.holder ?? defaultHolder()),
+    tableName,
+    eventsTableName: validateTableName(options.eventsTableName ?? 'db_mutex_events', 'eventsTableName'),
+    setDefault: validateBoolean(options.setDefault ?? true, 'setDefault'),
+  });
+}
+
+export function resolveAcquireOptions(defaults: ResolvedDbMutexOptions, options: AcquireOptions = {}): ResolvedAcquireOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  const ttlSeconds =
+    options.ttlSeconds === undefined ? defaults.ttlSeconds : validateSeconds(options.ttlSeconds, 'ttlSeconds', { allowNull: true });
+  const heartbeat = options.heartbeat === undefined ? defaults.heartbeat : validateBoolean(options.heartbeat, 'heartbeat');
+  const leaseSeconds =
+    options.leaseSeconds === undefined
+      ? defaults.leaseSeconds
+      : (validateSeconds(options.leaseSeconds, 'leaseSeconds', { allowNull: false }) as number);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError(`signal must be an AbortSignal, got ${describe(options.signal)}`);
+  }
+  return {
+    ttlSeconds,
+    leaseSeconds: heartbeat ? leaseSeconds : null,
+    waitMs: options.waitMs === undefined ? defaults.waitMs : validateMs(options.waitMs, 'waitMs', { min: 0 }),
+    holder: options.holder === undefined ? defaults.holder : validateHolder(options.holder),
+    signal: options.signal,
+  };
+}
+
+export function codePointLength(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return `${typeof value} ${String(value)}`;
+  if (typeof value === 'string') return `string of length ${value.length}`;
+  return typeof value;
+}

@@ -1,0 +1,163 @@
+/**
+ * The one source of truth for the schema. The sequelize-cli migration, `mutex.sync()` and a host
+ * app's `sequelize.sync()` all build the tables from these definitions, so they cannot drift
+ * (test/schema.test.ts compares the migration's result with sync's, column by column).
+ */
+import { DataTypes, Model, type ModelAttributes, type ModelStatic, type QueryInterface, type Sequelize } from 'sequelize';
+import { dialectFor } from './dialects';
+
+/** The DbMutexLock model: one row per lock currently held (or expired and not yet taken over). */
+export class DbMutexLock extends Model {
+  declare lockId: string;
+  declare ownerToken: string;
+  declare fencingToken: string;
+  declare holder: string;
+  declare hostname: string;
+  declare pid: number;
+  declare acquiredAt: Date;
+  declare expiresAt: Date | null;
+  declare deadlineAt: Date | null;
+  declare heartbeatAt: Date;
+  declare leaseSeconds: number | null;
+}
+
+/** The DbMutexEvent model: the audit trail of force-releases and purges. */
+export class DbMutexEvent extends Model {
+  declare id: string;
+  declare action: string;
+  declare lockId: string;
+  declare fencingToken: string;
+  declare holder: string;
+  declare hostname: string;
+  declare pid: number;
+  declare acquiredAt: Date;
+  declare ageSeconds: number;
+  declare operator: string;
+  declare reason: string | null;
+  declare createdAt: Date;
+}
+
+export interface SchemaNames {
+  tableName: string;
+  eventsTableName: string;
+}
+
+export const DEFAULT_SCHEMA_NAMES: Readonly<SchemaNames> = Object.freeze({
+  tableName: 'db_mutex_locks',
+  eventsTableName: 'db_mutex_events',
+});
+
+export function lockAttributes(): ModelAttributes {
+  return {
+    // The primary key is the lock id itself: uniqueness is what makes the acquire statement atomic.
+    lockId: { type: DataTypes.STRING(255), primaryKey: true, allowNull: false, field: 'lock_id' },
+    ownerToken: { type: DataTypes.UUID, allowNull: false, field: 'owner_token' },
+    fencingToken: { type: DataTypes.BIGINT, allowNull: false, field: 'fencing_token' },
+    holder: { type: DataTypes.STRING(255), allowNull: false, field: 'holder' },
+    hostname: { type: DataTypes.STRING(255), allowNull: false, field: 'hostname' },
+    pid: { type: DataTypes.INTEGER, allowNull: false, field: 'pid' },
+    acquiredAt: { type: DataTypes.DATE(6), allowNull: false, field: 'acquired_at' },
+    // NULL = never expires (ttlSeconds null and no heartbeat).
+    expiresAt: { type: DataTypes.DATE(6), allowNull: true, field: 'expires_at' },
+    // Hard cap from ttlSeconds; the heartbeat never renews past it. NULL = no cap.
+    deadlineAt: { type: DataTypes.DATE(6), allowNull: true, field: 'deadline_at' },
+    heartbeatAt: { type: DataTypes.DATE(6), allowNull: false, field: 'heartbeat_at' },
+    // NULL = heartbeat off for this acquisition.
+    leaseSeconds: { type: DataTypes.DOUBLE, allowNull: true, field: 'lease_seconds' },
+  };
+}
+
+export function eventAttributes(): ModelAttributes {
+  return {
+    id: { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true, allowNull: false, field: 'id' },
+    action: { type: DataTypes.STRING(32), allowNull: false, field: 'action' },
+    lockId: { type: DataTypes.STRING(255), allowNull: false, field: 'lock_id' },
+    fencingToken: { type: DataTypes.BIGINT, allowNull: false, field: 'fencing_token' },
+    holder: { type: DataTypes.STRING(255), allowNull: false, field: 'holder' },
+    hostname: { type: DataTypes.STRING(255), allowNull: false, field: 'hostname' },
+    pid: { type: DataTypes.INTEGER, allowNull: false, field: 'pid' },
+    acquiredAt: { type: DataTypes.DATE(6), allowNull: false, field: 'acquired_at' },
+    ageSeconds: { type: DataTypes.DOUBLE, allowNull: false, field: 'age_seconds' },
+    operator: { type: DataTypes.STRING(255), allowNull: false, field: 'operator' },
+    reason: { type: DataTypes.STRING(1000), allowNull: true, field: 'reason' },
+    createdAt: { type: DataTypes.DATE(6), allowNull: false, field: 'created_at' },
+  };
+}
+
+/** Index names are derived from the table name so two DbMutex tables can live in one database. */
+export function lockIndexes(names: SchemaNames) {
+  // Oldest-first listing with keyset pagination (dashboard, CLI) walks this index.
+  return [{ name: `${names.tableName}_acquired_idx`, fields: ['acquired_at', 'lock_id'] }];
+}
+
+export function eventIndexes(names: SchemaNames) {
+  return [{ name: `${names.eventsTableName}_lock_idx`, fields: ['lock_id', 'id'] }];
+}
+
+export interface DefinedModels {
+  Lock: ModelStatic<DbMutexLock>;
+  Event: ModelStatic<DbMutexEvent>;
+}
+
+/**
+ * Defines both models on the given Sequelize instance. Each DbMutex gets its own subclasses, so
+ * several instances (several databases) can coexist; `instanceof DbMutexLock` holds for all.
+ */
+export function defineModels(sequelize: Sequelize, names: SchemaNames): DefinedModels {
+  const dialect = dialectFor(sequelize);
+  const Lock = class extends DbMutexLock {};
+  Lock.init(lockAttributes(), {
+    sequelize,
+    modelName: 'DbMutexLock',
+    tableName: names.tableName,
+    timestamps: false,
+    indexes: lockIndexes(names),
+    hooks: {
+      // A host app's sequelize.sync() runs this too, so it creates exactly what the migration creates.
+      afterSync: async () => {
+        for (const sql of dialect.schemaExtrasSql(names)) await sequelize.query(sql, { raw: true });
+      },
+    },
+  });
+  const Event = class extends DbMutexEvent {};
+  Event.init(eventAttributes(), {
+    sequelize,
+    modelName: 'DbMutexEvent',
+    tableName: names.eventsTableName,
+    timestamps: false,
+    indexes: eventIndexes(names),
+  });
+  return { Lock, Event };
+}
+
+/** What the migration's `up` does. */
+export async function createSchema(queryInterface: QueryInterface, names: SchemaNames = DEFAULT_SCHEMA_NAMES): Promise<void> {
+  const sequelize = queryInterface.sequelize;
+  const dialect = dialectFor(sequelize);
+  await queryInterface.createTable(names.tableName, fieldAttributes(lockAttributes()));
+  for (const index of lockIndexes(names)) await queryInterface.addIndex(names.tableName, index.fields, { name: index.name });
+  for (const sql of dialect.schemaExtrasSql(names)) await sequelize.query(sql, { raw: true });
+  await queryInterface.createTable(names.eventsTableName, fieldAttributes(eventAttributes()));
+  for (const index of eventIndexes(names)) {
+    await queryInterface.addIndex(names.eventsTableName, index.fields, { name: index.name });
+  }
+}
+
+/** What the migration's `down` does. */
+export async function dropSchema(queryInterface: QueryInterface, names: SchemaNames = DEFAULT_SCHEMA_NAMES): Promise<void> {
+  const sequelize = queryInterface.sequelize;
+  const dialect = dialectFor(sequelize);
+  await queryInterface.dropTable(names.eventsTableName);
+  await queryInterface.dropTable(names.tableName);
+  for (const sql of dialect.dropExtrasSql(names)) await sequelize.query(sql, { raw: true });
+}
+
+/** queryInterface.createTable wants column names as keys; the models use camelCase keys with `field`. */
+function fieldAttributes(attributes: ModelAttributes): ModelAttributes {
+  const out: ModelAttributes = {};
+  for (const [, definition] of Object.entries(attributes)) {
+    const { field, ...rest } = definition as { field: string };
+    out[field] = rest as ModelAttributes[string];
+  }
+  return out;
+}

@@ -1,0 +1,93 @@
+/** The critical-section helpers: `withDbMutex` and its wrapper/decorator form `dbMutex`. */
+import { getDefaultDbMutex } from './default-mutex';
+import type { DbMutex } from './db-mutex';
+import { DbMutexError } from './errors';
+import type { DbMutexHeldLock, Lease } from './lease';
+import type { AcquireOptions } from './options';
+
+export interface WithDbMutexOptions extends AcquireOptions {
+  /** Which DbMutex; default the one from `initDbMutex`. */
+  mutex?: DbMutex;
+}
+
+/**
+ * Acquires `lockId`, runs `fn(lock)`, releases in every case and returns fn's result.
+ * - Lock held (or `waitMs` ran out): DbMutexError, fn does not run.
+ * - Lock expired or lost before fn completed: DbMutexTimeoutError after fn settles, with fn's result
+ *   on `.result` (if it returned) or fn's error as `cause` (if it threw).
+ */
+export async function withDbMutex<T>(
+  lockId: string,
+  fn: (lock: DbMutexHeldLock) => T | Promise<T>,
+  options: WithDbMutexOptions = {},
+): Promise<T> {
+  if (typeof fn !== 'function') throw new TypeError('fn must be a function');
+  const { mutex, ...acquireOptions } = options ?? {};
+  const target = mutex ?? getDefaultDbMutex();
+  const lock = (await target.acquire(lockId, acquireOptions)) as Lease;
+  let result: T | undefined;
+  let failure: { error: unknown } | null = null;
+  try {
+    result = await fn(lock);
+  } catch (error) {
+    failure = { error };
+  }
+  let lost;
+  try {
+    lost = await lock.settle();
+  } catch (releaseError) {
+    // The release statement itself failed (database error). The body's error matters more.
+    if (failure) throw failure.error;
+    throw releaseError;
+  }
+  if (lost) {
+    throw lock.timeoutError(lost, failure ? { cause: failure.error, completed: false } : { result, completed: true });
+  }
+  if (failure) throw failure.error;
+  return result as T;
+}
+
+export interface DbMutexWrapperOptions<A extends unknown[]> extends WithDbMutexOptions {
+  /**
+   * Like the original's `suppress_acquisition_exceptions`: when the lock cannot be acquired, do not
+   * run and resolve to undefined instead of throwing DbMutexError. Never suppresses DbMutexTimeoutError.
+   */
+  suppressAcquisitionErrors?: boolean;
+  /** Called with the suppressed DbMutexError and the call's arguments. */
+  onSuppressed?: (error: DbMutexError, args: A) => void;
+}
+
+type LockIdSource<A extends unknown[]> = string | ((...args: A) => string);
+
+/**
+ * Wrapper form: `dbMutex('nightly')(fn)` returns a function with fn's parameters that runs fn under
+ * the lock. The lock id may be a function of the call's arguments. Also works as a standard
+ * (TypeScript 5) method decorator: `@dbMutex('report') async run() {…}`.
+ */
+export function dbMutex<A extends unknown[] = unknown[]>(
+  lockId: LockIdSource<A>,
+  options: DbMutexWrapperOptions<A> = {},
+) {
+  if (typeof lockId !== 'string' && typeof lockId !== 'function') {
+    throw new TypeError('lockId must be a string or a function of the call arguments');
+  }
+  const { suppressAcquisitionErrors = false, onSuppressed, ...lockOptions } = options;
+  return function wrap<This, R>(
+    fn: (this: This, ...args: A) => R | Promise<R>,
+    _context?: ClassMethodDecoratorContext<This, (this: This, ...args: A) => R | Promise<R>>,
+  ): (this: This, ...args: A) => Promise<R> {
+    if (typeof fn !== 'function') throw new TypeError('dbMutex(...) must wrap a function');
+    return async function locked(this: This, ...args: A): Promise<R> {
+      const id = typeof lockId === 'function' ? lockId(...args) : lockId;
+      try {
+        return await withDbMutex(id, () => fn.apply(this, args), lockOptions);
+      } catch (error) {
+        if (suppressAcquisitionErrors && error instanceof DbMutexError) {
+          onSuppressed?.(error, args);
+          return undefined as R;
+        }
+        throw error;
+      }
+    };
+  };
+}
