@@ -47,38 +47,34 @@ export async function withDbMutex<T>(
   return result as T;
 }
 
-export interface DbMutexWrapperOptions<A extends unknown[]> extends WithDbMutexOptions {
+export interface DbMutexWrapperOptions extends WithDbMutexOptions {
   /**
    * Like the original's `suppress_acquisition_exceptions`: when the lock cannot be acquired, do not
    * run and resolve to undefined instead of throwing DbMutexError. Never suppresses DbMutexTimeoutError.
    */
   suppressAcquisitionErrors?: boolean;
   /** Called with the suppressed DbMutexError and the call's arguments. */
-  onSuppressed?: (error: DbMutexError, args: A) => void;
+  onSuppressed?: (error: DbMutexError, args: unknown[]) => void;
 }
-
-type LockIdSource<A extends unknown[]> = string | ((...args: A) => string);
 
 /**
  * Wrapper form: `dbMutex('nightly')(fn)` returns a function with fn's parameters that runs fn under
  * the lock. The lock id may be a function of the call's arguments. Also works as a standard
  * (TypeScript 5) method decorator: `@dbMutex('report') async run() {…}`.
  */
-export function dbMutex<A extends unknown[] = unknown[]>(
-  lockId: LockIdSource<A>,
-  options: DbMutexWrapperOptions<A> = {},
-) {
+export function dbMutex<K extends unknown[] = unknown[]>(lockId: string | ((...args: K) => string), options: DbMutexWrapperOptions = {}) {
   if (typeof lockId !== 'string' && typeof lockId !== 'function') {
     throw new TypeError('lockId must be a string or a function of the call arguments');
   }
   const { suppressAcquisitionErrors = false, onSuppressed, ...lockOptions } = options;
-  return function wrap<This, R>(
+  // The wrapped function's own parameter types flow through; a lock-id function receives the same arguments.
+  return function wrap<This, A extends unknown[], R>(
     fn: (this: This, ...args: A) => R | Promise<R>,
     _context?: ClassMethodDecoratorContext<This, (this: This, ...args: A) => R | Promise<R>>,
   ): (this: This, ...args: A) => Promise<R> {
     if (typeof fn !== 'function') throw new TypeError('dbMutex(...) must wrap a function');
     return async function locked(this: This, ...args: A): Promise<R> {
-      const id = typeof lockId === 'function' ? lockId(...args) : lockId;
+      const id = typeof lockId === 'function' ? lockId(...(args as unknown[] as K)) : lockId;
       try {
         return await withDbMutex(id, () => fn.apply(this, args), lockOptions);
       } catch (error) {

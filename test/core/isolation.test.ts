@@ -1,0 +1,106 @@
+import { Transaction } from 'sequelize';
+import type { DbMutex } from '../../src';
+import { DbMutexError, initDbMutex, withDbMutex } from '../../src';
+import { TestContext } from '../helpers/db';
+
+let ctx: TestContext;
+let mutex: DbMutex;
+const statements: string[] = [];
+
+beforeAll(async () => {
+  ctx = await TestContext.create();
+  mutex = await ctx.mutex({}, { logging: (sql: string) => statements.push(sql) });
+});
+afterAll(() => ctx.cleanup());
+beforeEach(() => {
+  statements.length = 0;
+});
+
+const lockStatements = () => statements.filter((s) => s.startsWith('Executing (db-mutex)'));
+
+describe('statements and connections', () => {
+  it('acquires with one SQL statement and releases with one SQL statement', async () => {
+    const lock = await mutex.acquire('counted');
+    expect(lockStatements()).toHaveLength(1);
+    expect(lockStatements()[0]).toMatch(/INSERT INTO .* ON CONFLICT/);
+    await lock.release();
+    expect(lockStatements()).toHaveLength(2);
+    expect(lockStatements()[1]).toMatch(/DELETE FROM/);
+  });
+
+  it('acquires outside an ambient transaction: a rival connection sees the lock before the transaction commits, and a rollback keeps it', async () => {
+    const sequelize = mutex.sequelize;
+    const observer = await ctx.client();
+    let lockToken = 0;
+    await sequelize
+      .transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED }, async (t) => {
+        // Make the transaction real (it holds a connection and has written nothing visible yet).
+        await sequelize.query('SELECT 1', { transaction: t });
+        const lock = await mutex.acquire('in-transaction', { transaction: t });
+        lockToken = lock.fencingToken;
+        const seen = await observer.query(`SELECT fencing_token::int AS t FROM db_mutex_locks WHERE lock_id = 'in-transaction'`);
+        expect(seen.rows[0]?.t).toBe(lock.fencingToken);
+        const rival = await ctx.mutex();
+        await expect(rival.acquire('in-transaction')).rejects.toBeInstanceOf(DbMutexError);
+        throw new Error('roll the transaction back');
+      })
+      .catch((e: Error) => expect(e.message).toBe('roll the transaction back'));
+    const after = await observer.query(`SELECT fencing_token::int AS t FROM db_mutex_locks WHERE lock_id = 'in-transaction'`);
+    expect(after.rows[0]?.t).toBe(lockToken);
+    await mutex.forceRelease({ lockId: 'in-transaction', operator: 'test' });
+  });
+
+  it('rejects bad input with TypeError or RangeError naming the parameter, before any SQL, writing nothing', async () => {
+    const cases: [unknown, Record<string, unknown>, RegExp, typeof TypeError][] = [
+      [42, {}, /lockId must be a string/, TypeError],
+      [null, {}, /lockId must be a string/, TypeError],
+      ['', {}, /lockId must not be empty/, TypeError],
+      ['x'.repeat(256), {}, /lockId must be at most 255/, RangeError],
+      ['nul\0byte', {}, /lockId must not contain a NUL/, TypeError],
+      ['\ud800lone', {}, /lockId must be well-formed/, TypeError],
+      ['ok', { ttlSeconds: -1 }, /ttlSeconds/, RangeError],
+      ['ok', { ttlSeconds: NaN }, /ttlSeconds/, RangeError],
+      ['ok', { ttlSeconds: Infinity }, /ttlSeconds/, RangeError],
+      ['ok', { ttlSeconds: '10' }, /ttlSeconds must be a number/, TypeError],
+      ['ok', { leaseSeconds: 0 }, /leaseSeconds/, RangeError],
+      ['ok', { waitMs: -5 }, /waitMs/, RangeError],
+      ['ok', { holder: 'h'.repeat(300) }, /holder/, RangeError],
+    ];
+    for (const [lockId, options, message, type] of cases) {
+      const error = await mutex.acquire(lockId as string, options).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(type);
+      expect((error as Error).message).toMatch(message);
+      const viaHelper = await withDbMutex(lockId as string, () => 1, { mutex, ...options }).catch((e: unknown) => e);
+      expect(viaHelper).toBeInstanceOf(type);
+    }
+    expect(lockStatements()).toHaveLength(0);
+    expect(await mutex.list()).toEqual([]);
+  });
+
+  it('accepts a 255-character lock id made of multi-byte characters', async () => {
+    const id = '锁'.repeat(254) + '🔒';
+    await withDbMutex(id, async () => {
+      const [row] = await mutex.list({ filter: '🔒' });
+      expect(row?.lockId).toBe(id);
+    }, { mutex });
+  });
+
+  it('keeps several DbMutex instances on separate tables apart', async () => {
+    const other = await ctx.mutex({ tableName: 'other_locks', eventsTableName: 'other_events' });
+    const a = await mutex.acquire('shared-name');
+    const b = await other.acquire('shared-name');
+    expect((await other.list()).map((r) => r.lockId)).toEqual(['shared-name']);
+    await a.release();
+    await b.release();
+  });
+
+  it('makes the instance from initDbMutex the default used by withDbMutex', async () => {
+    const sequelize = ctx.sequelize();
+    const defaulted = initDbMutex(sequelize, { tableName: 'default_locks', eventsTableName: 'default_events' });
+    await defaulted.sync();
+    await withDbMutex('via-default', async () => {
+      expect((await defaulted.list()).map((r) => r.lockId)).toEqual(['via-default']);
+    });
+    await defaulted.close();
+  });
+});
