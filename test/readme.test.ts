@@ -1,6 +1,6 @@
 /** The README's quick start runs as written (transpiled from TypeScript, against the test database). */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import ts from 'typescript';
@@ -25,7 +25,12 @@ it('runs the README quick start as written', async () => {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `quickstart-${process.pid}.mjs`);
   writeFileSync(file, js);
-  const { stdout } = await run(process.execPath, [file], { env: { ...process.env, DATABASE_URL: db.url } });
+  let stdout: string;
+  try {
+    ({ stdout } = await run(process.execPath, [file], { env: { ...process.env, DATABASE_URL: db.url } }));
+  } finally {
+    rmSync(file, { force: true });
+  }
   expect(stdout).toMatch(/running with fencing token \d+/);
   expect(stdout).toContain('sent invoices for 42');
 });
