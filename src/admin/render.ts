@@ -1,0 +1,78 @@
+/**
+ * The router's own templates and static files, read from the package's `views/` folder by absolute
+ * path. Nothing here uses `res.render` or `express.static`, so the host app's `view engine`, `views`
+ * and static settings neither matter nor change.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import ejs from 'ejs';
+
+/** src/admin and dist/admin are both two levels below the package root, next to `views/`. */
+export const VIEWS_DIR = path.join(__dirname, '..', '..', 'views');
+
+export type TemplateName = 'layout' | 'dashboard' | 'confirm-release' | 'confirm-release-stale' | 'error';
+
+const compiled = new Map<TemplateName, ejs.TemplateFunction>();
+
+function template(name: TemplateName): ejs.TemplateFunction {
+  let fn = compiled.get(name);
+  if (!fn) {
+    const filename = path.join(VIEWS_DIR, `${name}.ejs`);
+    // Compiled once per process into our own map (not ejs's global cache, which the host may clear or share).
+    fn = ejs.compile(readFileSync(filename, 'utf8'), { filename, strict: false });
+    compiled.set(name, fn);
+  }
+  return fn;
+}
+
+export interface LayoutData {
+  title: string;
+  base: string;
+  assets: AssetUrls;
+  /** Seconds between automatic reloads of `refreshUrl`; 0 = off. */
+  refreshSeconds: number;
+  refreshUrl: string;
+}
+
+/** Renders a page template, then wraps it in the layout (head, header, static asset links). */
+export function renderPage(name: Exclude<TemplateName, 'layout'>, layout: LayoutData, data: Record<string, unknown>): string {
+  const body = template(name)({ ...data, base: layout.base });
+  return template('layout')({ ...layout, body });
+}
+
+export interface StaticAsset {
+  body: Buffer;
+  type: string;
+  /** Short content hash, appended to the asset URL so browsers may cache it for good. */
+  version: string;
+}
+
+export interface AssetUrls {
+  css: string;
+  js: string;
+}
+
+const STATIC_FILES: Record<string, string> = {
+  'dashboard.css': 'text/css; charset=utf-8',
+  'dashboard.js': 'text/javascript; charset=utf-8',
+};
+
+let assets: Map<string, StaticAsset> | null = null;
+
+export function staticAssets(): Map<string, StaticAsset> {
+  if (!assets) {
+    assets = new Map();
+    for (const [file, type] of Object.entries(STATIC_FILES)) {
+      const body = readFileSync(path.join(VIEWS_DIR, 'static', file));
+      assets.set(file, { body, type, version: createHash('sha256').update(body).digest('hex').slice(0, 12) });
+    }
+  }
+  return assets;
+}
+
+export function assetUrls(base: string): AssetUrls {
+  const files = staticAssets();
+  const url = (file: string) => `${base}/static/${file}?v=${files.get(file)?.version ?? ''}`;
+  return { css: url('dashboard.css'), js: url('dashboard.js') };
+}

@@ -1,0 +1,190 @@
+/**
+ * The dashboard in a real headless Chromium: seeded locks on a real database, a force-release through
+ * the confirmation page (with and without JavaScript), the audit entry, the CSP-compliant auto-refresh
+ * script, and a phone-width layout. Saves a screenshot to test/artifacts/dashboard.png; with
+ * DB_MUTEX_UPDATE_SCREENSHOT=1 also to docs/dashboard.png (the one the README shows).
+ */
+import { copyFileSync, mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import express from 'express';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import type { Client } from 'pg';
+import { createDbMutexAdminRouter, type DbMutex, type DbMutexHeldLock } from '../src';
+import { TestContext } from './helpers/db';
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const ARTIFACTS = path.join(__dirname, 'artifacts');
+
+let ctx: TestContext;
+let sql: Client;
+let server: Server;
+let browser: Browser;
+let base: string;
+const locks: Record<string, DbMutexHeldLock> = {};
+
+/** Acquires through its own DbMutex (a "job process" with its own holder label), then makes the row look lived-in. */
+async function seed(key: string, lockId: string, holder: string, options: Parameters<DbMutex['acquire']>[1], host: string, pid: number, set: string) {
+  const jobs = await ctx.mutex({ holder });
+  locks[key] = await jobs.acquire(lockId, options);
+  await sql.query(`UPDATE db_mutex_locks SET hostname = $2, pid = $3, ${set} WHERE lock_id = $1`, [lockId, host, pid]);
+}
+
+beforeAll(async () => {
+  ctx = await TestContext.create();
+  sql = await ctx.client();
+  const dashboardMutex = await ctx.mutex();
+  // Realistic seed data: ages and heartbeats are moved back in time by the database clock.
+  await seed('nightly', 'reports/nightly-export', 'report-runner', { leaseSeconds: 600 }, 'batch-02', 28817,
+    `acquired_at = now() - interval '2 hours 14 min 9 s', heartbeat_at = now() - interval '7 min 3 s',
+     expires_at = now() + interval '2 min 57 s'`);
+  await seed('crm', 'imports/crm-sync', 'crm-sync', { heartbeat: false, ttlSeconds: 1800 }, 'worker-3b81', 5150,
+    `acquired_at = now() - interval '47 min 31 s', heartbeat_at = now() - interval '47 min 31 s',
+     expires_at = now() - interval '17 min 31 s', deadline_at = now() - interval '17 min 31 s'`);
+  await seed('billing', 'billing/invoice-run:2026-11', 'billing-worker', {}, 'worker-7f9c2', 4121,
+    `acquired_at = now() - interval '23 min 12 s', heartbeat_at = now() - interval '12 s', expires_at = now() + interval '48 s'`);
+  await seed('search', 'search-index/rebuild products', 'indexer', {}, 'search-01', 911,
+    `acquired_at = now() - interval '6 min 40 s', heartbeat_at = now() - interval '4 s', expires_at = now() + interval '56 s'`);
+  await seed('mail', 'mail/weekly-digest:zürich', 'mailer', {}, 'worker-7f9c2', 4388,
+    `acquired_at = now() - interval '2 min 5 s', heartbeat_at = now() - interval '19 s', expires_at = now() + interval '41 s'`);
+  await seed('cron', 'cron:cleanup-sessions', 'cron', { heartbeat: false, ttlSeconds: 300 }, 'scheduler', 77,
+    `acquired_at = now() - interval '41 s', heartbeat_at = now() - interval '41 s', expires_at = now() + interval '4 min 19 s'`);
+
+  const app = express();
+  app.use((req, _res, next) => {
+    (req as { user?: unknown }).user = { username: 'alice' };
+    next();
+  });
+  app.use('/admin/locks', createDbMutexAdminRouter({ mutex: dashboardMutex, authorize: () => true }));
+  server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/locks/`;
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  await ctx.cleanup();
+});
+
+/** Console errors include CSP violations, so a page that logs none ran no blocked inline code. */
+function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text());
+  });
+  page.on('pageerror', (error) => errors.push(error.message));
+  return errors;
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 300 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!condition()) throw new Error(`timed out waiting for ${what}`);
+}
+
+it('force-releases a lock through the confirmation page and shows the audit entry', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(base);
+
+  const rows = page.locator('table.locks tbody tr');
+  await toHaveCount(rows, 6);
+  expect(await rows.first().locator('code.lock-id').textContent()).toBe('reports/nightly-export');
+  expect(await page.locator('.stat-stale .stat-value').textContent()).toBe('2');
+  const nightly = rows.filter({ hasText: 'reports/nightly-export' });
+  expect(await nightly.locator('.badge').textContent()).toBe('stale');
+  expect(await nightly.textContent()).toMatch(/2 h 14 min/);
+
+  await nightly.getByRole('link', { name: /Force-release/ }).click();
+  await page.waitForURL(/confirm-release\?/);
+  expect(await page.locator('h1').textContent()).toBe('Force-release this lock?');
+  await page.fill('#reason', 'Export worker hung after an OOM kill; job restarted by hand');
+  await page.getByRole('button', { name: `Force-release token ${locks.nightly!.fencingToken}` }).click();
+
+  await page.waitForSelector('.flash-success');
+  expect(await page.locator('.flash').textContent()).toContain('Released “reports/nightly-export”');
+  await until(() => locks.nightly!.signal.aborted, 'the holder to lose its lock');
+  const audit = page.locator('table.events tbody tr');
+  await toHaveCount(audit, 1);
+  const entry = await audit.first().textContent();
+  expect(entry).toContain('reports/nightly-export');
+  expect(entry).toContain('alice');
+  expect(entry).toContain('Export worker hung after an OOM kill');
+  expect(entry).toContain('2 h 14 min');
+  await toHaveCount(rows, 5);
+
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const shot = path.join(ARTIFACTS, 'dashboard.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  if (process.env.DB_MUTEX_UPDATE_SCREENSHOT === '1') copyFileSync(shot, path.join(__dirname, '..', 'docs', 'dashboard.png'));
+
+  expect(errors).toEqual([]);
+  await context.close();
+});
+
+it('runs its auto-refresh script under the Content-Security-Policy', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(base);
+  await page.getByRole('link', { name: '5 s', exact: true }).click();
+  await page.waitForURL(/refresh=5/);
+  // The countdown is written by the external script: it ran, and it will reload the page itself.
+  // (waitForFunction cannot be used: it evaluates a string, which this very CSP refuses.)
+  const status = page.locator('#refresh-status');
+  await untilAsync(async () => /^[1-4] s$/.test((await status.textContent()) ?? ''), 'the countdown to tick');
+  await page.getByRole('link', { name: 'Off', exact: true }).click();
+  await page.waitForURL((url) => !url.search.includes('refresh='));
+  expect(errors).toEqual([]);
+  await context.close();
+});
+
+it('releases all stale locks without JavaScript', async () => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto(base);
+  await page.getByRole('link', { name: /Release all stale \(1\)/ }).click();
+  expect(await page.locator('h1').textContent()).toBe('Release all stale locks?');
+  expect(await page.locator('table').textContent()).toContain('imports/crm-sync');
+  await page.getByRole('button', { name: 'Release all stale locks' }).click();
+  await page.waitForSelector('.flash-success');
+  expect(await page.locator('.flash').textContent()).toContain('Released 1 stale lock.');
+  await until(() => locks.crm!.signal.aborted, 'the stale holder to lose its lock');
+  expect(locks.billing!.isHeld()).toBe(true);
+  await context.close();
+});
+
+it('fits a phone screen without sideways scrolling', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  await page.goto(base);
+  expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-phone.png'), fullPage: true });
+  await context.close();
+});
+
+async function untilAsync(condition: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    if (await condition()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Waits until the locator matches `n` elements (jest's expect does not poll like Playwright's). */
+async function toHaveCount(locator: Locator, n: number): Promise<void> {
+  for (let i = 0; i < 100 && (await locator.count()) !== n; i++) await new Promise((r) => setTimeout(r, 20));
+  expect(await locator.count()).toBe(n);
+}
