@@ -71,7 +71,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private readonly runner: StatementRunner;
   private readonly listener: ReleaseListener | null;
   private readonly waiters = new WaitQueue();
+  /** Leases being renewed (held), by owner token. */
   private readonly held = new Map<string, Lease>();
+  /** Leases not yet settled: held, or lost while their critical section still runs. close() releases these. */
+  private readonly unsettled = new Set<Lease>();
   private tickTimer: NodeJS.Timeout | null = null;
   private tickDueAt = Infinity;
   private renewing = false;
@@ -191,6 +194,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       sentAt,
     );
     this.held.set(ownerToken, lease);
+    this.unsettled.add(lease);
     if (this.closed) {
       // close() ran while this statement was in flight: do not leave the row behind.
       lease.markLost('closed');
@@ -230,6 +234,11 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   /** @internal */
   forget(lease: Lease): void {
     this.held.delete(lease.ownerToken);
+  }
+
+  /** @internal */
+  settled(lease: Lease): void {
+    this.unsettled.delete(lease);
   }
 
   /** @internal */
@@ -415,7 +424,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     if (this.tickTimer) clearTimeout(this.tickTimer);
     this.tickTimer = null;
     this.waiters.closeAll();
-    const leases = [...this.held.values()];
+    // Lost leases whose sections still run are included: their rows may still be ours to delete.
+    const leases = [...this.unsettled];
     for (const lease of leases) lease.markLost('closed');
     await Promise.all(leases.map((lease) => lease.settle().catch(() => undefined)));
     await this.listener?.close();

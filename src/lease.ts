@@ -35,7 +35,10 @@ export interface DbMutexHeldLock {
 export interface LeaseOwner {
   releaseLease(lease: Lease): Promise<{ expired: boolean } | null>;
   extendLease(lease: Lease, seconds: number | null): Promise<{ expiresAt: Date | null } | 'expired' | 'released-by-other'>;
+  /** The lease stopped being renewable (lost or being released). */
   forget(lease: Lease): void;
+  /** The lease's release has finished (whatever its outcome): nothing of it is left to clean up. */
+  settled(lease: Lease): void;
   onLost(lease: Lease, reason: DbMutexLostReason): void;
 }
 
@@ -47,6 +50,7 @@ export class Lease implements DbMutexHeldLock {
   private state: State = 'held';
   private lostReason: DbMutexLostReason | null = null;
   private releasing: Promise<DbMutexLostReason | null> | null = null;
+  private releasedByCaller = false;
   private expiryTimer: NodeJS.Timeout | null = null;
   /** Monotonic ms; the lease runs out here unless renewed. */
   private localLeaseEnd: number;
@@ -132,17 +136,20 @@ export class Lease implements DbMutexHeldLock {
   }
 
   async release(): Promise<void> {
+    // Only the caller's first release reports a loss; a second release is a harmless no-op.
+    // (close() settling the lease first does not count as the caller's release.)
+    if (this.releasedByCaller) return;
+    this.releasedByCaller = true;
     const lost = await this.settle();
     if (lost) throw this.timeoutError(lost);
   }
 
   /**
-   * Releases and reports, instead of throwing, whether the lock was lost before release.
-   * Only the first call reports a loss; later calls resolve to null (release twice is a no-op).
+   * Releases (once, however often it is called) and reports, instead of throwing, whether the lock
+   * was lost before release. Every caller gets the same answer.
    */
   settle(): Promise<DbMutexLostReason | null> {
-    if (this.releasing) return this.releasing.then(() => null);
-    this.releasing = this.doSettle();
+    this.releasing ??= this.doSettle().finally(() => this.owner.settled(this));
     return this.releasing;
   }
 
