@@ -1,0 +1,10 @@
+/** Where the demo keeps its state. Both examples/demo and its build dist-examples/demo sit two levels below the repository root. */
+import path from 'node:path';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+/** Git-ignored. Holds the embedded PostgreSQL data (kept between runs) and the running demo's pid file. */
+export const EMBEDDED_DIR = path.join(REPO_ROOT, '.embedded-pg');
+export const DATA_DIR = path.join(EMBEDDED_DIR, 'data');
+export const INSTANCE_FILE = path.join(EMBEDDED_DIR, 'demo.pid');
+/** The embedded server's port when it is free (an unusual one, so it does not clash with a local PostgreSQL). */
+export const PREFERRED_PG_PORT = 54329;

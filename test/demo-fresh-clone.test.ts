@@ -1,0 +1,98 @@
+/**
+ * The README's promise, checked from scratch: clone the repository into an empty folder, `npm ci`,
+ * `npm start` with no DATABASE_URL (so the embedded PostgreSQL), see the dashboard list the seeded locks
+ * on loopback, SIGTERM, and nothing of it is left running.
+ *
+ * Slow (npm ci, maybe compiling sqlite3, the first initdb), so it runs only with
+ * DB_MUTEX_FRESH_CLONE_TEST=1 (CI sets it). `git clone` takes the committed HEAD: uncommitted work is not
+ * in it. While developing, DB_MUTEX_FRESH_CLONE_SOURCE=worktree copies the working tree instead
+ * (tracked and untracked files, minus the git-ignored ones).
+ */
+import { execFile, type ExecFileOptions } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ROOT } from './helpers/built';
+import { cleanEnv, DemoProcess, freePort, killAll, processesUnder, waitUntil } from './helpers/demo-process';
+
+const ENABLED = process.env.DB_MUTEX_FRESH_CLONE_TEST === '1';
+const FROM_WORKTREE = process.env.DB_MUTEX_FRESH_CLONE_SOURCE === 'worktree';
+const MINUTE = 60_000;
+
+function run(command: string, args: string[], options: ExecFileOptions & { timeout: number }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { maxBuffer: 64 * 1024 * 1024, ...options }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')} failed: ${error.message}\n${String(stderr)}\n${String(stdout)}`));
+      else resolve(String(stdout));
+    });
+  });
+}
+
+async function copyWorktree(from: string, to: string): Promise<void> {
+  const files = (await run('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: from, timeout: MINUTE }))
+    .split('\0')
+    .filter(Boolean);
+  for (const file of files) {
+    mkdirSync(path.dirname(path.join(to, file)), { recursive: true });
+    try {
+      copyFileSync(path.join(from, file), path.join(to, file));
+    } catch (error) {
+      // Deleted in the working tree but not yet in the index.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+}
+
+(ENABLED ? describe : describe.skip)('a fresh clone: npm ci, then npm start with no configuration', () => {
+  let dir: string;
+  let repo: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'db-mutex-fresh-clone-'));
+    // Run as root, the embedded server runs as the "postgres" user, which must be able to reach its data.
+    chmodSync(dir, 0o755);
+    repo = path.join(dir, 'repo');
+    if (FROM_WORKTREE) await copyWorktree(ROOT, repo);
+    else await run('git', ['clone', '--quiet', ROOT, repo], { timeout: 5 * MINUTE });
+    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: repo, env: cleanEnv(), timeout: 20 * MINUTE });
+  }, 25 * MINUTE);
+
+  afterAll(async () => {
+    if (!dir) return;
+    // Only after a failure is anything still running; it must not outlive the test.
+    killAll(processesUnder(dir));
+    await waitUntil(() => processesUnder(dir).length === 0, 10_000);
+    rmSync(dir, { recursive: true, force: true });
+  }, MINUTE);
+
+  it('serves the dashboard with the seeded locks on loopback, refuses a second start, and leaves nothing running after SIGTERM', async () => {
+    const port = await freePort();
+    const npmStart = DemoProcess.start('npm', ['start'], { cwd: repo, env: cleanEnv({ PORT: String(port) }) });
+    await npmStart.waitFor(/Ready\. Dashboard: http:\/\/localhost:\d+\/admin\/locks/, 10 * MINUTE);
+    expect(npmStart.output).toContain('no DATABASE_URL: starting an embedded PostgreSQL');
+
+    const response = await fetch(`http://127.0.0.1:${port}/admin/locks`);
+    expect(response.status).toBe(200);
+    const html = await response.text();
+    expect(html).toContain('nightly-report');
+    expect(html).toContain('cache:warmup');
+
+    // A second start on the same data folder fails at once with a clear message (another port, so it is
+    // the data-folder guard that refuses, not the port check).
+    const second = DemoProcess.start(process.execPath, ['dist-examples/demo/main.js'], {
+      cwd: repo,
+      env: cleanEnv({ PORT: String(await freePort()) }),
+    });
+    expect((await second.exited).code).toBe(1);
+    expect(second.output).toMatch(/Another demo is already running \(pid \d+\)/);
+    expect(npmStart.running).toBe(true);
+
+    // As `kill <pid>` or a container stop would: SIGTERM to npm only.
+    npmStart.child.kill('SIGTERM');
+    await npmStart.exited;
+    const clean = await waitUntil(() => processesUnder(dir).length === 0, 2 * MINUTE);
+    expect(processesUnder(dir).map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
+    expect(clean).toBe(true);
+    expect(npmStart.output).toMatch(/\[demo\] stopped cleanly\./);
+  }, 15 * MINUTE);
+});
