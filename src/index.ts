@@ -16,3 +16,7 @@ export type { LockRow, EventRow } from './dialects/types';
 export { SUPPORTED_DIALECTS } from './dialects';
 export type { DbMutexOptions, AcquireOptions } from './options';
 export { MAX_LOCK_ID_LENGTH } from './options';
+export { dbMutexHandler } from './express-handler';
+export type { DbMutexHandlerOptions, DbMutexHeldInfo, DbMutexHeldBody } from './express-handler';
+export { createDbMutexAdminRouter } from './admin/router';
+export type { DbMutexAdminRouterOptions } from './admin/router';

@@ -1,0 +1,121 @@
+/** Help texts of the `db-mutex` CLI (kept apart so the command code stays readable). */
+
+export const COMMANDS = ['list', 'release', 'release-stale', 'purge-expired', 'events'] as const;
+export type CommandName = (typeof COMMANDS)[number];
+
+const OPTIONS = `Options for every command:
+  --table NAME          lock table (default db_mutex_locks)
+  --events-table NAME   audit table (default db_mutex_events)
+  -h, --help            this help`;
+
+const ENVIRONMENT = `Environment:
+  DATABASE_URL          the database, e.g. postgres://user:password@host:5432/app (required)`;
+
+const EXIT = `Exit status: 0 done; 1 nothing done (unknown lock, fencing token mismatch, nothing stale or
+expired); 2 usage error, database unreachable, table missing or any other error.`;
+
+const OPERATOR = `  --operator NAME       who does it, recorded in the audit trail (default: $USER@hostname)
+  --reason TEXT         why, recorded in the audit trail (at most 1000 characters)`;
+
+export const TOP_HELP = `db-mutex: inspect and free the locks of sequelize-db-mutex from a terminal
+
+Usage: db-mutex <command> [options]
+
+Commands:
+  list            locks held now, oldest first, with age and status (active or stale)
+  release <id>    force-release one lock; its holder is told it lost the lock (audited)
+  release-stale   force-release every stale lock: expired or heartbeat overdue (audited)
+  purge-expired   delete every expired lock (audited)
+  events          the audit trail of releases and purges, newest first
+
+${OPTIONS}
+  --version             print the version
+
+${ENVIRONMENT}
+
+Ages and expiries are measured by the database clock, like the dashboard's. Every release and
+purge goes through the same audited operation as the dashboard's buttons.
+
+${EXIT}
+
+Run "db-mutex <command> --help" for the options of a command.
+`;
+
+export const COMMAND_HELP: Readonly<Record<CommandName, string>> = {
+  list: `Usage: db-mutex list [--stale] [--filter TEXT] [--limit N] [--json]
+
+Lists the locks held now (including expired ones nobody has taken over yet), oldest first.
+STATUS is "stale" when the lock expired or its heartbeat is overdue (its holder is probably gone).
+
+  --stale               only stale locks
+  --filter TEXT         only lock ids containing TEXT (plain text, case-sensitive)
+  --limit N             at most N locks (default 1000)
+  --json                a JSON array (same fields as the dashboard's JSON API) instead of a table
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+Exit status: 0 (also when no lock is held); 2 on errors.
+`,
+  release: `Usage: db-mutex release <lockId> [--fencing-token N] [--reason TEXT] [--operator NAME] [--json]
+
+Force-releases one lock and records it in the audit trail, exactly like the dashboard's Release
+button. The holder's lock.signal aborts (at once on PostgreSQL, at its next renewal elsewhere) and
+its critical section ends with DbMutexTimeoutError.
+A lock id starting with "-" goes after "--": db-mutex release -- -odd-id
+
+  --fencing-token N     release only this acquisition: if the lock was re-acquired meanwhile (its
+                        token changed), nothing is released and the exit status is 1
+${OPERATOR}
+  --json                print the outcome as JSON
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+${EXIT}
+`,
+  'release-stale': `Usage: db-mutex release-stale [--reason TEXT] [--operator NAME] [--json]
+
+Force-releases every stale lock (expired, or heartbeat overdue), each recorded in the audit trail.
+See them first with: db-mutex list --stale
+
+${OPERATOR}
+  --json                print the released locks' audit entries as JSON
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+${EXIT}
+`,
+  'purge-expired': `Usage: db-mutex purge-expired [--reason TEXT] [--operator NAME] [--json]
+
+Deletes every expired lock (nobody is protected by it any more), each recorded in the audit trail.
+Expired locks are also taken over by the next acquirer, so this is only housekeeping.
+
+${OPERATOR}
+  --json                print the purged locks' audit entries as JSON
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+${EXIT}
+`,
+  events: `Usage: db-mutex events [--lock ID] [--limit N] [--json]
+
+The audit trail, newest first: force-releases, release-stale and purge-expired, by whom and why.
+
+  --lock ID             only entries of this lock id
+  --limit N             at most N entries (default 50)
+  --json                a JSON array instead of a table
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+Exit status: 0 (also when the trail is empty); 2 on errors.
+`,
+};

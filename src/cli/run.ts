@@ -1,0 +1,406 @@
+/**
+ * The `db-mutex` operator CLI: argument parsing, the five commands, and the exit-status contract
+ * (0 done, 1 nothing done, 2 usage or database error). Everything that changes data goes through the
+ * same audited DbMutex operations the dashboard uses, so the audit trail cannot tell them apart except
+ * by operator name.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Sequelize } from 'sequelize';
+import { eventJson, eventView, lockJson, lockView } from '../admin/format';
+import type { DbMutex } from '../db-mutex';
+import type { EventRow } from '../dialects/types';
+import { validateHolder, validateLockId } from '../options';
+import { describeFailure, NothingDone, SetupError, UsageError } from './failure';
+import { COMMAND_HELP, COMMANDS, TOP_HELP, type CommandName } from './help';
+import { printable, renderTable } from './table';
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+type OptionSpec = { type: 'string' | 'boolean'; short?: string };
+
+const GLOBAL_OPTIONS = {
+  table: { type: 'string' },
+  'events-table': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} satisfies Record<string, OptionSpec>;
+
+const AUDIT_OPTIONS = {
+  reason: { type: 'string' },
+  operator: { type: 'string' },
+  json: { type: 'boolean' },
+} satisfies Record<string, OptionSpec>;
+
+const COMMAND_OPTIONS: Readonly<Record<CommandName, Record<string, OptionSpec>>> = {
+  list: { stale: { type: 'boolean' }, filter: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  release: { 'fencing-token': { type: 'string' }, ...AUDIT_OPTIONS },
+  'release-stale': AUDIT_OPTIONS,
+  'purge-expired': AUDIT_OPTIONS,
+  events: { lock: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+};
+
+const DEFAULT_LIST_LIMIT = 1000;
+const DEFAULT_EVENTS_LIMIT = 50;
+const MAX_EVENTS_LIMIT = 100_000;
+const MAX_LIST_LIMIT = 1_000_000_000;
+
+type Values = Record<string, string | boolean | undefined>;
+
+interface Parsed {
+  command: CommandName;
+  values: Values;
+  positionals: string[];
+}
+
+/** Runs one command line and resolves to its exit status. Never throws. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let command: CommandName | null = null;
+  try {
+    const first = findCommand(argv);
+    if (first === null) {
+      if (argv.includes('--version')) {
+        io.stdout(`${version()}\n`);
+        return 0;
+      }
+      if (argv.includes('--help') || argv.includes('-h') || argv.includes('help')) {
+        io.stdout(TOP_HELP);
+        return 0;
+      }
+      io.stderr(TOP_HELP);
+      return 2;
+    }
+    if (first.name === 'help') {
+      const topic = argv[first.index + 1];
+      io.stdout(topic && isCommand(topic) ? COMMAND_HELP[topic] : TOP_HELP);
+      return 0;
+    }
+    if (!isCommand(first.name)) {
+      io.stderr(`db-mutex: unknown command "${printable(first.name)}" (commands: ${COMMANDS.join(', ')}; see db-mutex --help)\n`);
+      return 2;
+    }
+    command = first.name;
+    const parsed = parse(command, [...argv.slice(0, first.index), ...argv.slice(first.index + 1)]);
+    if (parsed.values.help === true) {
+      io.stdout(COMMAND_HELP[command]);
+      return 0;
+    }
+    return await execute(parsed, io);
+  } catch (error) {
+    const where = command ? `db-mutex ${command}` : 'db-mutex';
+    if (error instanceof UsageError) {
+      io.stderr(`${where}: ${printable(error.message)} (see ${where} --help)\n`);
+    } else if (error instanceof SetupError) {
+      io.stderr(`${where}: ${printable(error.message)}\n`);
+    } else {
+      io.stderr(`${where}: error: ${printable(error instanceof Error ? error.message : String(error))}\n`);
+    }
+    return 2;
+  }
+}
+
+function isCommand(name: string): name is CommandName {
+  return (COMMANDS as readonly string[]).includes(name);
+}
+
+/** The first argument that is neither an option nor the value of a global string option. */
+function findCommand(argv: readonly string[]): { name: string; index: number } | null {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return null;
+    if (arg === '--table' || arg === '--events-table') {
+      i++;
+      continue;
+    }
+    if (!arg.startsWith('-')) return { name: arg, index: i };
+  }
+  return null;
+}
+
+function parse(command: CommandName, args: string[]): Parsed {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS[command] },
+      allowPositionals: true,
+      strict: true,
+    });
+    const expected = command === 'release' ? 1 : 0;
+    if (values.help !== true) {
+      if (positionals.length < expected) throw new UsageError('missing the lock id');
+      if (positionals.length > expected) {
+        throw new UsageError(`unexpected argument "${positionals[expected]}"`);
+      }
+    }
+    return { command, values: values, positionals };
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(parseArgsMessage(error as Error & { code?: string }));
+  }
+}
+
+/** parseArgs explains itself over several lines; the contract is one line. */
+function parseArgsMessage(error: Error & { code?: string }): string {
+  const option = /'(-[^']*)'/.exec(error.message)?.[1];
+  if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) {
+    return `unknown option ${option} (a lock id starting with "-" goes after "--")`;
+  }
+  if (error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option && error.message.includes('ambiguous')) {
+    return `${option} needs a value; for a value starting with "-" write ${option}=VALUE`;
+  }
+  return error.message.replace(/\s*\n\s*/g, ' ');
+}
+
+function stringOption(values: Values, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function positiveInteger(values: Values, name: string, max: number): number | undefined {
+  const raw = stringOption(values, name);
+  if (raw === undefined) return undefined;
+  const n = /^[0-9]+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) {
+    throw new UsageError(`--${name} must be a whole number from 1 to ${max}, got "${raw}"`);
+  }
+  return n;
+}
+
+/** `$USER@hostname`: who ran the command, as the audit trail will show it. */
+export function defaultOperator(env: NodeJS.ProcessEnv): string {
+  let user: string | undefined;
+  try {
+    user = userInfo().username;
+  } catch {
+    // No passwd entry (some containers): fall back to the environment.
+  }
+  user = user || env.USER || env.LOGNAME || 'unknown';
+  return `${user}@${hostname()}`;
+}
+
+/** Input checks that need no database, so a bad command line never opens a connection. */
+function validateInputs(parsed: Parsed, io: CliIo) {
+  const { values } = parsed;
+  const wrap = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (error) {
+      // The library's own validators (the same the dashboard relies on) name the parameter.
+      if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(error.message);
+      throw error;
+    }
+  };
+  const lockId = parsed.command === 'release' ? wrap(() => validateLockId(parsed.positionals[0], 'lockId')) : undefined;
+  const eventsLock = stringOption(values, 'lock');
+  if (eventsLock !== undefined) wrap(() => validateLockId(eventsLock, '--lock'));
+  const operator = wrap(() => validateHolder(stringOption(values, 'operator') ?? defaultOperator(io.env), '--operator'));
+  if (operator.trim() === '') throw new UsageError('--operator must not be empty');
+  return {
+    lockId,
+    operator,
+    fencingToken: positiveInteger(values, 'fencing-token', Number.MAX_SAFE_INTEGER),
+    limit: positiveInteger(values, 'limit', parsed.command === 'events' ? MAX_EVENTS_LIMIT : MAX_LIST_LIMIT),
+    reason: stringOption(values, 'reason') ?? null,
+    wrap,
+  };
+}
+
+async function execute(parsed: Parsed, io: CliIo): Promise<number> {
+  const inputs = validateInputs(parsed, io);
+  const url = io.env.DATABASE_URL;
+  if (!url) throw new SetupError('DATABASE_URL is not set (e.g. postgres://user:password@host:5432/app)');
+  const tableName = stringOption(parsed.values, 'table') ?? 'db_mutex_locks';
+  const eventsTableName = stringOption(parsed.values, 'events-table') ?? 'db_mutex_events';
+
+  // Loaded only now, so --help and usage errors answer at once instead of after loading Sequelize.
+  const [{ Sequelize: SequelizeClass }, { initDbMutex }] = await Promise.all([import('sequelize'), import('../default-mutex')]);
+  let sequelize: Sequelize;
+  try {
+    sequelize = new SequelizeClass(url, {
+      logging: false,
+      // One operator command needs one connection; fail fast instead of the pool's 60 s default.
+      pool: { max: 2, min: 0, acquire: 20_000, idle: 1000 },
+      dialectOptions: connectOptions(url),
+    });
+  } catch (error) {
+    throw new SetupError(`DATABASE_URL is not usable: ${(error as Error).message}`);
+  }
+  let mutex: DbMutex | null = null;
+  try {
+    mutex = inputs.wrap(() =>
+      initDbMutex(sequelize, {
+        setDefault: false,
+        tableName,
+        eventsTableName,
+        // The CLI never acquires: a stray DB_MUTEX_TTL_SECONDS in the environment must not block it.
+        ttlSeconds: null,
+      }),
+    );
+    const run = COMMAND_RUNNERS[parsed.command];
+    return await run(mutex, parsed, inputs, io);
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof SetupError) throw error;
+    if (error instanceof NothingDone) {
+      io.stderr(`db-mutex ${parsed.command}: ${printable(error.message)}\n`);
+      return 1;
+    }
+    if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(error.message);
+    io.stderr(`db-mutex ${parsed.command}: ${printable(describeFailure(error, { url, tableName, eventsTableName }))}\n`);
+    return 2;
+  } finally {
+    await mutex?.close().catch(() => undefined);
+    await sequelize.close().catch(() => undefined);
+  }
+}
+
+/** A connect timeout in each driver's own option name (an unknown option makes some drivers warn). */
+function connectOptions(url: string): Record<string, unknown> {
+  const scheme = url.slice(0, Math.max(0, url.indexOf(':'))).toLowerCase();
+  if (scheme === 'postgres' || scheme === 'postgresql') return { connectionTimeoutMillis: 10_000, application_name: 'db-mutex-cli' };
+  if (scheme === 'mariadb' || scheme === 'mysql') return { connectTimeout: 10_000 };
+  return {};
+}
+
+type Inputs = ReturnType<typeof validateInputs>;
+type Runner = (mutex: DbMutex, parsed: Parsed, inputs: Inputs, io: CliIo) => Promise<number>;
+
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
+  async list(mutex, { values }, { limit }, io) {
+    const filter = stringOption(values, 'filter') ?? null;
+    const staleOnly = values.stale === true;
+    const rows = await mutex.list({ filter, staleOnly, limit: limit ?? DEFAULT_LIST_LIMIT });
+    if (values.json === true) {
+      io.stdout(json(rows.map(lockJson)));
+      return 0;
+    }
+    const counts = await mutex.counts(filter);
+    const matching = filter ? ` matching "${filter}"` : '';
+    if (rows.length === 0) {
+      io.stdout(printable(staleOnly ? `No stale locks${matching}.` : `No locks held${matching}.`) + '\n');
+      return 0;
+    }
+    const views = rows.map(lockView);
+    io.stdout(
+      renderTable(
+        [
+          { header: 'STATUS' },
+          { header: 'AGE', align: 'right' },
+          { header: 'EXPIRES' },
+          { header: 'HEARTBEAT' },
+          { header: 'TOKEN', align: 'right' },
+          { header: 'HOLDER', maxWidth: 32 },
+          { header: 'PROCESS', maxWidth: 32 },
+          { header: 'LOCK ID' },
+        ],
+        views.map((v) => [v.status, v.age, v.expiresIn, v.heartbeat, String(v.fencingToken), v.holder, `${v.hostname}:${v.pid}`, v.lockId]),
+      ),
+    );
+    const total = staleOnly ? counts.stale : counts.total;
+    const summary = staleOnly
+      ? `${plural(counts.stale, 'stale lock')}${matching}`
+      : `${plural(counts.total, 'lock')}${matching}: ${counts.active} active, ${counts.stale} stale`;
+    const shown = rows.length < total ? ` (showing the oldest ${rows.length}; see --limit)` : '';
+    io.stdout(`\n${printable(summary)}${shown}. Times are by the database clock.\n`);
+    return 0;
+  },
+
+  async release(mutex, { values }, { lockId, fencingToken, operator, reason }, io) {
+    const result = await mutex.forceRelease({ lockId: lockId!, fencingToken: fencingToken ?? null, operator, reason });
+    if (values.json === true) {
+      const out =
+        result.status === 'released'
+          ? { status: result.status, event: eventJson(result.event) }
+          : result.status === 'token-mismatch'
+            ? { status: result.status, currentFencingToken: result.currentFencingToken }
+            : { status: result.status };
+      io.stdout(json(out));
+      return result.status === 'released' ? 0 : 1;
+    }
+    if (result.status === 'not-found') throw new NothingDone(`no lock "${lockId}" is held: nothing released`);
+    if (result.status === 'token-mismatch') {
+      throw new NothingDone(
+        `lock "${lockId}" is held with fencing token ${result.currentFencingToken}, not ${fencingToken} ` +
+          `(another acquisition): nothing released`,
+      );
+    }
+    io.stdout(`Released ${describeEvent(result.event)}.\n`);
+    return 0;
+  },
+
+  async 'release-stale'(mutex, { values }, { operator, reason }, io) {
+    const events = await mutex.releaseStale({ operator, reason });
+    return reportMany(events, values, io, 'Released', 'no stale locks: nothing released');
+  },
+
+  async 'purge-expired'(mutex, { values }, { operator, reason }, io) {
+    const events = await mutex.purgeExpired({ operator, reason });
+    return reportMany(events, values, io, 'Purged', 'no expired locks: nothing purged');
+  },
+
+  async events(mutex, { values }, { limit }, io) {
+    const lockId = stringOption(values, 'lock') ?? null;
+    const events = await mutex.events({ limit: limit ?? DEFAULT_EVENTS_LIMIT, lockId });
+    if (values.json === true) {
+      io.stdout(json(events.map(eventJson)));
+      return 0;
+    }
+    if (events.length === 0) {
+      io.stdout(lockId ? `No audit entries for "${printable(lockId)}".\n` : 'No audit entries.\n');
+      return 0;
+    }
+    const views = events.map(eventView);
+    const table = renderTable(
+      [
+        { header: 'TIME' },
+        { header: 'ACTION' },
+        { header: 'OPERATOR', maxWidth: 32 },
+        { header: 'TOKEN', align: 'right' },
+        { header: 'HELD FOR', align: 'right' },
+        { header: 'HOLDER', maxWidth: 32 },
+        { header: 'LOCK ID' },
+      ],
+      views.map((v) => [v.createdUtc, v.action, v.operator, String(v.fencingToken), v.heldFor, v.holder, v.lockId]),
+    ).split('\n');
+    // Reasons can be long sentences: each goes on its own line under its entry instead of a column.
+    const lines = [table[0]!];
+    views.forEach((v, i) => {
+      lines.push(table[i + 1]!);
+      if (v.reason) lines.push(`    reason: ${printable(v.reason)}`);
+    });
+    io.stdout(`${lines.join('\n')}\n`);
+    return 0;
+  },
+};
+
+function describeEvent(event: EventRow): string {
+  const v = eventView(event);
+  return printable(
+    `"${v.lockId}" (fencing token ${v.fencingToken}, held by ${v.holder} on ${v.hostname} pid ${v.pid} for ${v.heldFor}); ` +
+      `audit entry #${v.id} by ${v.operator}`,
+  );
+}
+
+function reportMany(events: EventRow[], values: Values, io: CliIo, verb: string, nothing: string): number {
+  if (values.json === true) {
+    io.stdout(json(events.map(eventJson)));
+    return events.length > 0 ? 0 : 1;
+  }
+  if (events.length === 0) throw new NothingDone(nothing);
+  for (const event of events) io.stdout(`${verb} ${describeEvent(event)}.\n`);
+  io.stdout(`${verb} ${plural(events.length, 'lock')}.\n`);
+  return 0;
+}
+
+function version(): string {
+  // dist/cli/ and src/cli/ are both two levels below the package root.
+  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
