@@ -4,14 +4,17 @@
  * - Lock statements must never join an ambient transaction (passed or CLS): a lock taken inside an
  *   uncommitted transaction would be invisible to rivals or rolled back with it.
  * - Sequelize's query pipeline (SQL building, instance mapping) costs more than the statement itself
- *   on this hot path; named prepared statements on the raw driver avoid both.
- * The host's `logging`/`benchmark` options are honoured so lock SQL shows up in its logs.
+ *   on this hot path; the raw driver (on PostgreSQL with named prepared statements) avoids it.
+ * How a statement is sent is the dialect's `DialectDriver`; this file only borrows and returns
+ * connections, retries deadlock victims, and logs. The host's `logging`/`benchmark` options are
+ * honoured so lock SQL shows up in its logs.
  */
+import { randomUUID } from 'node:crypto';
 import type { Sequelize } from 'sequelize';
 import type { DialectDriver, Rows, Statement } from './dialects/types';
 
 interface ConnectionManagerLike {
-  getConnection(options: { type: 'read' | 'write'; useMaster?: boolean }): Promise<unknown>;
+  getConnection(options: { type: 'read' | 'write'; useMaster?: boolean; uuid?: string }): Promise<unknown>;
   releaseConnection(connection: unknown): void;
   destroyConnection(connection: unknown): Promise<void>;
   config: Record<string, unknown> & { replication?: { write?: Record<string, unknown> } | false };
@@ -20,6 +23,14 @@ interface ConnectionManagerLike {
 }
 
 type LoggingFn = (sql: string, timingOrOptions?: unknown) => void;
+
+/** Attempts of a statement (or transaction) that keeps being chosen as a deadlock victim. */
+const MAX_ATTEMPTS = 5;
+
+/** A short, growing, jittered pause, so two deadlocking callers do not collide again in step. */
+function retryPause(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+}
 
 export class StatementRunner {
   private readonly cm: ConnectionManagerLike;
@@ -33,6 +44,18 @@ export class StatementRunner {
   }
 
   async run(statement: Statement): Promise<Rows> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.runOnce(statement);
+      } catch (error) {
+        // A deadlock victim was rolled back as a whole, so running it again cannot apply it twice.
+        if (attempt >= MAX_ATTEMPTS || !this.driver.isRetryable?.(error)) throw error;
+        await retryPause(attempt);
+      }
+    }
+  }
+
+  private async runOnce(statement: Statement): Promise<Rows> {
     const connection = await this.cm.getConnection({ type: 'write', useMaster: true });
     const started = performance.now();
     let broken = false;
@@ -51,7 +74,24 @@ export class StatementRunner {
   /** Runs several statements in one transaction on one connection (dialects that need more than one). */
   async runInTransaction(statements: readonly Statement[], begin: Statement, commit: Statement, rollback: Statement): Promise<Rows[]> {
     if (statements.length === 1) return [await this.run(statements[0]!)];
-    const connection = await this.cm.getConnection({ type: 'write', useMaster: true });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.runTransactionOnce(statements, begin, commit, rollback);
+      } catch (error) {
+        // The whole transaction was rolled back (deadlock victim): it is safe to run it again.
+        if (attempt >= MAX_ATTEMPTS || !this.driver.isRetryable?.(error)) throw error;
+        await retryPause(attempt);
+      }
+    }
+  }
+
+  private async runTransactionOnce(
+    statements: readonly Statement[],
+    begin: Statement,
+    commit: Statement,
+    rollback: Statement,
+  ): Promise<Rows[]> {
+    const { connection, release: releaseConnection } = await this.transactionConnection();
     let broken = false;
     try {
       await this.driver.run(connection, begin, this.timeoutMs);
@@ -72,9 +112,37 @@ export class StatementRunner {
       broken = this.driver.isBroken(connection, error);
       throw error;
     } finally {
-      if (broken) await this.cm.destroyConnection(connection).catch(() => undefined);
-      else this.cm.releaseConnection(connection);
+      await releaseConnection(broken);
     }
+  }
+
+  /**
+   * A connection for a transaction. Usually a pooled one; where Sequelize shares one connection
+   * among all non-transaction callers (SQLite), a private one, obtained the way Sequelize's own
+   * transactions get theirs (a `uuid` key) and closed again on release.
+   */
+  private async transactionConnection(): Promise<{ connection: unknown; release: (broken: boolean) => Promise<void> }> {
+    if (!this.driver.sharesConnection) {
+      const connection = await this.cm.getConnection({ type: 'write', useMaster: true });
+      return {
+        connection,
+        release: async (broken) => {
+          if (broken) await this.cm.destroyConnection(connection).catch(() => undefined);
+          else this.cm.releaseConnection(connection);
+        },
+      };
+    }
+    const uuid = `db-mutex-${randomUUID()}`;
+    const connection = (await this.cm.getConnection({ type: 'write', useMaster: true, uuid })) as { uuid?: string; filename?: string };
+    // Sequelize's SQLite connection manager closes (rather than keeps) a connection that has a uuid.
+    // An in-memory database has only its one connection, which must stay open.
+    if (connection.filename !== ':memory:') connection.uuid = uuid;
+    return {
+      connection,
+      release: async () => {
+        this.cm.releaseConnection(connection);
+      },
+    };
   }
 
   /** A connection outside the pool (for LISTEN), built from the same config and hooks. */

@@ -14,6 +14,7 @@ export { DbMutexLock, DbMutexEvent, createSchema, dropSchema, DEFAULT_SCHEMA_NAM
 export type { SchemaNames } from './schema';
 export type { LockRow, EventRow } from './dialects/types';
 export { SUPPORTED_DIALECTS } from './dialects';
+export { DbMutexUnsupportedServerError } from './dialects/mariadb';
 export type { DbMutexOptions, AcquireOptions } from './options';
 export { MAX_LOCK_ID_LENGTH } from './options';
 export { dbMutexHandler } from './express-handler';

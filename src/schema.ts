@@ -112,7 +112,11 @@ export function defineModels(sequelize: Sequelize, names: SchemaNames): DefinedM
     tableName: names.tableName,
     timestamps: false,
     indexes: lockIndexes(names),
+    ...dialect.tableOptions,
     hooks: {
+      beforeSync: async () => {
+        await dialect.prepareSchema?.(sequelize);
+      },
       // A host app's sequelize.sync() runs this too, so it creates exactly what the migration creates.
       afterSync: async () => {
         for (const sql of dialect.schemaExtrasSql(names)) await sequelize.query(sql, { raw: true });
@@ -126,6 +130,7 @@ export function defineModels(sequelize: Sequelize, names: SchemaNames): DefinedM
     tableName: names.eventsTableName,
     timestamps: false,
     indexes: eventIndexes(names),
+    ...dialect.tableOptions,
   });
   return { Lock, Event };
 }
@@ -134,10 +139,13 @@ export function defineModels(sequelize: Sequelize, names: SchemaNames): DefinedM
 export async function createSchema(queryInterface: QueryInterface, names: SchemaNames = DEFAULT_SCHEMA_NAMES): Promise<void> {
   const sequelize = queryInterface.sequelize;
   const dialect = dialectFor(sequelize);
-  await queryInterface.createTable(names.tableName, fieldAttributes(lockAttributes()));
+  // Table options (MariaDB: character set, collation, row format) as the models pass them to sync().
+  const tableOptions = { ...dialect.tableOptions };
+  await dialect.prepareSchema?.(sequelize);
+  await queryInterface.createTable(names.tableName, fieldAttributes(lockAttributes()), tableOptions);
   for (const index of lockIndexes(names)) await queryInterface.addIndex(names.tableName, index.fields, { name: index.name });
   for (const sql of dialect.schemaExtrasSql(names)) await sequelize.query(sql, { raw: true });
-  await queryInterface.createTable(names.eventsTableName, fieldAttributes(eventAttributes()));
+  await queryInterface.createTable(names.eventsTableName, fieldAttributes(eventAttributes()), tableOptions);
   for (const index of eventIndexes(names)) {
     await queryInterface.addIndex(names.eventsTableName, index.fields, { name: index.name });
   }

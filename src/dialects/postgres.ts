@@ -12,15 +12,14 @@
  * - Timestamps travel as epoch milliseconds (float8) so no type parser of the host app matters.
  */
 import type { SchemaNames } from '../schema';
+import { date, dateOrNull, num, parseEventRows, parseLockRows } from './rows';
 import type {
   AcquireParams,
   AcquiredRow,
   Dialect,
   DialectDriver,
   DialectStatements,
-  EventRow,
   ListParams,
-  LockRow,
   ReleaseWhere,
   Rows,
   Statement,
@@ -49,21 +48,21 @@ const driver: DialectDriver = {
     const c = connection as { _ending?: boolean; _invalid?: boolean };
     return message.includes('Query read timeout') || c._ending === true || c._invalid === true;
   },
+  isRetryable(error) {
+    // deadlock_detected: the server rolled the victim statement back as a whole.
+    return (error as { code?: unknown } | null)?.code === '40P01';
+  },
 };
 
 const q = (identifier: string) => `"${identifier.replace(/"/g, '""')}"`;
 const ms = (expr: string) => `(extract(epoch from ${expr}) * 1000)::float8`;
 const secs = (param: string) => `(${param}::float8 * interval '1 second')`;
 
-function num(v: unknown): number {
-  return typeof v === 'number' ? v : Number(v);
-}
-function date(v: unknown): Date {
-  return new Date(num(v));
-}
-function dateOrNull(v: unknown): Date | null {
-  return v === null || v === undefined ? null : new Date(num(v));
-}
+/**
+ * Stored instants are whole milliseconds: JavaScript Dates are, and the keyset cursor
+ * (acquired_at, lock_id) must round-trip exactly through one.
+ */
+const NOW_MS = `date_trunc('milliseconds', now())`;
 
 const LOCK_COLUMNS = `lock_id, holder, hostname, pid, fencing_token::text AS fencing_token,
   ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
@@ -96,9 +95,9 @@ function statements(names: SchemaNames): DialectStatements {
         name: `${prefix}_acquire`,
         text: `INSERT INTO ${t} AS l (lock_id, owner_token, fencing_token, holder, hostname, pid,
             acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds)
-          VALUES ($1, $2::uuid, nextval(${seq}), $3, $4, $5, now(),
-            CASE WHEN $7::float8 IS NULL THEN now() + ${secs('$6')} ELSE LEAST(now() + ${secs('$7')}, now() + ${secs('$6')}) END,
-            now() + ${secs('$6')}, now(), $7::float8)
+          VALUES ($1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
+            CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
+            ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8)
           ON CONFLICT (lock_id) DO UPDATE SET owner_token = EXCLUDED.owner_token, fencing_token = EXCLUDED.fencing_token,
             holder = EXCLUDED.holder, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, acquired_at = EXCLUDED.acquired_at,
             expires_at = EXCLUDED.expires_at, deadline_at = EXCLUDED.deadline_at, heartbeat_at = EXCLUDED.heartbeat_at,
@@ -194,22 +193,7 @@ function statements(names: SchemaNames): DialectStatements {
         ],
       };
     },
-    parseLocks(rows): LockRow[] {
-      return rows.map((r) => ({
-        lockId: String(r.lock_id),
-        fencingToken: num(r.fencing_token),
-        holder: String(r.holder),
-        hostname: String(r.hostname),
-        pid: num(r.pid),
-        acquiredAt: date(r.acquired_ms),
-        expiresAt: dateOrNull(r.expires_ms),
-        deadlineAt: dateOrNull(r.deadline_ms),
-        heartbeatAt: date(r.heartbeat_ms),
-        leaseSeconds: r.lease_seconds === null ? null : num(r.lease_seconds),
-        dbNow: date(r.now_ms),
-        stale: r.stale === true,
-      }));
-    },
+    parseLocks: parseLockRows,
     counts(filter) {
       return {
         name: `${prefix}_counts`,
@@ -235,37 +219,18 @@ function statements(names: SchemaNames): DialectStatements {
       const condition = where.kind === 'stale' ? STALE : 'expires_at <= now()';
       return [{ name: `${prefix}_${where.kind}_${action}`, text: releaseSelect(condition, action), values: [operator, reason] }];
     },
-    parseReleased(rows) {
-      return parseEvents(rows);
-    },
+    parseReleased: parseEventRows,
     events(limit, lockId) {
       return {
         name: `${prefix}_events`,
         text: `SELECT id::text AS id, action, lock_id, fencing_token::text AS fencing_token, holder, hostname, pid,
             ${ms('acquired_at')} AS acquired_ms, age_seconds, operator, reason, ${ms('created_at')} AS created_ms
-          FROM ${ev} WHERE ($2::text IS NULL OR lock_id = $2) ORDER BY id DESC LIMIT $1`,
+          FROM ${ev} WHERE ($2::text IS NULL OR lock_id = $2) ORDER BY ${ev}.id DESC LIMIT $1`,
         values: [limit, lockId],
       };
     },
-    parseEvents,
+    parseEvents: parseEventRows,
   };
-}
-
-function parseEvents(rows: Rows): EventRow[] {
-  return rows.map((r) => ({
-    id: num(r.id),
-    action: String(r.action),
-    lockId: String(r.lock_id),
-    fencingToken: num(r.fencing_token),
-    holder: String(r.holder),
-    hostname: String(r.hostname),
-    pid: num(r.pid),
-    acquiredAt: date(r.acquired_ms),
-    ageSeconds: num(r.age_seconds),
-    operator: String(r.operator),
-    reason: typeof r.reason === 'string' ? r.reason : null,
-    createdAt: date(r.created_ms),
-  }));
 }
 
 function sequenceName(names: SchemaNames): string {

@@ -3,6 +3,7 @@
  * how a raw driver connection runs it, schema extras, and (optionally) release notifications.
  * Everything else (leases, waiting, errors, the admin router) is written once on top of it.
  */
+import type { Sequelize } from 'sequelize';
 import type { SchemaNames } from '../schema';
 
 /** One statement, ready for the raw driver. `name` identifies a reusable prepared statement. */
@@ -84,6 +85,24 @@ export interface DialectDriver {
   run(connection: unknown, statement: Statement, timeoutMs: number): Promise<Rows>;
   /** True if the connection must not go back to the pool after this error (e.g. client-side timeout). */
   isBroken(connection: unknown, error: unknown): boolean;
+  /**
+   * True if this error means the database rolled the statement back as a whole and running it again
+   * is safe (deadlock victim). Only single autocommit statements are retried, never a transaction's.
+   */
+  isRetryable?(error: unknown): boolean;
+  /**
+   * Sequelize hands every non-transaction caller the same connection (SQLite). A transaction then
+   * needs a private connection, or other callers' statements would run inside it (and be rolled
+   * back with it).
+   */
+  readonly sharesConnection?: boolean;
+}
+
+/** Table options the schema needs on this database (passed to Sequelize's createTable). */
+export interface DialectTableOptions {
+  charset?: string;
+  collate?: string;
+  rowFormat?: string;
 }
 
 export interface ReleaseNotice {
@@ -96,6 +115,14 @@ export interface Dialect {
   readonly driver: DialectDriver;
   /** Release statements notify listeners (PostgreSQL LISTEN/NOTIFY); others rely on polling. */
   readonly notifies: boolean;
+  /** Extra options for both tables (e.g. MariaDB: character set, collation, row format). */
+  readonly tableOptions?: DialectTableOptions;
+  /**
+   * Runs before the schema statements (sync, migration), which go through Sequelize's own query
+   * path. SQLite: lets Sequelize's shared connection wait for a busy file, so several processes
+   * may run sync() at once.
+   */
+  prepareSchema?(sequelize: Sequelize): Promise<void>;
   schemaExtrasSql(names: SchemaNames): string[];
   dropExtrasSql(names: SchemaNames): string[];
   statements(names: SchemaNames): DialectStatements;

@@ -1,13 +1,16 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Client } from 'pg';
 import { initDbMutex } from '../../src';
-import { createTestDatabase, makeSequelize, type TestDatabase } from '../helpers/db';
+import { ensureBuilt } from '../helpers/built';
+import { createTestDatabase, describeSchema, isMariaDb, itIf, makeSequelize, type TestDatabase } from '../helpers/db';
 
 const run = promisify(execFile);
 const root = join(__dirname, '..', '..');
 const databases: TestDatabase[] = [];
+
+// The sequelize-cli migration requires the built package (dist/).
+beforeAll(() => ensureBuilt(), 180_000);
 
 afterAll(async () => {
   for (const db of databases) await db.drop();
@@ -24,21 +27,6 @@ function sequelizeCli(db: TestDatabase, ...args: string[]) {
     cwd: root,
     env: { ...process.env, DATABASE_URL: db.url },
   });
-}
-
-/** Everything that defines the schema, in a comparable form. */
-async function describeSchema(url: string) {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    const columns = await c.query(`SELECT table_name, column_name, data_type, is_nullable, column_default, character_maximum_length, datetime_precision
-      FROM information_schema.columns WHERE table_schema = 'public' AND table_name LIKE 'db_mutex%' ORDER BY table_name, column_name`);
-    const indexes = await c.query(`SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename LIKE 'db_mutex%' ORDER BY indexname`);
-    const sequences = await c.query(`SELECT sequence_name, data_type FROM information_schema.sequences WHERE sequence_schema = 'public' ORDER BY sequence_name`);
-    return { columns: columns.rows, indexes: indexes.rows, sequences: sequences.rows };
-  } finally {
-    await c.end();
-  }
 }
 
 describe('schema', () => {
@@ -59,7 +47,7 @@ describe('schema', () => {
 
     const expected = await describeSchema(viaMigration.url);
     expect(expected.columns.length).toBeGreaterThanOrEqual(20);
-    expect(expected.sequences.map((r) => r.sequence_name)).toContain('db_mutex_locks_fencing_seq');
+    expect(expected.fencing.some((name) => name.startsWith('db_mutex_locks_fencing'))).toBe(true);
     expect(await describeSchema(viaSync.url)).toEqual(expected);
     expect(await describeSchema(viaHost.url)).toEqual(expected);
   });
@@ -85,13 +73,62 @@ describe('schema', () => {
     await sequelizeCli(db, 'db:migrate:undo');
     const empty = await describeSchema(db.url);
     expect(empty.columns).toEqual([]);
-    expect(empty.sequences).toEqual([]);
+    expect(empty.fencing).toEqual([]);
     await sequelizeCli(db, 'db:migrate');
     expect((await describeSchema(db.url)).columns.length).toBeGreaterThanOrEqual(20);
   });
 
   it('refuses an unsupported dialect at initDbMutex with an error naming the supported ones', () => {
     const fake = { getDialect: () => 'mssql' } as unknown as Parameters<typeof initDbMutex>[0];
-    expect(() => initDbMutex(fake)).toThrow(/does not support the "mssql" dialect; supported: postgres/);
+    expect(() => initDbMutex(fake)).toThrow(/does not support the "mssql" dialect; supported: postgres, mariadb, mysql, sqlite$/);
+    expect(() => initDbMutex(fake)).toThrow(expect.objectContaining({ code: 'DB_MUTEX_UNSUPPORTED_DIALECT' }));
   });
+
+  itIf(isMariaDb)('uses utf8mb4 with an exact (binary, no-pad) collation and DYNAMIC rows on MariaDB, whatever the database default', async () => {
+    // A database whose default character set cannot even store an emoji, and which compares case-insensitively.
+    const db = await fresh();
+    const s = makeSequelize(db.url);
+    try {
+      await s.query(`ALTER DATABASE \`${db.name}\` CHARACTER SET latin1 COLLATE latin1_swedish_ci`);
+      const mutex = initDbMutex(s, { setDefault: false });
+      await mutex.sync();
+      const { tables, columns } = await describeSchema(db.url);
+      expect(tables.map((t) => [t.TABLE_NAME, t.ROW_FORMAT, t.TABLE_COLLATION])).toEqual([
+        ['db_mutex_events', 'Dynamic', 'utf8mb4_nopad_bin'],
+        ['db_mutex_locks', 'Dynamic', 'utf8mb4_nopad_bin'],
+      ]);
+      const lockId = columns.find((c) => c.TABLE_NAME === 'db_mutex_locks' && c.COLUMN_NAME === 'lock_id')!;
+      expect([lockId.COLUMN_TYPE, lockId.COLLATION_NAME, lockId.COLUMN_KEY]).toEqual(['varchar(255)', 'utf8mb4_nopad_bin', 'PRI']);
+      // 255 four-byte characters: a 1020-byte primary key, within InnoDB's 3072-byte limit for DYNAMIC rows.
+      const id = '🔒'.repeat(255);
+      const lock = await mutex.acquire(id);
+      expect((await mutex.inspect(id))?.lockId).toBe(id);
+      await lock.release();
+      await mutex.close();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('keeps the fencing counter when sync() runs again on a database that already has locks', async () => {
+    const db = await fresh();
+    const s = makeSequelize(db.url);
+    try {
+      const mutex = initDbMutex(s, { setDefault: false });
+      await mutex.sync();
+      const first = await mutex.acquire('counter-survives');
+      await first.release();
+      await mutex.sync();
+      const again = initDbMutex(s, { setDefault: false });
+      await again.sync();
+      const second = await again.acquire('counter-survives');
+      expect(second.fencingToken).toBeGreaterThan(first.fencingToken);
+      await second.release();
+      await again.close();
+      await mutex.close();
+    } finally {
+      await s.close();
+    }
+  });
+
 });

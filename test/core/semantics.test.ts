@@ -13,16 +13,8 @@ beforeAll(async () => {
 });
 afterAll(() => ctx.cleanup());
 
-async function rows(lockId?: string) {
-  const c = await ctx.client();
-  const r = await c.query('SELECT lock_id, owner_token, fencing_token::int AS fencing_token, holder FROM db_mutex_locks WHERE $1::text IS NULL OR lock_id = $1 ORDER BY lock_id', [lockId ?? null]);
-  return r.rows as { lock_id: string; owner_token: string; fencing_token: number; holder: string }[];
-}
-
-async function expireInDatabase(lockId: string) {
-  const c = await ctx.client();
-  await c.query(`UPDATE db_mutex_locks SET expires_at = now() - interval '1 second' WHERE lock_id = $1`, [lockId]);
-}
+const rows = (lockId?: string) => ctx.sql.lockRows(lockId ?? null);
+const expireInDatabase = (lockId: string) => ctx.sql.expireLock(lockId);
 
 describe('core semantics', () => {
   it('runs the function under the lock and returns its result', async () => {
@@ -126,12 +118,21 @@ describe('core semantics', () => {
     await expireInDatabase('fenced');
     const c = await mutex.acquire('fenced');
     tokens.push(c.fencingToken);
-    const c2 = await ctx.client();
-    await c2.query(`DELETE FROM db_mutex_locks WHERE lock_id = 'fenced'`);
+    await ctx.sql.deleteLock('fenced');
     const d = await rival.acquire('fenced');
     tokens.push(d.fencingToken);
     await d.release();
     for (let i = 1; i < tokens.length; i++) expect(tokens[i]!).toBeGreaterThan(tokens[i - 1]!);
+  });
+
+  it('treats lock ids as exact strings: case, trailing spaces and Unicode normalization make different locks', async () => {
+    const ids = ['Report', 'report', 'report ', 'caf\u00e9', 'cafe\u0301'];
+    const held = [];
+    for (const id of ids) held.push(await mutex.acquire(id));
+    expect((await rows()).map((r) => r.lock_id).filter((id) => ids.includes(id)).sort()).toEqual([...ids].sort());
+    for (const id of ids) await expect(rival.acquire(id)).rejects.toBeInstanceOf(DbMutexError);
+    for (const lock of held) await lock.release();
+    expect((await rows()).filter((r) => ids.includes(r.lock_id))).toEqual([]);
   });
 
   it('keeps the two error classes distinct, with a name, a code and the lock id', () => {
@@ -156,10 +157,9 @@ describe('core semantics', () => {
 
   it('passes database errors other than "already held" through unchanged', async () => {
     const broken = await ctx.mutex({ tableName: 'no_such_table', eventsTableName: 'no_such_events' });
-    const c = await ctx.client();
-    await c.query('DROP TABLE no_such_table');
+    await ctx.sql.dropTable('no_such_table');
     const error = await broken.acquire('x').catch((e: unknown) => e);
     expect(error).not.toBeInstanceOf(DbMutexError);
-    expect((error as { code?: string }).code).toBe('42P01');
+    expect((error as { code?: string }).code).toBe(ctx.sql.noSuchTableCode);
   });
 });

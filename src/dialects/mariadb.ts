@@ -1,0 +1,371 @@
+/**
+ * MariaDB (10.5 or later), reached through either Sequelize dialect: `mariadb` (the `mariadb`
+ * connector) or `mysql` (the `mysql2` driver). Both drivers send the same SQL; only how a statement
+ * is run differs. MySQL servers are not supported: the statements rely on MariaDB's sequences and
+ * on `RETURNING` (see the server check in `ensureMariaDb`).
+ *
+ * Why these shapes:
+ * - Acquire is one `INSERT … ON DUPLICATE KEY UPDATE … RETURNING`. On a duplicate key InnoDB locks
+ *   the existing row and every assignment is `IF(expired, new, old)`, so a live lock is left as it
+ *   was and an expired one is taken over, under that row lock. MariaDB applies the assignments left
+ *   to right and later ones see the columns already changed, so `expires_at` (the column the
+ *   condition reads) is assigned last and every earlier condition still sees the old expiry.
+ *   `RETURNING` reports the row as it is after the statement, taken over or not; we won if it carries
+ *   our owner token.
+ * - UPDATE has no RETURNING in MariaDB, so renewal and extend are also `INSERT … SELECT … FOR UPDATE
+ *   ON DUPLICATE KEY UPDATE … RETURNING`: the SELECT picks our own live rows and locks them, so each
+ *   one is certain to hit its duplicate key and be updated, never inserted. `FOR UPDATE` matters:
+ *   under READ COMMITTED a plain INSERT … SELECT reads a snapshot, and a row deleted meanwhile by a
+ *   force-release would be inserted again (resurrected) with our stale token.
+ * - Fencing tokens come from a sequence (`NEXTVAL`), which no delete or takeover can rewind; a
+ *   takeover also takes at least the old token + 1, so a statement that drew its number and then
+ *   waited for the row lock can never hand out a smaller token than the one it replaces.
+ * - Times are `UTC_TIMESTAMP(6)` and stored as UTC in DATETIME(6), independent of every session's
+ *   time_zone; they travel as epoch milliseconds computed by TIMESTAMPDIFF (also time-zone free).
+ * - Tables use utf8mb4 with the binary, no-pad collation, so lock ids compare exactly as JavaScript
+ *   strings do ('Job' ≠ 'job', 'a' ≠ 'a '), and ROW_FORMAT=DYNAMIC, whose 3072-byte key limit holds
+ *   the 255-character (1020-byte) primary key.
+ */
+import { QueryTypes } from 'sequelize';
+import type { SchemaNames } from '../schema';
+import { dateOrNull, num, parseEventRows, parseJsonEventRows, parseLockRows, positional, truthy } from './rows';
+import type { AcquireParams, AcquiredRow, Dialect, DialectDriver, DialectStatements, ListParams, ReleaseWhere, Rows, Statement } from './types';
+
+/** Thrown when a `mariadb`/`mysql` Sequelize instance points at a server these statements cannot run on. */
+export class DbMutexUnsupportedServerError extends Error {
+  override readonly name = 'DbMutexUnsupportedServerError';
+  readonly code = 'DB_MUTEX_UNSUPPORTED_SERVER' as const;
+  constructor(readonly serverVersion: string) {
+    super(
+      `sequelize-db-mutex needs MariaDB 10.5 or later for the mariadb/mysql dialects (it uses sequences and ` +
+        `INSERT … RETURNING); this server reports version ${JSON.stringify(serverVersion)}`,
+    );
+  }
+}
+
+const MIN_VERSION: readonly [number, number] = [10, 5];
+const DEADLOCK = 1213;
+const TRANSACTION_CONTROL = /^\s*(BEGIN|COMMIT|ROLLBACK|START\s)/i;
+
+/** Connections already checked to be MariaDB 10.5+. */
+const checked = new WeakSet<object>();
+
+/** A driver-independent way to send one query: text with `?` placeholders plus values. */
+type Send = (connection: unknown, sql: string, values: readonly unknown[], timeoutMs: number) => Promise<unknown>;
+
+function makeDriver(send: Send, isBroken: DialectDriver['isBroken']): DialectDriver {
+  return {
+    async run(connection, statement, timeoutMs) {
+      await ensureMariaDb(connection, send, timeoutMs);
+      // The server enforces the limit and the connection stays usable afterwards (unlike a
+      // client-side timeout, after which the reply may still arrive).
+      const text = TRANSACTION_CONTROL.test(statement.text)
+        ? statement.text
+        : `SET STATEMENT max_statement_time=${(timeoutMs / 1000).toFixed(3)} FOR ${statement.text}`;
+      const result = await send(connection, text, statement.values, timeoutMs);
+      return Array.isArray(result) ? (result as Rows) : [];
+    },
+    isBroken,
+    isRetryable(error) {
+      // ER_LOCK_DEADLOCK: InnoDB rolled the victim back as a whole. Concurrent upserts and deletes of
+      // one key can deadlock on the key's gap locks even though each is a single statement.
+      return (error as { errno?: unknown } | null)?.errno === DEADLOCK;
+    },
+  };
+}
+
+async function ensureMariaDb(connection: unknown, send: Send, timeoutMs: number): Promise<void> {
+  const key = connection as object;
+  if (checked.has(key)) return;
+  const rows = (await send(connection, 'SELECT VERSION() AS v', [], timeoutMs)) as { v?: string }[];
+  checkVersion(rows[0]?.v ?? '');
+  checked.add(key);
+}
+
+function checkVersion(version: string): void {
+  const match = /^(\d+)\.(\d+)/.exec(version);
+  const [major, minor] = match ? [Number(match[1]), Number(match[2])] : [0, 0];
+  const recent = major > MIN_VERSION[0] || (major === MIN_VERSION[0] && minor >= MIN_VERSION[1]);
+  if (!/mariadb/i.test(version) || !recent) throw new DbMutexUnsupportedServerError(version);
+}
+
+// ---- drivers ----------------------------------------------------------------------------------
+
+interface MariadbConnection {
+  query(options: { sql: string }, values?: unknown[]): Promise<unknown>;
+  isValid?(): boolean;
+}
+
+/** The `mariadb` connector (Sequelize dialect `mariadb`): promise API. */
+const mariadbDriver = makeDriver(
+  (connection, sql, values) => (connection as MariadbConnection).query({ sql }, values as unknown[]),
+  (connection) => {
+    const c = connection as MariadbConnection;
+    return typeof c.isValid === 'function' && !c.isValid();
+  },
+);
+
+interface Mysql2Connection {
+  query(options: { sql: string; values?: unknown[]; timeout?: number }, callback: (error: Error | null, result: unknown) => void): unknown;
+  _fatalError?: unknown;
+  _closing?: boolean;
+}
+
+/** Extra time the client waits beyond the server's own limit before giving up on the reply. */
+const CLIENT_GRACE_MS = 2000;
+
+/** The `mysql2` driver (Sequelize dialect `mysql`): callback API. */
+const mysql2Driver = makeDriver(
+  (connection, sql, values, timeoutMs) =>
+    new Promise((resolve, reject) => {
+      (connection as Mysql2Connection).query({ sql, values: values as unknown[], timeout: timeoutMs + CLIENT_GRACE_MS }, (error, result) =>
+        error ? reject(error) : resolve(result),
+      );
+    }),
+  (connection, error) => {
+    // After a client-side timeout the reply may still arrive, so the protocol state is unknown.
+    const c = connection as Mysql2Connection;
+    const e = error as { code?: unknown; fatal?: unknown } | null;
+    return e?.code === 'PROTOCOL_SEQUENCE_TIMEOUT' || e?.fatal === true || Boolean(c._fatalError) || c._closing === true;
+  },
+);
+
+// ---- SQL --------------------------------------------------------------------------------------
+
+const q = (identifier: string) => `\`${identifier.replace(/`/g, '``')}\``;
+const NOW = 'UTC_TIMESTAMP(6)';
+const EPOCH = "TIMESTAMP'1970-01-01 00:00:00'";
+/** Epoch milliseconds (with the microseconds as a fraction), as text. */
+const ms = (expr: string) => `CAST(TIMESTAMPDIFF(MICROSECOND, ${EPOCH}, ${expr}) / 1000 AS CHAR)`;
+const interval = (seconds: string) => `INTERVAL CAST(ROUND((${seconds}) * 1000000) AS SIGNED) MICROSECOND`;
+/** `base` plus `seconds`; NULL when `seconds` is NULL. */
+const plus = (base: string, seconds: string) => `(${base} + ${interval(seconds)})`;
+/** The earlier of two instants, ignoring a NULL one (MariaDB's LEAST returns NULL if any argument is NULL). */
+const earliest = (a: string, b: string) => `COALESCE(LEAST(${a}, ${b}), ${a}, ${b})`;
+const fromMs = (param: string) => `(${EPOCH} + INTERVAL CAST(ROUND(${param} * 1000) AS SIGNED) MICROSECOND)`;
+
+const COLUMNS = 'lock_id, owner_token, fencing_token, holder, hostname, pid, acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds';
+
+const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS CHAR) AS fencing_token,
+  ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
+  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms(NOW)} AS now_ms`;
+
+/** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
+const STALE = `(expires_at <= ${NOW} OR (lease_seconds IS NOT NULL
+  AND heartbeat_at < ${NOW} - ${interval('lease_seconds * 2 / 3')}))`;
+
+const EVENT_COLUMNS = (e: string) => `CAST(${e}.id AS CHAR) AS id, ${e}.action, ${e}.lock_id,
+  CAST(${e}.fencing_token AS CHAR) AS fencing_token, ${e}.holder, ${e}.hostname, ${e}.pid, ${ms(`${e}.acquired_at`)} AS acquired_ms,
+  ${e}.age_seconds, ${e}.operator, ${e}.reason, ${ms(`${e}.created_at`)} AS created_ms`;
+
+const EVENT_JSON = (e: string) => `JSON_OBJECT('id', CAST(${e}.id AS CHAR), 'action', ${e}.action, 'lock_id', ${e}.lock_id,
+  'fencing_token', CAST(${e}.fencing_token AS CHAR), 'holder', ${e}.holder, 'hostname', ${e}.hostname, 'pid', ${e}.pid,
+  'acquired_ms', ${ms(`${e}.acquired_at`)}, 'age_seconds', ${e}.age_seconds, 'operator', ${e}.operator,
+  'reason', ${e}.reason, 'created_ms', ${ms(`${e}.created_at`)})`;
+
+function statement(name: string, text: string, params: Record<string, unknown>): Statement {
+  return { name, ...positional(text, params) };
+}
+
+function statements(names: SchemaNames): DialectStatements {
+  const t = q(names.tableName);
+  const ev = q(names.eventsTableName);
+  const seq = q(sequenceName(names));
+  const prefix = `dbm_${names.tableName}`;
+  /** Taken over only when expired by the database clock; NULL (never expires) is never taken over. */
+  const ifExpired = (column: string, value = `VALUES(${column})`) => `${column} = IF(expires_at <= ${NOW}, ${value}, ${column})`;
+  const ours = `lock_id IN (:lockIds) AND (lock_id, owner_token) IN (:pairs)`;
+
+  return {
+    acquire(p: AcquireParams): Statement {
+      return statement(
+        `${prefix}_acquire`,
+        `INSERT INTO ${t} (${COLUMNS})
+          VALUES (:lockId, :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
+            ${earliest(plus(NOW, ':lease'), plus(NOW, ':ttl'))}, ${plus(NOW, ':ttl')}, ${NOW}, :lease)
+          ON DUPLICATE KEY UPDATE
+            ${ifExpired('owner_token')},
+            ${ifExpired('fencing_token', 'GREATEST(VALUES(fencing_token), fencing_token + 1)')},
+            ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
+            ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
+            ${ifExpired('expires_at')}
+          RETURNING owner_token = :ownerToken AS won, CAST(fencing_token AS CHAR) AS fencing_token,
+            ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
+        {
+          lockId: p.lockId,
+          ownerToken: p.ownerToken,
+          holder: p.holder,
+          hostname: p.hostname,
+          pid: p.pid,
+          ttl: p.ttlSeconds,
+          lease: p.leaseSeconds,
+        },
+      );
+    },
+    parseAcquire(rows): AcquiredRow | null {
+      const r = rows[0];
+      if (!r || !truthy(r.won)) return null;
+      return { fencingToken: num(r.fencing_token), acquiredAt: new Date(num(r.acquired_ms)), expiresAt: dateOrNull(r.expires_ms) };
+    },
+    release(lockId, ownerToken) {
+      return statement(
+        `${prefix}_release`,
+        `DELETE FROM ${t} WHERE lock_id = :lockId AND owner_token = :ownerToken
+          RETURNING COALESCE(expires_at <= ${NOW}, 0) AS expired`,
+        { lockId, ownerToken },
+      );
+    },
+    parseRelease(rows) {
+      const r = rows[0];
+      return r ? { expired: truthy(r.expired) } : null;
+    },
+    renew(lockIds, ownerTokens) {
+      // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
+      // resurrecting a lease that already ran out.
+      return statement(
+        `${prefix}_renew`,
+        `INSERT INTO ${t} (${COLUMNS})
+          SELECT ${COLUMNS} FROM ${t} AS src WHERE ${ours} AND lease_seconds IS NOT NULL AND expires_at > ${NOW}
+          FOR UPDATE
+          ON DUPLICATE KEY UPDATE heartbeat_at = ${NOW},
+            expires_at = ${earliest(plus(NOW, `${t}.lease_seconds`), `${t}.deadline_at`)}
+          RETURNING owner_token`,
+        { lockIds, pairs: lockIds.map((id, i) => [id, ownerTokens[i]]) },
+      );
+    },
+    parseRenew(rows) {
+      return new Set(rows.map((r) => String(r.owner_token)));
+    },
+    classify(lockIds, ownerTokens) {
+      return statement(
+        `${prefix}_classify`,
+        `SELECT owner_token FROM ${t} WHERE ${ours} AND expires_at <= ${NOW}`,
+        { lockIds, pairs: lockIds.map((id, i) => [id, ownerTokens[i]]) },
+      );
+    },
+    parseClassify(rows) {
+      return new Set(rows.map((r) => String(r.owner_token)));
+    },
+    extend(lockId, ownerToken, seconds) {
+      return statement(
+        `${prefix}_extend`,
+        `INSERT INTO ${t} (${COLUMNS})
+          SELECT ${COLUMNS} FROM ${t} AS src
+          WHERE lock_id = :lockId AND owner_token = :ownerToken AND (expires_at IS NULL OR expires_at > ${NOW})
+          FOR UPDATE
+          ON DUPLICATE KEY UPDATE heartbeat_at = ${NOW}, deadline_at = ${plus(NOW, ':seconds')},
+            expires_at = IF(${t}.lease_seconds IS NULL, ${plus(NOW, ':seconds')},
+              ${earliest(plus(NOW, `${t}.lease_seconds`), plus(NOW, ':seconds'))})
+          RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`,
+        { lockId, ownerToken, seconds },
+      );
+    },
+    parseExtend(rows) {
+      const r = rows[0];
+      return r ? { expiresAt: dateOrNull(r.expires_ms), deadlineAt: dateOrNull(r.deadline_ms) } : null;
+    },
+    inspect(lockId) {
+      return statement(`${prefix}_inspect`, `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t} WHERE lock_id = :lockId`, { lockId });
+    },
+    list(p: ListParams) {
+      // Keyset pagination on (acquired_at, lock_id) stays fast at any depth, unlike OFFSET.
+      return statement(
+        `${prefix}_list`,
+        `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t}
+          WHERE (:filter IS NULL OR INSTR(lock_id, :filter) > 0)
+            AND (NOT :staleOnly OR ${STALE})
+            AND (:afterMs IS NULL OR (acquired_at, lock_id) > (${fromMs(':afterMs')}, :afterId))
+          ORDER BY acquired_at, lock_id LIMIT :limit`,
+        {
+          filter: p.filter,
+          staleOnly: p.staleOnly,
+          afterMs: p.after ? p.after.acquiredAt.getTime() : null,
+          afterId: p.after ? p.after.lockId : null,
+          limit: p.limit,
+        },
+      );
+    },
+    parseLocks: parseLockRows,
+    counts(filter) {
+      return statement(
+        `${prefix}_counts`,
+        `SELECT CAST(COUNT(*) AS CHAR) AS total, CAST(COALESCE(SUM(${STALE}), 0) AS CHAR) AS stale FROM ${t}
+          WHERE (:filter IS NULL OR INSTR(lock_id, :filter) > 0)`,
+        { filter },
+      );
+    },
+    parseCounts(rows) {
+      const r = rows[0] ?? {};
+      return { total: num(r.total ?? 0), stale: num(r.stale ?? 0) };
+    },
+    releaseAudited(where: ReleaseWhere, action, operator, reason) {
+      // Two statements in one transaction (MariaDB has no DML in WITH, and a trigger may not write
+      // the table its statement reads): first record the matching rows in the audit table, locking
+      // them; then delete exactly the rows that now have an audit row. Every audit row records the
+      // deletion of that very acquisition, and (lock_id, fencing_token) names one acquisition, so
+      // "has an audit row" can only mean "audited just now"; `id >= LAST_INSERT_ID()` (the first id
+      // this connection's INSERT generated) merely keeps the lookup short.
+      const one = where.kind === 'one';
+      const condition = one
+        ? 'lock_id = :lockId AND (:fencingToken IS NULL OR fencing_token = :fencingToken)'
+        : where.kind === 'stale'
+          ? STALE
+          : `expires_at <= ${NOW}`;
+      const params = { action, operator, reason, lockId: where.lockId ?? null, fencingToken: where.fencingToken ?? null };
+      return [
+        statement(
+          `${prefix}_audit_${where.kind}`,
+          `INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
+            SELECT :action, lock_id, fencing_token, holder, hostname, pid, acquired_at,
+              TIMESTAMPDIFF(MICROSECOND, acquired_at, ${NOW}) / 1000000, :operator, :reason, ${NOW}
+            FROM ${t} WHERE ${condition}
+            FOR UPDATE`,
+          params,
+        ),
+        statement(
+          `${prefix}_delete_audited`,
+          `DELETE FROM ${t} WHERE ${one ? 'lock_id = :lockId AND ' : ''}(lock_id, fencing_token) IN
+              (SELECT e.lock_id, e.fencing_token FROM ${ev} AS e WHERE e.id >= LAST_INSERT_ID())
+            RETURNING (SELECT ${EVENT_JSON('e')} FROM ${ev} AS e
+              WHERE e.lock_id = ${t}.lock_id AND e.fencing_token = ${t}.fencing_token ORDER BY e.id DESC LIMIT 1) AS event`,
+          params,
+        ),
+      ];
+    },
+    parseReleased: parseJsonEventRows,
+    events(limit, lockId) {
+      return statement(
+        `${prefix}_events`,
+        `SELECT ${EVENT_COLUMNS('e')} FROM ${ev} AS e WHERE (:lockId IS NULL OR e.lock_id = :lockId) ORDER BY e.id DESC LIMIT :limit`,
+        { lockId, limit },
+      );
+    },
+    parseEvents: parseEventRows,
+  };
+}
+
+function sequenceName(names: SchemaNames): string {
+  return `${names.tableName}_fencing_seq`;
+}
+
+function mariadbFamily(name: 'mariadb' | 'mysql', driver: DialectDriver): Dialect {
+  return {
+    name,
+    driver,
+    notifies: false,
+    tableOptions: { charset: 'utf8mb4', collate: 'utf8mb4_nopad_bin', rowFormat: 'DYNAMIC' },
+    async prepareSchema(sequelize) {
+      // Refuse a MySQL (or old MariaDB) server before creating anything, with an error that says why.
+      const [row] = await sequelize.query<{ v: string }>('SELECT VERSION() AS v', { type: QueryTypes.SELECT });
+      checkVersion(row?.v ?? '');
+    },
+    schemaExtrasSql: (names) => [`CREATE SEQUENCE IF NOT EXISTS ${q(sequenceName(names))}`],
+    dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
+    statements,
+  };
+}
+
+/** Sequelize dialect `mariadb` (the `mariadb` connector). */
+export const mariadbDialect: Dialect = mariadbFamily('mariadb', mariadbDriver);
+/** Sequelize dialect `mysql` (the `mysql2` driver), against a MariaDB server. */
+export const mysqlDialect: Dialect = mariadbFamily('mysql', mysql2Driver);

@@ -1,0 +1,106 @@
+/**
+ * Row parsing shared by every dialect. Each dialect's SQL returns the same column aliases, with
+ * instants as epoch milliseconds (numbers or numeric strings) and 64-bit integers as text, so no
+ * type parser of the host app or of the driver (Date, BigInt, DECIMAL) ever touches lock data.
+ */
+import type { EventRow, LockRow, Rows } from './types';
+
+export function num(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v);
+}
+
+export function date(v: unknown): Date {
+  return new Date(num(v));
+}
+
+export function dateOrNull(v: unknown): Date | null {
+  return v === null || v === undefined ? null : new Date(num(v));
+}
+
+/** SQL booleans arrive as true (PostgreSQL), 1 / 1n / '1' (MariaDB, SQLite) or NULL. */
+export function truthy(v: unknown): boolean {
+  return v !== null && v !== undefined && Number(v) === 1;
+}
+
+/**
+ * Columns: lock_id, holder, hostname, pid, fencing_token, acquired_ms, expires_ms, deadline_ms,
+ * heartbeat_ms, lease_seconds, now_ms, stale.
+ */
+export function parseLockRows(rows: Rows): LockRow[] {
+  return rows.map((r) => ({
+    lockId: String(r.lock_id),
+    fencingToken: num(r.fencing_token),
+    holder: String(r.holder),
+    hostname: String(r.hostname),
+    pid: num(r.pid),
+    acquiredAt: date(r.acquired_ms),
+    expiresAt: dateOrNull(r.expires_ms),
+    deadlineAt: dateOrNull(r.deadline_ms),
+    heartbeatAt: date(r.heartbeat_ms),
+    leaseSeconds: r.lease_seconds === null || r.lease_seconds === undefined ? null : num(r.lease_seconds),
+    dbNow: date(r.now_ms),
+    stale: truthy(r.stale),
+  }));
+}
+
+/**
+ * Columns: id, action, lock_id, fencing_token, holder, hostname, pid, acquired_ms, age_seconds,
+ * operator, reason, created_ms.
+ */
+export function parseEventRows(rows: Rows): EventRow[] {
+  return rows.map((r) => ({
+    id: num(r.id),
+    action: String(r.action),
+    lockId: String(r.lock_id),
+    fencingToken: num(r.fencing_token),
+    holder: String(r.holder),
+    hostname: String(r.hostname),
+    pid: num(r.pid),
+    acquiredAt: date(r.acquired_ms),
+    ageSeconds: num(r.age_seconds),
+    operator: String(r.operator),
+    reason: typeof r.reason === 'string' ? r.reason : null,
+    createdAt: date(r.created_ms),
+  }));
+}
+
+/**
+ * Where an audited release returns each event as one JSON text column (`event`): the dialects whose
+ * DELETE … RETURNING can only reach the audit row through a scalar subquery.
+ */
+export function parseJsonEventRows(rows: Rows): EventRow[] {
+  // Some drivers (the mariadb connector) already decode JSON-typed columns.
+  return parseEventRows(
+    rows.map((r) => (typeof r.event === 'string' ? JSON.parse(r.event) : r.event) as Record<string, unknown>),
+  );
+}
+
+/**
+ * Turns `:name` placeholders into the positional `?` the MariaDB/MySQL and SQLite drivers bind, so
+ * statements can name a parameter several times. An array value becomes a list (`?, ?`), an array of
+ * arrays a list of tuples (`(?, ?), (?, ?)`); an empty array becomes NULL, which matches nothing in
+ * `IN (…)`. A name without a value is a programming error.
+ */
+export function positional(text: string, params: Record<string, unknown>): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const out = text.replace(/:([A-Za-z_][A-Za-z0-9_]*)\b/g, (_match, name: string) => {
+    if (!Object.prototype.hasOwnProperty.call(params, name)) throw new Error(`no value for statement parameter :${name}`);
+    const value = params[name];
+    if (!Array.isArray(value)) {
+      values.push(value);
+      return '?';
+    }
+    if (value.length === 0) return 'NULL';
+    return value
+      .map((item: unknown) => {
+        if (!Array.isArray(item)) {
+          values.push(item);
+          return '?';
+        }
+        values.push(...(item as unknown[]));
+        return `(${item.map(() => '?').join(', ')})`;
+      })
+      .join(', ');
+  });
+  return { text: out, values };
+}

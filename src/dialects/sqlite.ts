@@ -1,0 +1,313 @@
+/**
+ * SQLite (3.35 or later, for RETURNING; the `sqlite3` package bundles a recent one), on a database
+ * FILE that several connections and processes share.
+ *
+ * Why these shapes:
+ * - SQLite has one writer at a time for the whole file, and a write statement takes the write lock
+ *   before it reads anything, so each statement below is atomic against every other connection.
+ *   Connections wait for the lock up to the statement timeout (busy_timeout) instead of failing at
+ *   once, and the file is switched to WAL mode so readers never wait for the writer.
+ * - Acquire is `INSERT … ON CONFLICT (lock_id) DO UPDATE … WHERE expired RETURNING`, as on
+ *   PostgreSQL: a free lock is inserted, an expired one taken over, a live one left alone (no row
+ *   returned). SQLite evaluates every SET expression against the old row, so order does not matter.
+ * - Fencing tokens: SQLite has no sequences, so a one-row counter table holds the highest token ever
+ *   handed out. Acquire takes counter + 1, and triggers on the lock table raise the counter to every
+ *   token written, inside the same statement. A release, expiry, takeover or manual DELETE never
+ *   lowers the counter, so tokens strictly increase per lock id (and across the table).
+ * - Times: Sequelize stores DATE in SQLite as text 'YYYY-MM-DD HH:MM:SS.SSS +00:00'; the lock
+ *   statements write that same format from the database clock (`'now'`, which is the same instant
+ *   throughout one statement, millisecond resolution), compare through julianday() (which accepts
+ *   any format SQLite understands, so a hand-edited row still compares correctly) and return epoch
+ *   milliseconds computed in SQL.
+ */
+import type { SchemaNames } from '../schema';
+import { dateOrNull, num, parseEventRows, parseJsonEventRows, parseLockRows, positional, truthy } from './rows';
+import type { AcquireParams, AcquiredRow, Dialect, DialectDriver, DialectStatements, ListParams, ReleaseWhere, Rows, Statement } from './types';
+
+interface SqliteDatabase {
+  all(sql: string, params: unknown[], callback: (error: Error | null, rows: Rows) => void): unknown;
+  configure(option: 'busyTimeout', value: number): void;
+}
+
+function all(db: SqliteDatabase, sql: string, params: readonly unknown[]): Promise<Rows> {
+  return new Promise((resolve, reject) => {
+    db.all(sql, params as unknown[], (error, rows) => (error ? reject(error) : resolve(rows ?? [])));
+  });
+}
+
+/** Busy timeout set on each connection; connections whose file mode was already checked. */
+const busyTimeouts = new WeakMap<object, number>();
+const walChecked = new WeakSet<object>();
+
+async function prepare(db: SqliteDatabase, timeoutMs: number): Promise<void> {
+  if (busyTimeouts.get(db) !== timeoutMs) {
+    // Wait for a busy file instead of failing at once; this also serves the host app's own queries
+    // on the connection Sequelize shares, which would otherwise fail with SQLITE_BUSY while a lock
+    // statement of another process writes.
+    db.configure('busyTimeout', timeoutMs);
+    busyTimeouts.set(db, timeoutMs);
+  }
+  if (walChecked.has(db)) return;
+  walChecked.add(db);
+  // WAL lets readers (list, inspect, the app) run while a lock statement writes. The mode is stored
+  // in the file, so only the first connection ever switches it; a file that cannot switch (busy,
+  // read-only, in memory) keeps its mode and everything still works, only with less concurrency.
+  const [mode] = await all(db, 'PRAGMA journal_mode', []).catch(() => [] as Rows);
+  if (mode && String(mode.journal_mode).toLowerCase() === 'wal') return;
+  await all(db, 'PRAGMA journal_mode = WAL', []).catch(() => undefined);
+}
+
+/** How long schema statements wait for a busy file (they run before any DbMutex option applies). */
+const SCHEMA_BUSY_TIMEOUT_MS = 10_000;
+
+const driver: DialectDriver = {
+  async run(connection, statement, timeoutMs) {
+    const db = connection as SqliteDatabase;
+    await prepare(db, timeoutMs);
+    return all(db, statement.text, statement.values);
+  },
+  // A failed statement leaves the connection as it was; and Sequelize never pools SQLite connections.
+  isBroken: () => false,
+  sharesConnection: true,
+};
+
+// ---- SQL --------------------------------------------------------------------------------------
+
+const q = (identifier: string) => `"${identifier.replace(/"/g, '""')}"`;
+/** Sequelize's own text format for DATE columns in SQLite, always in UTC. */
+const text = (julianDay: string) => `strftime('%Y-%m-%d %H:%M:%f +00:00', ${julianDay})`;
+const NOW_JD = "julianday('now')";
+const NOW = text(NOW_JD);
+/** now + `seconds`, as stored text; NULL when `seconds` is NULL. */
+const inSeconds = (seconds: string) => text(`${NOW_JD} + (${seconds}) / 86400.0`);
+/** The earlier of two julian days, ignoring a NULL one (SQLite's min() returns NULL if any argument is NULL). */
+const earliest = (a: string, b: string) => `COALESCE(min(${a}, ${b}), ${a}, ${b})`;
+/** Epoch milliseconds of a stored time (exact: SQLite keeps whole milliseconds). */
+const ms = (expr: string) => `CAST(round((julianday(${expr}) - 2440587.5) * 86400000.0) AS INTEGER)`;
+const expired = (column: string) => `julianday(${column}) <= ${NOW_JD}`;
+
+const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS TEXT) AS fencing_token,
+  ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
+  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms("'now'")} AS now_ms`;
+
+/** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
+const STALE = `(${expired('expires_at')} OR (lease_seconds IS NOT NULL
+  AND julianday(heartbeat_at) < ${NOW_JD} - lease_seconds * 2.0 / 3.0 / 86400.0))`;
+
+const EVENT_COLUMNS = (e: string) => `CAST(${e}.id AS TEXT) AS id, ${e}.action, ${e}.lock_id,
+  CAST(${e}.fencing_token AS TEXT) AS fencing_token, ${e}.holder, ${e}.hostname, ${e}.pid, ${ms(`${e}.acquired_at`)} AS acquired_ms,
+  ${e}.age_seconds, ${e}.operator, ${e}.reason, ${ms(`${e}.created_at`)} AS created_ms`;
+
+const EVENT_JSON = (e: string) => `json_object('id', CAST(${e}.id AS TEXT), 'action', ${e}.action, 'lock_id', ${e}.lock_id,
+  'fencing_token', CAST(${e}.fencing_token AS TEXT), 'holder', ${e}.holder, 'hostname', ${e}.hostname, 'pid', ${e}.pid,
+  'acquired_ms', ${ms(`${e}.acquired_at`)}, 'age_seconds', ${e}.age_seconds, 'operator', ${e}.operator,
+  'reason', ${e}.reason, 'created_ms', ${ms(`${e}.created_at`)})`;
+
+/** (lock id, owner token) pairs travel as two JSON arrays, so the statement text never changes with their number. */
+const OURS = `lock_id IN (SELECT value FROM json_each(:lockIds))
+  AND (lock_id, owner_token) IN (SELECT a.value, b.value FROM json_each(:lockIds) AS a JOIN json_each(:ownerTokens) AS b ON a.key = b.key)`;
+
+function statement(name: string, sql: string, params: Record<string, unknown>): Statement {
+  return { name, ...positional(sql, params) };
+}
+
+function statements(names: SchemaNames): DialectStatements {
+  const t = q(names.tableName);
+  const ev = q(names.eventsTableName);
+  const counter = q(counterName(names));
+  const prefix = `dbm_${names.tableName}`;
+
+  return {
+    acquire(p: AcquireParams): Statement {
+      return statement(
+        `${prefix}_acquire`,
+        `INSERT INTO ${t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
+            acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds)
+          VALUES (:lockId, :ownerToken, COALESCE((SELECT value FROM ${counter} WHERE id = 1), 0) + 1, :holder, :hostname, :pid,
+            ${NOW}, ${text(`${NOW_JD} + ${earliest(':lease', ':ttl')} / 86400.0`)}, ${inSeconds(':ttl')}, ${NOW}, :lease)
+          ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
+            holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
+            expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
+            lease_seconds = excluded.lease_seconds
+          WHERE ${expired('expires_at')}
+          RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
+        {
+          lockId: p.lockId,
+          ownerToken: p.ownerToken,
+          holder: p.holder,
+          hostname: p.hostname,
+          pid: p.pid,
+          ttl: p.ttlSeconds,
+          lease: p.leaseSeconds,
+        },
+      );
+    },
+    parseAcquire(rows): AcquiredRow | null {
+      const r = rows[0];
+      if (!r) return null;
+      return { fencingToken: num(r.fencing_token), acquiredAt: new Date(num(r.acquired_ms)), expiresAt: dateOrNull(r.expires_ms) };
+    },
+    release(lockId, ownerToken) {
+      return statement(
+        `${prefix}_release`,
+        `DELETE FROM ${t} WHERE lock_id = :lockId AND owner_token = :ownerToken
+          RETURNING COALESCE(${expired('expires_at')}, 0) AS expired`,
+        { lockId, ownerToken },
+      );
+    },
+    parseRelease(rows) {
+      const r = rows[0];
+      return r ? { expired: truthy(r.expired) } : null;
+    },
+    renew(lockIds, ownerTokens) {
+      // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
+      // resurrecting a lease that already ran out.
+      return statement(
+        `${prefix}_renew`,
+        `UPDATE ${t} SET heartbeat_at = ${NOW},
+            expires_at = ${text(earliest(`${NOW_JD} + lease_seconds / 86400.0`, 'julianday(deadline_at)'))}
+          WHERE ${OURS} AND lease_seconds IS NOT NULL AND julianday(expires_at) > ${NOW_JD}
+          RETURNING owner_token`,
+        { lockIds: JSON.stringify(lockIds), ownerTokens: JSON.stringify(ownerTokens) },
+      );
+    },
+    parseRenew(rows) {
+      return new Set(rows.map((r) => String(r.owner_token)));
+    },
+    classify(lockIds, ownerTokens) {
+      return statement(
+        `${prefix}_classify`,
+        `SELECT owner_token FROM ${t} WHERE ${OURS} AND ${expired('expires_at')}`,
+        { lockIds: JSON.stringify(lockIds), ownerTokens: JSON.stringify(ownerTokens) },
+      );
+    },
+    parseClassify(rows) {
+      return new Set(rows.map((r) => String(r.owner_token)));
+    },
+    extend(lockId, ownerToken, seconds) {
+      return statement(
+        `${prefix}_extend`,
+        `UPDATE ${t} SET heartbeat_at = ${NOW}, deadline_at = ${inSeconds(':seconds')},
+            expires_at = CASE WHEN lease_seconds IS NULL THEN ${inSeconds(':seconds')}
+              ELSE ${text(earliest(`${NOW_JD} + lease_seconds / 86400.0`, `${NOW_JD} + (:seconds) / 86400.0`))} END
+          WHERE lock_id = :lockId AND owner_token = :ownerToken AND (expires_at IS NULL OR julianday(expires_at) > ${NOW_JD})
+          RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`,
+        { lockId, ownerToken, seconds },
+      );
+    },
+    parseExtend(rows) {
+      const r = rows[0];
+      return r ? { expiresAt: dateOrNull(r.expires_ms), deadlineAt: dateOrNull(r.deadline_ms) } : null;
+    },
+    inspect(lockId) {
+      return statement(`${prefix}_inspect`, `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t} WHERE lock_id = :lockId`, { lockId });
+    },
+    list(p: ListParams) {
+      // Keyset pagination on (acquired_at, lock_id); the stored text sorts chronologically.
+      return statement(
+        `${prefix}_list`,
+        `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t}
+          WHERE (:filter IS NULL OR instr(lock_id, :filter) > 0)
+            AND (NOT :staleOnly OR ${STALE})
+            AND (:afterMs IS NULL OR (acquired_at, lock_id) > (${text(':afterMs / 86400000.0 + 2440587.5')}, :afterId))
+          ORDER BY acquired_at, lock_id LIMIT :limit`,
+        {
+          filter: p.filter,
+          staleOnly: p.staleOnly ? 1 : 0,
+          afterMs: p.after ? p.after.acquiredAt.getTime() : null,
+          afterId: p.after ? p.after.lockId : null,
+          limit: p.limit,
+        },
+      );
+    },
+    parseLocks: parseLockRows,
+    counts(filter) {
+      return statement(
+        `${prefix}_counts`,
+        `SELECT count(*) AS total, COALESCE(sum(CASE WHEN ${STALE} THEN 1 ELSE 0 END), 0) AS stale FROM ${t}
+          WHERE (:filter IS NULL OR instr(lock_id, :filter) > 0)`,
+        { filter },
+      );
+    },
+    parseCounts(rows) {
+      const r = rows[0] ?? {};
+      return { total: num(r.total ?? 0), stale: num(r.stale ?? 0) };
+    },
+    releaseAudited(where: ReleaseWhere, action, operator, reason) {
+      // Two statements in one transaction (SQLite has no DML in WITH): record the matching rows in
+      // the audit table, then delete exactly the rows that now have an audit row. The transaction
+      // starts with a write, so it holds the file's write lock from its first statement on and
+      // nothing can change in between. Every audit row records the deletion of that very acquisition
+      // and (lock_id, fencing_token) names one acquisition, so "has an audit row" means "audited now".
+      // The age is rounded to the millisecond (the precision of SQLite's clock), which also keeps it
+      // identical through json_object's 15-digit number format.
+      const condition =
+        where.kind === 'one'
+          ? 'lock_id = :lockId AND (:fencingToken IS NULL OR fencing_token = :fencingToken)'
+          : where.kind === 'stale'
+            ? STALE
+            : expired('expires_at');
+      const params = { action, operator, reason, lockId: where.lockId ?? null, fencingToken: where.fencingToken ?? null };
+      const audited = (e: string) => `${e}.lock_id = ${t}.lock_id AND ${e}.fencing_token = ${t}.fencing_token`;
+      return [
+        statement(
+          `${prefix}_audit_${where.kind}`,
+          `INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
+            SELECT :action, lock_id, fencing_token, holder, hostname, pid, acquired_at,
+              round((${NOW_JD} - julianday(acquired_at)) * 86400.0, 3), :operator, :reason, ${NOW}
+            FROM ${t} WHERE ${condition}`,
+          params,
+        ),
+        statement(
+          `${prefix}_delete_audited`,
+          `DELETE FROM ${t} WHERE EXISTS (SELECT 1 FROM ${ev} AS e WHERE ${audited('e')})
+            RETURNING (SELECT ${EVENT_JSON('e')} FROM ${ev} AS e WHERE ${audited('e')} ORDER BY e.id DESC LIMIT 1) AS event`,
+          params,
+        ),
+      ];
+    },
+    parseReleased: parseJsonEventRows,
+    events(limit, lockId) {
+      return statement(
+        `${prefix}_events`,
+        `SELECT ${EVENT_COLUMNS('e')} FROM ${ev} AS e WHERE (:lockId IS NULL OR e.lock_id = :lockId) ORDER BY e.id DESC LIMIT :limit`,
+        { lockId, limit },
+      );
+    },
+    parseEvents: parseEventRows,
+  };
+}
+
+function counterName(names: SchemaNames): string {
+  return `${names.tableName}_fencing`;
+}
+
+export const sqliteDialect: Dialect = {
+  name: 'sqlite',
+  driver,
+  notifies: false,
+  async prepareSchema(sequelize) {
+    const cm = (sequelize as unknown as { connectionManager: { getConnection(options: object): Promise<unknown> } }).connectionManager;
+    // Sequelize's shared connection: the one its own queries (and so the schema statements) use.
+    await prepare((await cm.getConnection({})) as SqliteDatabase, SCHEMA_BUSY_TIMEOUT_MS);
+  },
+  schemaExtrasSql(names) {
+    const t = q(names.tableName);
+    const counter = q(counterName(names));
+    // Raise the counter to every token written; never lower it. (Plain UPDATE/INSERT: inside a
+    // trigger, a conflict clause such as OR REPLACE would be overridden by the upsert that fired it.)
+    // The INSERT recreates the row if someone deleted it.
+    const raise = `UPDATE ${counter} SET value = NEW.fencing_token WHERE id = 1 AND value < NEW.fencing_token;
+      INSERT INTO ${counter} (id, value) SELECT 1, NEW.fencing_token WHERE NOT EXISTS (SELECT 1 FROM ${counter} WHERE id = 1);`
+    return [
+      `CREATE TABLE IF NOT EXISTS ${counter} (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)`,
+      // A counter created next to existing lock rows starts above all of them.
+      `INSERT OR IGNORE INTO ${counter} (id, value) SELECT 1, COALESCE(max(fencing_token), 0) FROM ${t}`,
+      `CREATE TRIGGER IF NOT EXISTS ${q(`${names.tableName}_fencing_insert`)} AFTER INSERT ON ${t} BEGIN ${raise} END`,
+      `CREATE TRIGGER IF NOT EXISTS ${q(`${names.tableName}_fencing_update`)} AFTER UPDATE OF fencing_token ON ${t} BEGIN ${raise} END`,
+    ];
+  },
+  // The triggers go with the lock table (dropSchema drops it first).
+  dropExtrasSql: (names) => [`DROP TABLE IF EXISTS ${q(counterName(names))}`],
+  statements,
+};
