@@ -12,6 +12,7 @@ import type { Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, Stat
 import { DbMutexError, type DbMutexLostReason } from './errors';
 import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
 import { ReleaseListener } from './listener';
+import { OrphanCleanup } from './orphan-cleanup';
 import {
   resolveAcquireOptions,
   resolveDbMutexOptions,
@@ -75,6 +76,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private readonly held = new Map<string, Lease>();
   /** Leases not yet settled: held, or lost while their critical section still runs. close() releases these. */
   private readonly unsettled = new Set<Lease>();
+  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => {
+    const rows = await this.runner.run(this.sql.release(lockId, ownerToken));
+    return this.sql.parseRelease(rows) !== null;
+  });
   private tickTimer: NodeJS.Timeout | null = null;
   private tickDueAt = Infinity;
   private renewing = false;
@@ -171,9 +176,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
         }),
       );
     } catch (error) {
-      // The statement may have committed even though we never saw the answer (timeout, dropped
-      // connection): remove our row if it is there, so it does not linger until its expiry.
-      this.runner.run(this.sql.release(lockId, ownerToken)).catch(() => undefined);
+      // The statement may still commit even though we never saw the answer (timeout, dropped
+      // connection): keep trying to remove our row, so it does not linger until its expiry.
+      const lifetimeSeconds = Math.min(opts.leaseSeconds ?? Infinity, opts.ttlSeconds ?? Infinity);
+      this.orphans.add(lockId, ownerToken, lifetimeSeconds * 1000);
       throw error;
     }
     const row = this.sql.parseAcquire(rows);
@@ -254,7 +260,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     if (this.tickTimer && due >= this.tickDueAt) return;
     if (this.tickTimer) clearTimeout(this.tickTimer);
     this.tickDueAt = due;
-    this.tickTimer = setTimeout(() => void this.tick(), periodMs);
+    // Node fires timers longer than 2^31-1 ms at once; a longer period is simply re-armed then.
+    this.tickTimer = setTimeout(() => void this.tick(), Math.min(periodMs, 2_147_483_647));
     // A held lock alone does not keep the process alive; the critical section's own work does.
     this.tickTimer.unref();
   }
@@ -428,6 +435,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     const leases = [...this.unsettled];
     for (const lease of leases) lease.markLost('closed');
     await Promise.all(leases.map((lease) => lease.settle().catch(() => undefined)));
+    await this.orphans.flush();
     await this.listener?.close();
     this.emitClose();
   }

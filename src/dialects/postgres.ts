@@ -78,6 +78,8 @@ function statements(names: SchemaNames): DialectStatements {
   const seq = `'${q(sequenceName(names))}'`;
   const channel = channelName(names);
   const prefix = `dbm_${names.tableName}`;
+  /** First key of the advisory locks on lock ids: one namespace per lock table. */
+  const advisoryClass = int32Hash(`sequelize-db-mutex:${names.tableName}`);
 
   const releaseSelect = (where: string, action: string) => `WITH d AS (DELETE FROM ${t} WHERE ${where} RETURNING *),
     e AS (INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
@@ -93,11 +95,19 @@ function statements(names: SchemaNames): DialectStatements {
     acquire(p: AcquireParams): Statement {
       return {
         name: `${prefix}_acquire`,
-        text: `INSERT INTO ${t} AS l (lock_id, owner_token, fencing_token, holder, hostname, pid,
+        // The token must be drawn only once this statement has the lock id to itself: a token drawn
+        // earlier could be older than that of an acquisition that came and went (row inserted and
+        // deleted) while this statement waited, and fencing tokens must strictly increase per lock id.
+        // A transaction-scoped advisory lock on the id, taken before nextval() (the CTE's row is
+        // produced before the projection that draws the token), serializes acquisitions of one id
+        // until commit; releases need not take it.
+        text: `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1)))
+          INSERT INTO ${t} AS l (lock_id, owner_token, fencing_token, holder, hostname, pid,
             acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds)
-          VALUES ($1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
+          SELECT $1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
             CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
-            ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8)
+            ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8
+          FROM claim
           ON CONFLICT (lock_id) DO UPDATE SET owner_token = EXCLUDED.owner_token, fencing_token = EXCLUDED.fencing_token,
             holder = EXCLUDED.holder, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, acquired_at = EXCLUDED.acquired_at,
             expires_at = EXCLUDED.expires_at, deadline_at = EXCLUDED.deadline_at, heartbeat_at = EXCLUDED.heartbeat_at,
@@ -231,6 +241,16 @@ function statements(names: SchemaNames): DialectStatements {
     },
     parseEvents: parseEventRows,
   };
+}
+
+/** FNV-1a, folded to a signed 32-bit integer (the type of an advisory lock's first key). */
+function int32Hash(text: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(text, 'utf8')) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h | 0;
 }
 
 function sequenceName(names: SchemaNames): string {
