@@ -10,9 +10,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
-import type { Client } from 'pg';
 import { createDbMutexAdminRouter, type DbMutex, type DbMutexHeldLock } from '../src';
-import { TestContext } from './helpers/db';
+import { notifies, TestContext, type LockTimeColumn } from './helpers/db';
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -27,38 +26,46 @@ const CHROMIUM_ARGS = [
 const ARTIFACTS = path.join(__dirname, 'artifacts');
 
 let ctx: TestContext;
-let sql: Client;
 let server: Server;
 let browser: Browser;
 let base: string;
 const locks: Record<string, DbMutexHeldLock> = {};
 
 /** Acquires through its own DbMutex (a "job process" with its own holder label), then makes the row look lived-in. */
-async function seed(key: string, lockId: string, holder: string, options: Parameters<DbMutex['acquire']>[1], host: string, pid: number, set: string) {
+async function seed(
+  key: string,
+  lockId: string,
+  holder: string,
+  options: Parameters<DbMutex['acquire']>[1],
+  host: string,
+  pid: number,
+  secondsAgo: Partial<Record<LockTimeColumn, number>>,
+) {
   const jobs = await ctx.mutex({ holder });
   locks[key] = await jobs.acquire(lockId, options);
-  await sql.query(`UPDATE db_mutex_locks SET hostname = $2, pid = $3, ${set} WHERE lock_id = $1`, [lockId, host, pid]);
+  await ctx.exec('UPDATE db_mutex_locks SET hostname = ?, pid = ? WHERE lock_id = ?', [host, pid, lockId]);
+  await ctx.sql.setSecondsAgo(lockId, secondsAgo);
 }
+
+/** Seconds in "h min s" form, for readable seed data; negative means from now on. */
+const hms = (h: number, min: number, s: number) => h * 3600 + min * 60 + s;
 
 beforeAll(async () => {
   ctx = await TestContext.create();
-  sql = await ctx.client();
   const dashboardMutex = await ctx.mutex();
   // Realistic seed data: ages and heartbeats are moved back in time by the database clock.
   await seed('nightly', 'reports/nightly-export', 'report-runner', { leaseSeconds: 600 }, 'batch-02', 28817,
-    `acquired_at = now() - interval '2 hours 14 min 9 s', heartbeat_at = now() - interval '7 min 3 s',
-     expires_at = now() + interval '2 min 57 s'`);
+    { acquired_at: hms(2, 14, 9), heartbeat_at: hms(0, 7, 3), expires_at: -hms(0, 2, 57) });
   await seed('crm', 'imports/crm-sync', 'crm-sync', { heartbeat: false, ttlSeconds: 1800 }, 'worker-3b81', 5150,
-    `acquired_at = now() - interval '47 min 31 s', heartbeat_at = now() - interval '47 min 31 s',
-     expires_at = now() - interval '17 min 31 s', deadline_at = now() - interval '17 min 31 s'`);
+    { acquired_at: hms(0, 47, 31), heartbeat_at: hms(0, 47, 31), expires_at: hms(0, 17, 31), deadline_at: hms(0, 17, 31) });
   await seed('billing', 'billing/invoice-run:2026-11', 'billing-worker', {}, 'worker-7f9c2', 4121,
-    `acquired_at = now() - interval '23 min 12 s', heartbeat_at = now() - interval '12 s', expires_at = now() + interval '48 s'`);
+    { acquired_at: hms(0, 23, 12), heartbeat_at: 12, expires_at: -48 });
   await seed('search', 'search-index/rebuild products', 'indexer', {}, 'search-01', 911,
-    `acquired_at = now() - interval '6 min 40 s', heartbeat_at = now() - interval '4 s', expires_at = now() + interval '56 s'`);
+    { acquired_at: hms(0, 6, 40), heartbeat_at: 4, expires_at: -56 });
   await seed('mail', 'mail/weekly-digest:zürich', 'mailer', {}, 'worker-7f9c2', 4388,
-    `acquired_at = now() - interval '2 min 5 s', heartbeat_at = now() - interval '19 s', expires_at = now() + interval '41 s'`);
+    { acquired_at: hms(0, 2, 5), heartbeat_at: 19, expires_at: -41 });
   await seed('cron', 'cron:cleanup-sessions', 'cron', { heartbeat: false, ttlSeconds: 300 }, 'scheduler', 77,
-    `acquired_at = now() - interval '41 s', heartbeat_at = now() - interval '41 s', expires_at = now() + interval '4 min 19 s'`);
+    { acquired_at: 41, heartbeat_at: 41, expires_at: -hms(0, 4, 19) });
 
   const app = express();
   app.use((req, _res, next) => {
@@ -93,6 +100,16 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   if (!condition()) throw new Error(`timed out waiting for ${what}`);
 }
 
+/**
+ * Waits until the holder of a force-released lock has lost it. PostgreSQL's release notice aborts it at
+ * once; the other dialects have no notices, so the holder finds out at its next renewal, which
+ * extend() runs now instead of waiting for the heartbeat (or, without one, for the TTL).
+ */
+async function holderLoses(lock: DbMutexHeldLock, what: string): Promise<void> {
+  if (!notifies) await expect(lock.extend()).rejects.toMatchObject({ reason: 'released-by-other' });
+  await until(() => lock.signal.aborted, what);
+}
+
 it('force-releases a lock through the confirmation page and shows the audit entry', async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
@@ -115,7 +132,7 @@ it('force-releases a lock through the confirmation page and shows the audit entr
 
   await page.waitForSelector('.flash-success');
   expect(await page.locator('.flash').textContent()).toContain('Released “reports/nightly-export”');
-  await until(() => locks.nightly!.signal.aborted, 'the holder to lose its lock');
+  await holderLoses(locks.nightly!, 'the holder to lose its lock');
   const audit = page.locator('table.events tbody tr');
   await toHaveCount(audit, 1);
   const entry = await audit.first().textContent();
@@ -161,7 +178,7 @@ it('releases all stale locks without JavaScript', async () => {
   await page.getByRole('button', { name: 'Release all stale locks' }).click();
   await page.waitForSelector('.flash-success');
   expect(await page.locator('.flash').textContent()).toContain('Released 1 stale lock.');
-  await until(() => locks.crm!.signal.aborted, 'the stale holder to lose its lock');
+  await holderLoses(locks.crm!, 'the stale holder to lose its lock');
   expect(locks.billing!.isHeld()).toBe(true);
   await context.close();
 });

@@ -13,9 +13,11 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers/built';
+import { dialect } from './helpers/db';
 import { cleanEnv, DemoProcess, freePort, killAll, processesUnder, waitUntil } from './helpers/demo-process';
 
-const ENABLED = process.env.DB_MUTEX_FRESH_CLONE_TEST === '1';
+// The zero-configuration demo is an embedded PostgreSQL: it runs once, in the PostgreSQL run of the suite.
+const ENABLED = process.env.DB_MUTEX_FRESH_CLONE_TEST === '1' && dialect === 'postgres';
 const FROM_WORKTREE = process.env.DB_MUTEX_FRESH_CLONE_SOURCE === 'worktree';
 const MINUTE = 60_000;
 

@@ -7,12 +7,24 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createTestDatabase, type TestDatabase } from './helpers/db';
+import { createTestDatabase, dialect, type TestDatabase, type TestDialect } from './helpers/db';
 
 const run = promisify(execFile);
 const root = join(__dirname, '..');
 let app: string;
 let db: TestDatabase;
+
+/**
+ * The driver the consumer installs next to sequelize, as a user of this run's database would. sqlite3
+ * has no prebuilt binary reachable offline and compiles from source (minutes on CI), so the consumer
+ * links the copy this repository already built; --ignore-scripts keeps npm from rebuilding it in place.
+ */
+const DRIVER: Record<TestDialect, { spec: string; npmFlags: string[] }> = {
+  postgres: { spec: 'pg@8', npmFlags: [] },
+  mariadb: { spec: 'mariadb@3', npmFlags: [] },
+  mysql: { spec: 'mysql2@3', npmFlags: [] },
+  sqlite: { spec: join(root, 'node_modules', 'sqlite3'), npmFlags: ['--ignore-scripts'] },
+};
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -20,7 +32,8 @@ beforeAll(async () => {
   const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', app], { cwd: root });
   const tarball = join(app, stdout.trim().split('\n').pop()!);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball, 'sequelize@6', 'pg@8'], {
+  const driver = DRIVER[dialect];
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', ...driver.npmFlags, tarball, 'sequelize@6', driver.spec], {
     cwd: app,
     timeout: 240_000,
   });

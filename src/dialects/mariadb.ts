@@ -15,11 +15,21 @@
  * - UPDATE has no RETURNING in MariaDB, so renewal and extend are also `INSERT … SELECT … FOR UPDATE
  *   ON DUPLICATE KEY UPDATE … RETURNING`: the SELECT picks our own live rows and locks them, so each
  *   one is certain to hit its duplicate key and be updated, never inserted. `FOR UPDATE` matters:
- *   under READ COMMITTED a plain INSERT … SELECT reads a snapshot, and a row deleted meanwhile by a
- *   force-release would be inserted again (resurrected) with our stale token.
+ *   under READ COMMITTED a plain INSERT … SELECT reads a snapshot, and a row changed meanwhile (by a
+ *   force-release, or deleted by a purge) would be written back (resurrected) with our stale token.
  * - Fencing tokens come from a sequence (`NEXTVAL`), which no delete or takeover can rewind; a
- *   takeover also takes at least the old token + 1, so a statement that drew its number and then
- *   waited for the row lock can never hand out a smaller token than the one it replaces.
+ *   takeover also takes more than the old token, so a statement that drew its number and then
+ *   waited for the row lock can never hand out a smaller token than the one it replaces. Such a
+ *   statement draws a second number under the row lock instead of using old + 1, which the sequence
+ *   may not have passed yet and could later hand out again (after the row is deleted).
+ * - Rows persist: a release (and a force-release, release-stale or purge) never deletes the row, it
+ *   marks it released (see `markReleased`). NEXTVAL is drawn before the statement claims the row, so
+ *   an acquisition delayed between the two (descheduled, or waiting on a release's row lock) could
+ *   otherwise insert after a later-drawn acquisition had come and gone, holding the lock with a
+ *   smaller token than its predecessor. With the row kept, every later acquisition of that id takes
+ *   the ON DUPLICATE KEY path, under the row lock, with at least the kept token + 1. Only a DELETE
+ *   (a manual one, or purge of rows released more than a day ago) reopens that window, for a
+ *   statement delayed across it.
  * - Times are `UTC_TIMESTAMP(6)` and stored as UTC in DATETIME(6), independent of every session's
  *   time_zone; they travel as epoch milliseconds computed by TIMESTAMPDIFF (also time-zone free).
  * - Tables use utf8mb4 with the binary, no-pad collation, so lock ids compare exactly as JavaScript
@@ -144,6 +154,26 @@ const plus = (base: string, seconds: string) => `(${base} + ${interval(seconds)}
 const earliest = (a: string, b: string) => `COALESCE(LEAST(${a}, ${b}), ${a}, ${b})`;
 const fromMs = (param: string) => `(${EPOCH} + INTERVAL CAST(ROUND(${param} * 1000) AS SIGNED) MICROSECOND)`;
 
+/**
+ * A released row: owner token the nil UUID (no owner's random token is ever nil), acquired_at past
+ * every real row (so the oldest-first index range of live rows never walks released ones),
+ * expires_at long past (so the acquire's takeover condition treats it as free).
+ */
+const FREE_OWNER = "'00000000-0000-0000-0000-000000000000'";
+const FREE_AT = "TIMESTAMP'9999-12-31 23:59:59.999999'";
+/** Every reader and operator action sees only rows that are not released. */
+const LIVE = `acquired_at < ${FREE_AT}`;
+/** How long purge keeps a released row: far beyond any statement that could still be in flight. */
+const PURGE_RELEASED_AFTER = 'INTERVAL 1 DAY';
+
+/**
+ * ON DUPLICATE KEY UPDATE assignments that mark a row released. The token stays. deadline_at keeps
+ * the expiry the row had (VALUES() is the pre-release row selected FOR UPDATE), which is how the
+ * release reports whether it had already run out; heartbeat_at records when it was released.
+ */
+const markReleased = `deadline_at = VALUES(expires_at), owner_token = ${FREE_OWNER}, acquired_at = ${FREE_AT},
+  heartbeat_at = ${NOW}, lease_seconds = NULL, expires_at = ${EPOCH}`;
+
 const COLUMNS = 'lock_id, owner_token, fencing_token, holder, hostname, pid, acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds';
 
 const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS CHAR) AS fencing_token,
@@ -185,7 +215,7 @@ function statements(names: SchemaNames): DialectStatements {
             ${earliest(plus(NOW, ':lease'), plus(NOW, ':ttl'))}, ${plus(NOW, ':ttl')}, ${NOW}, :lease)
           ON DUPLICATE KEY UPDATE
             ${ifExpired('owner_token')},
-            ${ifExpired('fencing_token', 'GREATEST(VALUES(fencing_token), fencing_token + 1)')},
+            ${ifExpired('fencing_token', `GREATEST(IF(VALUES(fencing_token) > fencing_token, VALUES(fencing_token), NEXTVAL(${seq})), fencing_token + 1)`)},
             ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
             ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
             ${ifExpired('expires_at')}
@@ -208,10 +238,15 @@ function statements(names: SchemaNames): DialectStatements {
       return { fencingToken: num(r.fencing_token), acquiredAt: new Date(num(r.acquired_ms)), expiresAt: dateOrNull(r.expires_ms) };
     },
     release(lockId, ownerToken) {
+      // Marks our row released (rows persist, see above) with the INSERT … SELECT … FOR UPDATE form
+      // that renew uses; the row selected is ours, so it always hits its key and is never inserted.
       return statement(
         `${prefix}_release`,
-        `DELETE FROM ${t} WHERE lock_id = :lockId AND owner_token = :ownerToken
-          RETURNING COALESCE(expires_at <= ${NOW}, 0) AS expired`,
+        `INSERT INTO ${t} (${COLUMNS})
+          SELECT ${COLUMNS} FROM ${t} AS src WHERE lock_id = :lockId AND owner_token = :ownerToken
+          FOR UPDATE
+          ON DUPLICATE KEY UPDATE ${markReleased}
+          RETURNING COALESCE(deadline_at <= ${NOW}, 0) AS expired`,
         { lockId, ownerToken },
       );
     },
@@ -265,14 +300,14 @@ function statements(names: SchemaNames): DialectStatements {
       return r ? { expiresAt: dateOrNull(r.expires_ms), deadlineAt: dateOrNull(r.deadline_ms) } : null;
     },
     inspect(lockId) {
-      return statement(`${prefix}_inspect`, `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t} WHERE lock_id = :lockId`, { lockId });
+      return statement(`${prefix}_inspect`, `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t} WHERE lock_id = :lockId AND ${LIVE}`, { lockId });
     },
     list(p: ListParams) {
       // Keyset pagination on (acquired_at, lock_id) stays fast at any depth, unlike OFFSET.
       return statement(
         `${prefix}_list`,
         `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t}
-          WHERE (:filter IS NULL OR INSTR(lock_id, :filter) > 0)
+          WHERE ${LIVE} AND (:filter IS NULL OR INSTR(lock_id, :filter) > 0)
             AND (NOT :staleOnly OR ${STALE})
             AND (:afterMs IS NULL OR (acquired_at, lock_id) > (${fromMs(':afterMs')}, :afterId))
           ORDER BY acquired_at, lock_id LIMIT :limit`,
@@ -290,7 +325,7 @@ function statements(names: SchemaNames): DialectStatements {
       return statement(
         `${prefix}_counts`,
         `SELECT CAST(COUNT(*) AS CHAR) AS total, CAST(COALESCE(SUM(${STALE}), 0) AS CHAR) AS stale FROM ${t}
-          WHERE (:filter IS NULL OR INSTR(lock_id, :filter) > 0)`,
+          WHERE ${LIVE} AND (:filter IS NULL OR INSTR(lock_id, :filter) > 0)`,
         { filter },
       );
     },
@@ -299,12 +334,14 @@ function statements(names: SchemaNames): DialectStatements {
       return { total: num(r.total ?? 0), stale: num(r.stale ?? 0) };
     },
     releaseAudited(where: ReleaseWhere, action, operator, reason) {
-      // Two statements in one transaction (MariaDB has no DML in WITH, and a trigger may not write
-      // the table its statement reads): first record the matching rows in the audit table, locking
-      // them; then delete exactly the rows that now have an audit row. Every audit row records the
-      // deletion of that very acquisition, and (lock_id, fencing_token) names one acquisition, so
-      // "has an audit row" can only mean "audited just now"; `id >= LAST_INSERT_ID()` (the first id
-      // this connection's INSERT generated) merely keeps the lookup short.
+      // Statements in one transaction (MariaDB has no DML in WITH, and a trigger may not write the
+      // table its statement reads): first record the matching live rows in the audit table, locking
+      // them; then mark released exactly the live rows that now have an audit row, returning those
+      // audit rows. Every audit row records the end of that very acquisition, and (lock_id,
+      // fencing_token) names one acquisition (a released row keeps its token, but is no longer
+      // live, and the next acquisition takes a larger one), so "live with an audit row" can only
+      // mean "audited just now"; `id >= LAST_INSERT_ID()` (the first id this connection's INSERT
+      // generated) merely keeps the lookup short.
       const one = where.kind === 'one';
       const condition = one
         ? 'lock_id = :lockId AND (:fencingToken IS NULL OR fencing_token = :fencingToken)'
@@ -312,20 +349,37 @@ function statements(names: SchemaNames): DialectStatements {
           ? STALE
           : `expires_at <= ${NOW}`;
       const params = { action, operator, reason, lockId: where.lockId ?? null, fencingToken: where.fencingToken ?? null };
+      const purgeReleased: Statement[] =
+        where.kind === 'expired'
+          ? [
+              // Purge also drops rows released long ago (else every lock id ever used stays). This
+              // is the one DELETE the library does; the day's margin keeps it clear of any
+              // acquisition statement that drew its token before the release.
+              statement(
+                `${prefix}_purge_released`,
+                `DELETE FROM ${t} WHERE NOT ${LIVE} AND heartbeat_at < ${NOW} - ${PURGE_RELEASED_AFTER}`,
+                {},
+              ),
+            ]
+          : [];
       return [
+        ...purgeReleased,
         statement(
           `${prefix}_audit_${where.kind}`,
           `INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
             SELECT :action, lock_id, fencing_token, holder, hostname, pid, acquired_at,
               TIMESTAMPDIFF(MICROSECOND, acquired_at, ${NOW}) / 1000000, :operator, :reason, ${NOW}
-            FROM ${t} WHERE ${condition}
+            FROM ${t} WHERE ${LIVE} AND ${condition}
             FOR UPDATE`,
           params,
         ),
         statement(
-          `${prefix}_delete_audited`,
-          `DELETE FROM ${t} WHERE ${one ? 'lock_id = :lockId AND ' : ''}(lock_id, fencing_token) IN
+          `${prefix}_release_audited`,
+          `INSERT INTO ${t} (${COLUMNS})
+            SELECT ${COLUMNS} FROM ${t} AS src WHERE ${one ? 'lock_id = :lockId AND ' : ''}${LIVE} AND (lock_id, fencing_token) IN
               (SELECT e.lock_id, e.fencing_token FROM ${ev} AS e WHERE e.id >= LAST_INSERT_ID())
+            FOR UPDATE
+            ON DUPLICATE KEY UPDATE ${markReleased}
             RETURNING (SELECT ${EVENT_JSON('e')} FROM ${ev} AS e
               WHERE e.lock_id = ${t}.lock_id AND e.fencing_token = ${t}.fencing_token ORDER BY e.id DESC LIMIT 1) AS event`,
           params,

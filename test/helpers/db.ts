@@ -20,6 +20,8 @@ import { Client } from 'pg';
 import { QueryTypes, Sequelize, type Options } from 'sequelize';
 import { initDbMutex, type DbMutex, type DbMutexOptions } from '../../src';
 
+const RELEASED_OWNER_TOKEN = '00000000-0000-0000-0000-000000000000';
+
 export type TestDialect = 'postgres' | 'mariadb' | 'mysql' | 'sqlite';
 
 export function serverUrl(): string {
@@ -124,6 +126,8 @@ interface DialectTestSql {
   bigintAsText(column: string): string;
   /** `code` of the driver error for a table that does not exist. */
   noSuchTableCode: string;
+  /** Statements that empty a (quoted) table and restart its auto-increment ids at 1. */
+  emptyAndRestartIds(quotedTable: string, table: string): string[];
 }
 
 const MARIADB_SQL: DialectTestSql = {
@@ -131,6 +135,8 @@ const MARIADB_SQL: DialectTestSql = {
   nowMs: "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, TIMESTAMP'1970-01-01 00:00:00', UTC_TIMESTAMP(6)) / 1000 AS CHAR) AS ms",
   bigintAsText: (column) => `CAST(${column} AS CHAR)`,
   noSuchTableCode: 'ER_NO_SUCH_TABLE',
+  // TRUNCATE recreates the InnoDB table, AUTO_INCREMENT included.
+  emptyAndRestartIds: (quoted) => [`TRUNCATE TABLE ${quoted}`],
 };
 
 const TEST_SQL: Record<TestDialect, DialectTestSql> = {
@@ -139,6 +145,7 @@ const TEST_SQL: Record<TestDialect, DialectTestSql> = {
     nowMs: 'SELECT (extract(epoch from now()) * 1000)::float8 AS ms',
     bigintAsText: (column) => `CAST(${column} AS text)`,
     noSuchTableCode: '42P01',
+    emptyAndRestartIds: (quoted) => [`TRUNCATE ${quoted} RESTART IDENTITY`],
   },
   mariadb: MARIADB_SQL,
   mysql: MARIADB_SQL,
@@ -147,6 +154,8 @@ const TEST_SQL: Record<TestDialect, DialectTestSql> = {
     nowMs: "SELECT CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) AS ms",
     bigintAsText: (column) => `CAST(${column} AS TEXT)`,
     noSuchTableCode: 'SQLITE_ERROR',
+    // AUTOINCREMENT keeps its high-water mark in sqlite_sequence, which DELETE leaves alone.
+    emptyAndRestartIds: (quoted, name) => [`DELETE FROM ${quoted}`, `DELETE FROM sqlite_sequence WHERE name = '${name.replace(/'/g, "''")}'`],
   },
 };
 
@@ -172,7 +181,25 @@ export interface TestSqlHelpers {
   dbNowMs(): Promise<number>;
   /** The `code` a driver error carries when a table does not exist. */
   readonly noSuchTableCode: string;
+  /**
+   * Moves a lock's timestamps by the database clock: each column given is set to that many seconds
+   * before now (a negative number is in the future).
+   */
+  setSecondsAgo(lockId: string, columns: Partial<Record<LockTimeColumn, number>>, table?: string): Promise<void>;
+  /** Empties the events table (default `db_mutex_events`) and restarts its ids at 1. */
+  resetEvents(table?: string): Promise<void>;
+  /**
+   * The number of held rows of a lock table (default `db_mutex_locks`): every row but the released
+   * ones MariaDB keeps (their owner token is the nil UUID, which no owner ever has).
+   */
+  countHeldLocks(table?: string): Promise<number>;
 }
+
+/** The owner token of a released row that MariaDB keeps (no acquisition's random token is nil). */
+const NIL_OWNER_TOKEN = '00000000-0000-0000-0000-000000000000';
+
+/** The timestamp columns of the lock table. */
+export type LockTimeColumn = 'acquired_at' | 'heartbeat_at' | 'expires_at' | 'deadline_at';
 
 /** Everything that defines the schema of the db_mutex tables, in a form that compares with toEqual. */
 export interface SchemaDescription {
@@ -310,8 +337,9 @@ export class TestContext {
     return {
       lockRows: async (lockId = null, name) => {
         const rows = await this.exec<Record<string, unknown>>(
+          // The all-zeros owner token marks a released row that MariaDB keeps (see src/dialects/mariadb.ts).
           `SELECT lock_id, owner_token, ${text.bigintAsText('fencing_token')} AS fencing_token, holder FROM ${table(name)}
-            ${lockId === null ? '' : 'WHERE lock_id = ?'} ORDER BY lock_id`,
+            WHERE owner_token <> '${RELEASED_OWNER_TOKEN}' ${lockId === null ? '' : 'AND lock_id = ?'} ORDER BY lock_id`,
           lockId === null ? [] : [lockId],
         );
         return rows.map((r) => ({
@@ -338,6 +366,19 @@ export class TestContext {
         return Number(row!.ms);
       },
       noSuchTableCode: text.noSuchTableCode,
+      setSecondsAgo: async (lockId, columns, name) => {
+        const entries = Object.entries(columns).filter((e): e is [string, number] => typeof e[1] === 'number');
+        if (!entries.length) return;
+        const sets = entries.map(([column]) => `${this.quote(column)} = ${text.secondsAgo}`).join(', ');
+        await this.exec(`UPDATE ${table(name)} SET ${sets} WHERE lock_id = ?`, [...entries.map(([, seconds]) => seconds), lockId]);
+      },
+      resetEvents: async (name = 'db_mutex_events') => {
+        for (const statement of text.emptyAndRestartIds(this.quote(name), name)) await this.exec(statement);
+      },
+      countHeldLocks: async (name) => {
+        const [row] = await this.exec<{ n: unknown }>(`SELECT count(*) AS n FROM ${table(name)} WHERE owner_token <> ?`, [NIL_OWNER_TOKEN]);
+        return Number(row!.n);
+      },
     };
   }
 
