@@ -1,0 +1,116 @@
+/**
+ * Claim 2 (crashes): a holder that dies without releasing frees its lock within its lease, and a holder
+ * whose event loop is blocked past its lease is told it lost the lock instead of carrying on silently.
+ * Both run as real processes against the real database.
+ */
+import { DbMutexError, type DbMutex } from '../../src';
+import { ensureBuilt } from '../helpers/built';
+import { TestContext } from '../helpers/db';
+import { ChildGroup } from './helpers/children';
+import { note } from './helpers/report';
+
+const LEASE_SECONDS = 2;
+
+let ctx: TestContext;
+let contender: DbMutex;
+const children = new ChildGroup();
+
+describe('crashed and frozen holders', () => {
+  beforeAll(async () => {
+    await ensureBuilt();
+    ctx = await TestContext.create();
+    // Polling fast, since a killed holder sends no release notice: the wait ends on expiry alone.
+    contender = await ctx.mutex({ pollIntervalMs: 50, leaseSeconds: 10 });
+  }, 180_000);
+  afterEach(() => children.dispose());
+  afterAll(() => ctx?.cleanup());
+
+  it('frees the lock of a holder killed with SIGKILL within its lease plus one second', async () => {
+    const holder = children.spawn('holder.js', { url: ctx.db.url, mode: 'hold', lockId: 'crash', leaseSeconds: LEASE_SECONDS });
+    const acquired = await holder.waitForType('acquired', 20_000);
+    // Let a few heartbeats pass, so the lease being tested is a renewed one, not the first.
+    await new Promise((r) => setTimeout(r, LEASE_SECONDS * 1000));
+    const renewed = await contender.inspect('crash');
+    expect(renewed?.fencingToken).toBe(acquired.fencingToken);
+    expect(renewed!.heartbeatAt.getTime()).toBeGreaterThan(acquired.acquiredAtMs as number);
+
+    holder.kill('SIGKILL');
+    await holder.exited;
+    const killedAtMs = await ctx.sql.dbNowMs();
+
+    // Still held right after the crash: nothing but the lease can free it.
+    await expect(contender.acquire('crash')).rejects.toMatchObject({ code: 'DB_MUTEX_HELD' });
+
+    const lock = await contender.acquire('crash', { waitMs: (LEASE_SECONDS + 5) * 1000 });
+    const freedAfterMs = lock.acquiredAt.getTime() - killedAtMs;
+    await lock.release();
+    note(`SIGKILLed holder (lease ${LEASE_SECONDS} s): lock taken by another process ${Math.round(freedAfterMs)} ms after the kill`);
+    expect(lock.fencingToken).toBeGreaterThan(acquired.fencingToken as number);
+    // Both instants are database-clock readings.
+    expect(freedAfterMs).toBeLessThanOrEqual((LEASE_SECONDS + 1) * 1000);
+  });
+
+  describe('a holder whose event loop is blocked for longer than its lease', () => {
+    it('is told the lock was lost when another process took it over meanwhile', async () => {
+      const holder = children.spawn('holder.js', {
+        url: ctx.db.url,
+        mode: 'block',
+        lockId: 'blocked-taken',
+        leaseSeconds: 1,
+        blockMs: 4000,
+      });
+      const acquired = await holder.waitForType('acquired', 20_000);
+      // Takes the lock as soon as the database says the blocked holder's lease ran out.
+      const lock = await contender.acquire('blocked-taken', { waitMs: 10_000 });
+      expect(lock.fencingToken).toBeGreaterThan(acquired.fencingToken as number);
+      const unblocked = await holder.waitForType('unblocked', 20_000);
+      const result = await holder.waitForType('result', 20_000);
+      expect(result).toMatchObject({
+        ok: false,
+        completed: true,
+        result: 'section result',
+        error: { name: 'DbMutexTimeoutError', code: 'DB_MUTEX_LOST' },
+      });
+      expect(['expired', 'released-by-other']).toContain((result.error as { reason: string }).reason);
+      // Right after the block the section has not been told yet (no timer could run while it was blocked);
+      // withDbMutex tells it on the way out, and the 'lost' event fires.
+      note(`blocked 4 s with a 1 s lease: signal aborted right after the block: ${String(unblocked.signalAborted)}; withDbMutex threw ${JSON.stringify(result.error)}`);
+      expect(holder.messages.some((m) => m.type === 'lost')).toBe(true);
+      // The late release of the blocked holder did not remove the new holder's row.
+      expect((await contender.inspect('blocked-taken'))?.fencingToken).toBe(lock.fencingToken);
+      await lock.release();
+    });
+
+    it('is told the lock expired when nobody took it over', async () => {
+      const holder = children.spawn('holder.js', {
+        url: ctx.db.url,
+        mode: 'block',
+        lockId: 'blocked-alone',
+        leaseSeconds: 1,
+        blockMs: 2500,
+      });
+      await holder.waitForType('acquired', 20_000);
+      const result = await holder.waitForType('result', 20_000);
+      expect(result).toMatchObject({ ok: false, completed: true, error: { name: 'DbMutexTimeoutError', reason: 'expired' } });
+      expect(holder.messages.find((m) => m.type === 'lost')).toMatchObject({ reason: 'expired' });
+      // Released on the way out, so nobody has to wait for anything.
+      const lock = await contender.acquire('blocked-alone');
+      await lock.release();
+    });
+
+    it('keeps a section that blocks for less than the lease', async () => {
+      const holder = children.spawn('holder.js', {
+        url: ctx.db.url,
+        mode: 'block',
+        lockId: 'blocked-briefly',
+        leaseSeconds: 3,
+        blockMs: 500,
+      });
+      await holder.waitForType('acquired', 20_000);
+      await expect(contender.acquire('blocked-briefly')).rejects.toBeInstanceOf(DbMutexError);
+      const result = await holder.waitForType('result', 20_000);
+      expect(result).toMatchObject({ ok: true, result: 'section result' });
+      expect(holder.messages.filter((m) => m.type === 'lost')).toEqual([]);
+    });
+  });
+});

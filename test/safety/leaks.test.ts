@@ -1,0 +1,191 @@
+/**
+ * Claim 6: no leaks. After many acquire / release / wait / abort / force-release cycles: no timer of
+ * the library is left, every pooled connection is back in its pool, each DbMutex has exactly one
+ * LISTEN connection, and closing leaves nothing behind: a real process exits on its own after
+ * `mutex.close()` and `sequelize.close()`.
+ */
+import { createHook } from 'node:async_hooks';
+import path from 'node:path';
+import { DbMutexError, DbMutexTimeoutError, withDbMutex, type DbMutex } from '../../src';
+import { ensureBuilt } from '../helpers/built';
+import { notifies, TestContext } from '../helpers/db';
+import { ChildGroup } from './helpers/children';
+import { SAFETY_SUPPORTED, safetyDialect, type SafetyDialect } from './helpers/dialect';
+import { note } from './helpers/report';
+import { scaled, timeoutMs } from './helpers/soak';
+import { pause } from './helpers/watch';
+
+const SRC_DIR = path.resolve(__dirname, '../../src');
+const LABEL = 'safety-leaks';
+
+let ctx: TestContext;
+/** Fault-injection helpers, where this dialect has them (LISTEN counting is PostgreSQL's). */
+let db: SafetyDialect | null;
+const children = new ChildGroup();
+
+/** Timers created by the library's own source files that are still pending (neither fired nor cleared). */
+function trackLibraryTimers() {
+  const live = new Map<number, string>();
+  const seen = { count: 0 };
+  const hook = createHook({
+    init(asyncId, type) {
+      if (type !== 'Timeout') return;
+      const stack = new Error().stack ?? '';
+      if (!stack.includes(SRC_DIR)) return;
+      seen.count++;
+      live.set(asyncId, stack.split('\n').find((l) => l.includes(SRC_DIR))?.trim() ?? '');
+    },
+    destroy(asyncId) {
+      live.delete(asyncId);
+    },
+  });
+  hook.enable();
+  return { live, seen, stop: () => hook.disable() };
+}
+
+interface PoolLike {
+  using?: number;
+  waiting?: number;
+  size?: number;
+}
+function poolOf(mutex: DbMutex): PoolLike {
+  return (mutex.sequelize as unknown as { connectionManager: { pool: PoolLike } }).connectionManager.pool;
+}
+
+function countByType(resources: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of resources) out[r] = (out[r] ?? 0) + 1;
+  return out;
+}
+
+async function cycle(i: number, [a, b, c]: DbMutex[]): Promise<void> {
+  const id = `leak/${i % 5}`;
+  switch (i % 8) {
+    case 0:
+      await (await a!.acquire(id)).release();
+      break;
+    case 1:
+      await withDbMutex(id, () => pause(1), { mutex: b! });
+      break;
+    case 2: {
+      const held = await a!.acquire(id);
+      await expect(b!.acquire(id, { waitMs: 30 })).rejects.toMatchObject({ code: 'DB_MUTEX_WAIT_TIMEOUT' });
+      await held.release();
+      break;
+    }
+    case 3: {
+      const held = await b!.acquire(id);
+      const waiting = c!.acquire(id, { waitMs: 5000 });
+      await pause(10);
+      await held.release();
+      await (await waiting).release();
+      break;
+    }
+    case 4: {
+      const held = await c!.acquire(id);
+      const controller = new AbortController();
+      const waiting = a!.acquire(id, { waitMs: 5000, signal: controller.signal });
+      await pause(10);
+      controller.abort(new Error('gave up'));
+      await expect(waiting).rejects.toThrow('gave up');
+      await held.release();
+      break;
+    }
+    case 5: {
+      const held = await a!.acquire(id);
+      await c!.forceRelease({ lockId: id, operator: 'leak test' });
+      await expect(held.release()).rejects.toBeInstanceOf(DbMutexTimeoutError);
+      break;
+    }
+    case 6: {
+      const held = await b!.acquire(id, { leaseSeconds: 0.3 });
+      await pause(250); // across a heartbeat
+      await held.extend(30);
+      await held.release();
+      break;
+    }
+    case 7: {
+      const controller = new AbortController();
+      controller.abort(new Error('aborted before start'));
+      await a!.acquire(id);
+      await expect(b!.acquire(id, { waitMs: 1000, signal: controller.signal })).rejects.toThrow('aborted before start');
+      await expect(b!.acquire(id)).rejects.toBeInstanceOf(DbMutexError);
+      await a!.forceRelease({ lockId: id, operator: 'leak test' });
+      break;
+    }
+  }
+}
+
+describe('no leaks', () => {
+  beforeAll(async () => {
+    await ensureBuilt();
+    ctx = await TestContext.create();
+    db = SAFETY_SUPPORTED ? safetyDialect(ctx) : null;
+    await ctx.exec('SELECT 1');
+  }, 180_000);
+  afterEach(() => children.dispose());
+  afterAll(() => ctx?.cleanup());
+
+  it(
+    'leaves no timer, no borrowed connection and no extra listener after many acquire/release/wait/abort cycles',
+    async () => {
+      const baseline = countByType(process.getActiveResourcesInfo());
+      const timers = trackLibraryTimers();
+      try {
+        const mutexes: DbMutex[] = [];
+        for (let i = 0; i < 3; i++) {
+          mutexes.push(await ctx.mutex({ leaseSeconds: 1, pollIntervalMs: 20 }, db?.labelledConnection(LABEL) ?? {}));
+        }
+        const cycles = scaled(200);
+        for (let i = 0; i < cycles; i++) await cycle(i, mutexes);
+        // Let a heartbeat that was already scheduled when the last lock was released run out.
+        await pause(600);
+
+        const pools = mutexes.map((m) => ({ using: poolOf(m).using, waiting: poolOf(m).waiting, size: poolOf(m).size }));
+        const listeners = notifies && db ? await db.countListenerBackends(LABEL) : null;
+        note(`${cycles} cycles on 3 DbMutex instances: ${timers.seen.count} library timers created, ${timers.live.size} pending, pools ${JSON.stringify(pools)}, LISTEN connections ${listeners}`);
+        // The tracker does see the library's timers (leases, heartbeat, waiters), so 0 pending means something.
+        expect(timers.seen.count).toBeGreaterThan(cycles);
+        expect([...timers.live.values()]).toEqual([]);
+        for (const p of pools) expect(p).toMatchObject({ using: 0, waiting: 0 });
+        expect(await ctx.exec(`SELECT lock_id FROM ${ctx.quote(mutexes[0]!.options.tableName)} WHERE owner_token <> '00000000-0000-0000-0000-000000000000'`)).toEqual([]);
+        if (listeners !== null) expect(listeners).toBe(3);
+
+        for (const m of mutexes) {
+          await m.close();
+          await m.sequelize.close();
+        }
+        expect([...timers.live.values()]).toEqual([]);
+        if (notifies && db) {
+          // The server notices closed sockets asynchronously: give it a moment.
+          for (let t = 0; t < 40 && (await db.countListenerBackends(LABEL)) > 0; t++) await pause(50);
+          expect(await db.countListenerBackends(LABEL)).toBe(0);
+        }
+        // Nothing that keeps the event loop alive is left over (sockets, ref'd timers). Drivers finish
+        // closing their sockets a little after close() resolves: allow them a moment.
+        const leftovers = () => Object.entries(countByType(process.getActiveResourcesInfo())).filter(([type, n]) => n > (baseline[type] ?? 0));
+        for (let t = 0; t < 60 && leftovers().length > 0; t++) await pause(50);
+        const after = countByType(process.getActiveResourcesInfo());
+        for (const [type, n] of Object.entries(after)) expect({ type, n }).toEqual({ type, n: Math.min(n, baseline[type] ?? 0) });
+      } finally {
+        timers.stop();
+      }
+    },
+    timeoutMs(120_000),
+  );
+
+  it('lets a process exit on its own after mutex.close() and sequelize.close(), even with a lock held and a waiter waiting', async () => {
+    const child = children.spawn('exit-after-close.js', { url: ctx.db.url });
+    const closed = await child.waitForType('closed', 30_000);
+    const status = await child.waitForExit(10_000);
+    expect(child.messages.filter((m) => m.type === 'still-alive')).toEqual([]);
+    expect(status).toEqual({ code: 0, signal: null });
+    expect(closed.outcomes).toMatchObject({
+      waitTimeout: { name: 'DbMutexError', code: 'DB_MUTEX_WAIT_TIMEOUT' },
+      waitAborted: { message: 'caller gave up' },
+      forcedRelease: { name: 'DbMutexTimeoutError', reason: 'released-by-other' },
+      waiterAtClose: { name: 'DbMutexError', code: 'DB_MUTEX_CLOSED' },
+      heldAtCloseSignal: { name: 'DbMutexLostError', reason: 'closed' },
+    });
+  });
+});
