@@ -1,0 +1,567 @@
+'use strict';
+/**
+ * PostgreSQL side of the bench: server discovery (or an embedded server), the scratch database,
+ * and every hand-written baseline and lever written in raw SQL. The generic rows (withDbMutex,
+ * naive Sequelize, redlock) live in the sections; a dialect only supplies what is SQL-specific, so
+ * adding MariaDB or SQLite means adding a sibling file with the same exports and naming it in
+ * BENCH_DIALECTS:
+ *   name, label, openServer(log), createScratch(serverUrl), describeServer(url), makeSequelize(url, opts),
+ *   fastCommitOptions(), uncontendedVariants(ctx) (must include key 'floor' and 'original'),
+ *   PROTOTYPES {name: (mutex) => boolean}, stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
+ *   dropTables(url, tables), scaleBaselines(ctx, {table, originalTable}) (keys 'floor', 'original'),
+ *   contendedRaw(url, key) + contendedRawVariants, listenerConnections(url, tableName).
+ */
+const { randomBytes, randomUUID } = require('node:crypto');
+const { Client } = require('pg');
+const { Sequelize, QueryTypes } = require('sequelize');
+
+const DEFAULT_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const LOCKS = 'db_mutex_locks';
+const ORIGINAL = 'bench_original_dbmutex';
+const TTL_SECONDS = 1800;
+
+function withDatabase(url, database) {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function withClient(url, fn) {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * The server at DATABASE_URL; without DATABASE_URL, the default local URL, and if nothing answers
+ * there, an embedded PostgreSQL started for this run (stopped by `stop()`).
+ */
+async function openServer(log) {
+  const explicit = process.env.DATABASE_URL;
+  const url = explicit || DEFAULT_URL;
+  try {
+    await withClient(url, (c) => c.query('SELECT 1'));
+    return { url, embedded: false, stop: async () => undefined };
+  } catch (error) {
+    if (explicit) throw new Error(`cannot connect to DATABASE_URL: ${error.message}`, { cause: error });
+  }
+  log(`nothing answers at ${DEFAULT_URL}: starting an embedded PostgreSQL (scripts/embedded-pg.js)`);
+  const { startEmbeddedPostgres } = require('../../scripts/embedded-pg.js');
+  const pg = await startEmbeddedPostgres();
+  return { url: pg.url, embedded: true, stop: () => pg.stop() };
+}
+
+/** A fresh database on the same server, dropped (WITH FORCE) by `drop()`. */
+async function createScratch(serverUrl) {
+  const name = `dbm_bench_${randomBytes(6).toString('hex')}`;
+  await withClient(serverUrl, (c) => c.query(`CREATE DATABASE "${name}"`));
+  return {
+    name,
+    url: withDatabase(serverUrl, name),
+    drop: () => withClient(serverUrl, (c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+async function describeServer(url) {
+  return withClient(url, async (c) => {
+    const version = (await c.query('SHOW server_version')).rows[0].server_version;
+    const settings = {};
+    for (const name of ['fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers', 'max_connections']) {
+      settings[name] = (await c.query(`SHOW ${name}`)).rows[0][name];
+    }
+    const others = (await c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = $1 AND pid <> pg_backend_pid()', ['client backend'])).rows[0].n;
+    return { product: `PostgreSQL ${version}`, settings, otherConnections: others };
+  });
+}
+
+function makeSequelize(url, options = {}) {
+  return new Sequelize(url, { logging: false, pool: { max: 5 }, ...options });
+}
+
+/** Sequelize options that make this dialect's commits skip the WAL flush (memory-only sections). */
+function fastCommitOptions() {
+  return { dialectOptions: { options: '-c synchronous_commit=off' } };
+}
+
+async function rawClient(url) {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  return client;
+}
+
+// ---- statements -------------------------------------------------------------------------------
+
+/** The floor: what a careful developer writes by hand against the library's table (made by mutex.sync()). */
+function floorSql(table) {
+  const acquire = `INSERT INTO ${table} AS l (lock_id, owner_token, fencing_token, holder, hostname, pid,
+      acquired_at, expires_at, deadline_at, heartbeat_at)
+    VALUES ($1, $2, nextval('${table}_fencing_seq'), $3, $4, $5, now(), now() + $6 * interval '1 second', now() + $6 * interval '1 second', now())
+    ON CONFLICT (lock_id) DO UPDATE SET owner_token = EXCLUDED.owner_token, fencing_token = EXCLUDED.fencing_token,
+      holder = EXCLUDED.holder, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, acquired_at = EXCLUDED.acquired_at,
+      expires_at = EXCLUDED.expires_at, deadline_at = EXCLUDED.deadline_at, heartbeat_at = EXCLUDED.heartbeat_at,
+      lease_seconds = NULL
+    WHERE l.expires_at <= now()
+    RETURNING fencing_token`;
+  const deleted = `DELETE FROM ${table} WHERE lock_id = $1 AND owner_token = $2`;
+  return {
+    acquire,
+    release: deleted,
+    releaseNotify: `WITH d AS (${deleted} RETURNING lock_id) SELECT pg_notify('db_mutex_bench', $2::text || d.lock_id) FROM d`,
+    /**
+     * Asynchronous commit for this one statement's transaction: `set_config(…, true)` is transaction-
+     * local and the commit reads synchronous_commit when it runs, after the statement. The data-modifying
+     * CTE always runs; the outer SELECT calls set_config once per deleted row (none deleted: nothing to flush).
+     */
+    releaseAsync: `WITH d AS (${deleted} RETURNING lock_id) SELECT set_config('synchronous_commit', 'off', true) FROM d`,
+  };
+}
+
+const FLOOR_SQL = new Map();
+
+function floorStatements(lockId, ownerToken, table = LOCKS) {
+  let sql = FLOOR_SQL.get(table);
+  if (!sql) FLOOR_SQL.set(table, (sql = floorSql(table)));
+  const stmt = (kind, values) => ({ name: `bench_floor_${kind}_${table}`, text: sql[kind], values });
+  return {
+    acquire: stmt('acquire', [lockId, ownerToken, 'bench', 'bench-host', process.pid, TTL_SECONDS]),
+    release: stmt('release', [lockId, ownerToken]),
+    releaseNotify: stmt('releaseNotify', [lockId, ownerToken]),
+    releaseAsync: stmt('releaseAsync', [lockId, ownerToken]),
+  };
+}
+
+/**
+ * Wraps the library's release statement (a `WITH d AS (DELETE …) SELECT …` in this version) so its
+ * transaction commits asynchronously; the prototype of the change recommended for
+ * src/dialects/postgres.ts `release()`. Returns null if the statement's shape is not recognised.
+ */
+function asyncCommitRelease(statement) {
+  const text = statement.text;
+  const at = text.lastIndexOf(' FROM d');
+  if (!/^WITH d AS \(DELETE/.test(text) || at < 0) return null;
+  return {
+    name: `${statement.name}_async`,
+    text: `${text.slice(0, at)}, set_config('synchronous_commit', 'off', true) AS async_commit${text.slice(at)}`,
+    values: statement.values,
+  };
+}
+
+/** The library's release statement without its pg_notify column (decomposition only). */
+function withoutNotify(statement) {
+  const text = statement.text.replace(/,\s*pg_notify\([^)]*\) AS notified/, '');
+  return text === statement.text ? null : { name: `${statement.name}_quiet`, text, values: statement.values };
+}
+
+function expectOneRow(rows, what) {
+  if (rows.length !== 1) throw new Error(`${what}: expected one row, got ${rows.length}`);
+}
+function expectCount(n, what) {
+  if (n !== 1) throw new Error(`${what}: expected one row affected, got ${n}`);
+}
+
+// ---- executors: the same statement through different paths ---------------------------------
+
+/** pg's default: a parameterised query without a name is parsed and planned on every call. */
+function unnamedOn(client) {
+  return async (s) => {
+    const r = await client.query(s.text, s.values);
+    return { rows: r.rows, count: r.rowCount };
+  };
+}
+/** Named: parsed and planned once per connection, then only bound and executed. */
+function namedOn(client) {
+  return async (s) => {
+    const r = await client.query({ name: s.name, text: s.text, values: s.values });
+    return { rows: r.rows, count: r.rowCount };
+  };
+}
+/** Through Sequelize's query pipeline (bind parameters, no model). */
+function viaSequelizeQuery(sequelize) {
+  return async (s) => {
+    const [rows, result] = await sequelize.query(s.text, { bind: s.values, type: QueryTypes.RAW });
+    return { rows, count: result && typeof result.rowCount === 'number' ? result.rowCount : rows.length };
+  };
+}
+/** A connection checked out of Sequelize's own pool per statement, named statement on the raw client. */
+function viaConnectionManager(sequelize) {
+  const cm = sequelize.connectionManager;
+  return async (s) => {
+    const connection = await cm.getConnection({ type: 'write', useMaster: true });
+    try {
+      const r = await connection.query({ name: s.name, text: s.text, values: s.values });
+      return { rows: r.rows, count: r.rowCount };
+    } finally {
+      cm.releaseConnection(connection);
+    }
+  };
+}
+
+function floorCycle(exec, release = 'release', table = LOCKS) {
+  return async (lockId) => {
+    const s = floorStatements(lockId, randomUUID(), table);
+    const acquired = await exec(s.acquire);
+    expectOneRow(acquired.rows, 'floor acquire');
+    const released = await exec(s[release]);
+    expectCount(release === 'release' ? released.count : released.rows.length, 'floor release');
+  };
+}
+
+/** Library internals from dist/ (for the decomposition rows); null when this build lays them out differently. */
+function libraryInternals() {
+  try {
+    const { postgresDialect } = require('../../dist/dialects/postgres');
+    const { StatementRunner } = require('../../dist/connection');
+    return { dialect: postgresDialect, StatementRunner };
+  } catch {
+    return null;
+  }
+}
+
+function librarySql(internals) {
+  return internals.dialect.statements({ tableName: LOCKS, eventsTableName: 'db_mutex_events' });
+}
+
+function libraryCycle(internals, exec, { asyncRelease = false, notify = true } = {}) {
+  const sql = librarySql(internals);
+  return async (lockId) => {
+    const ownerToken = randomUUID();
+    const acquire = sql.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
+    if (!sql.parseAcquire((await exec(acquire)).rows)) throw new Error('library acquire refused');
+    let release = sql.release(lockId, ownerToken);
+    if (asyncRelease) release = asyncCommitRelease(release);
+    if (!notify) release = withoutNotify(release);
+    if (!sql.parseRelease((await exec(release)).rows)) throw new Error('library release found no row');
+  };
+}
+
+// ---- variants ---------------------------------------------------------------------------------
+
+/**
+ * Uncontended rows specific to this dialect. Each: { key, label, group, setup?, cycle(lockId), teardown? }.
+ * `ctx` = { url, sequelize, track(client) }.
+ */
+function uncontendedVariants(ctx) {
+  let client; // one raw client shared by the raw rows (they run one at a time)
+  const raw = () => client;
+  const setupClient = async () => {
+    if (!client) client = ctx.track(await rawClient(ctx.url));
+  };
+  const lazy = (make) => {
+    let fn;
+    return (lockId) => (fn ??= make())(lockId);
+  };
+  const internals = libraryInternals();
+  const variants = [
+    {
+      key: 'floor',
+      group: 'baseline',
+      label: 'raw pg floor: INSERT … ON CONFLICT … WHERE expired RETURNING + DELETE by token (unnamed, one client)',
+      setup: setupClient,
+      cycle: lazy(() => floorCycle(unnamedOn(raw()))),
+    },
+    {
+      key: 'advisory',
+      group: 'baseline',
+      label: 'raw pg advisory lock: pg_try_advisory_lock + pg_advisory_unlock (one client)',
+      setup: setupClient,
+      cycle: async (lockId) => {
+        const got = await raw().query('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [lockId]);
+        if (got.rows[0].ok !== true) throw new Error('advisory lock refused');
+        await raw().query('SELECT pg_advisory_unlock(hashtext($1))', [lockId]);
+      },
+    },
+    {
+      key: 'original',
+      group: 'baseline',
+      label: "original django-db-mutex algorithm, raw SQL (DELETE expired; BEGIN; SAVEPOINT; INSERT; RELEASE; COMMIT; SELECT by pk; DELETE by pk)",
+      setup: async () => {
+        await setupClient();
+        await ensureOriginalTable(raw());
+      },
+      cycle: (lockId) => originalCycle(raw(), lockId),
+    },
+    {
+      key: 'lever-named',
+      group: 'lever',
+      label: 'floor with named prepared statements',
+      setup: setupClient,
+      cycle: lazy(() => floorCycle(namedOn(raw()))),
+    },
+    {
+      key: 'lever-sequelize-query',
+      group: 'lever',
+      label: 'floor SQL through sequelize.query (bind parameters)',
+      cycle: floorCycle(viaSequelizeQuery(ctx.sequelize)),
+    },
+    {
+      key: 'lever-cm-named',
+      group: 'lever',
+      label: "floor SQL, named, on a connection checked out of Sequelize's pool per statement",
+      cycle: floorCycle(viaConnectionManager(ctx.sequelize)),
+    },
+    {
+      key: 'lever-notify',
+      group: 'lever',
+      label: 'floor (named) + pg_notify in the release statement',
+      setup: setupClient,
+      cycle: lazy(() => floorCycle(namedOn(raw()), 'releaseNotify')),
+    },
+    {
+      key: 'lever-async-stmt',
+      group: 'lever',
+      label: "floor (named), release commits asynchronously: set_config('synchronous_commit','off',true) in the statement",
+      setup: setupClient,
+      cycle: lazy(() => floorCycle(namedOn(raw()), 'releaseAsync')),
+    },
+    {
+      key: 'lever-async-multi',
+      group: 'lever',
+      label: 'floor, release as one simple-query message: BEGIN; SET LOCAL synchronous_commit = off; DELETE; COMMIT',
+      setup: setupClient,
+      cycle: async (lockId) => {
+        const s = floorStatements(lockId, randomUUID());
+        const acquired = await raw().query(s.acquire.text, s.acquire.values);
+        expectOneRow(acquired.rows, 'floor acquire');
+        const c = raw();
+        // The simple-query protocol takes no parameters: literals are escaped by the driver.
+        const results = await c.query(
+          `BEGIN; SET LOCAL synchronous_commit = off; DELETE FROM ${LOCKS} WHERE lock_id = ${c.escapeLiteral(lockId)} AND owner_token = ${c.escapeLiteral(s.release.values[1])}; COMMIT`,
+        );
+        expectCount(results[2].rowCount, 'multi-statement release');
+      },
+    },
+  ];
+  if (internals) {
+    variants.push(
+      {
+        key: 'lib-sql-raw',
+        group: 'decomposition',
+        label: "the library's own SQL (named, release with pg_notify) on one raw client",
+        setup: setupClient,
+        cycle: lazy(() => libraryCycle(internals, namedOn(raw()))),
+      },
+      {
+        key: 'lib-sql-raw-quiet',
+        group: 'decomposition',
+        label: "the library's own SQL on one raw client, release without pg_notify",
+        setup: setupClient,
+        cycle: lazy(() => libraryCycle(internals, namedOn(raw()), { notify: false })),
+      },
+      {
+        key: 'lib-sql-raw-async',
+        group: 'decomposition',
+        label: "the library's own SQL on one raw client, release committing asynchronously",
+        setup: setupClient,
+        cycle: lazy(() => libraryCycle(internals, namedOn(raw()), { asyncRelease: true })),
+      },
+      {
+        key: 'lib-runner',
+        group: 'decomposition',
+        label: "the library's own SQL through its StatementRunner (Sequelize pool checkout + logging hook)",
+        cycle: lazy(() => {
+          const runner = new internals.StatementRunner(ctx.sequelize, internals.dialect.driver, 10_000);
+          return libraryCycle(internals, async (s) => ({ rows: await runner.run(s) }));
+        }),
+      },
+    );
+  }
+  return variants;
+}
+
+/** Applies the recommended release change to a live DbMutex (bench-only prototype); false if not possible. */
+function patchAsyncRelease(mutex) {
+  const sql = mutex.sql;
+  if (!sql || typeof sql.release !== 'function') return false;
+  const original = sql.release.bind(sql);
+  if (!asyncCommitRelease(original('probe', '00000000-0000-0000-0000-000000000000'))) return false;
+  sql.release = (lockId, ownerToken) => asyncCommitRelease(original(lockId, ownerToken));
+  return true;
+}
+
+/**
+ * Prototype of the recommended acquire for src/dialects/postgres.ts `acquire()`, derived from the
+ * library's own statement so it keeps everything else (the advisory claim that orders fencing tokens,
+ * the columns and expressions, the RETURNING list). The one change: a refused attempt takes no row
+ * lock. Today's `ON CONFLICT … DO UPDATE … WHERE expired` locks the live row even when its WHERE is
+ * false (PostgreSQL locks every conflicting row it considers), so every refused attempt — a poll, or
+ * each process woken by a release notice — gets a transaction id, WAL-logs the row lock and waits for
+ * a WAL flush while holding it (and the id's advisory claim), and the holder's release (a DELETE of
+ * that row) queues behind all of them. Here `ON CONFLICT DO NOTHING` skips a live row without a lock,
+ * and an `UPDATE … WHERE expired` takes over an expired one (row lock, then a recheck of its WHERE on
+ * the newest row version, so two takers cannot both win); its token is drawn in a sub-select that
+ * reads the claim, so after it.
+ * Returns null when the library's statement does not have the expected shape.
+ */
+const ACQUIRE_SHAPE =
+  /^([\s\S]*?)INSERT INTO (\S+) AS l \(([^)]*)\)\s*SELECT ([\s\S]*?)\s+FROM claim\s+ON CONFLICT \(lock_id\) DO UPDATE SET [\s\S]*?WHERE l\.expires_at <= now\(\)\s+RETURNING ([\s\S]*)$/;
+
+function noLockAcquire(statement) {
+  const m = ACQUIRE_SHAPE.exec(statement.text);
+  if (!m || !/^WITH claim AS/.test(m[1].trim())) return null;
+  const [, claim, table, columns, exprs, returning] = m;
+  const text = `${claim.trimEnd()},
+    ins AS (INSERT INTO ${table} AS l (${columns}) SELECT ${exprs} FROM claim ON CONFLICT (lock_id) DO NOTHING RETURNING l.*),
+    upd AS (UPDATE ${table} AS l SET (${columns}) = (SELECT ${exprs} FROM claim)
+      WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING l.*)
+    SELECT ${returning} FROM (SELECT * FROM ins UNION ALL SELECT * FROM upd) AS acquired`;
+  return { name: `${statement.name}_nolock`, text, values: statement.values };
+}
+
+function patchNoLockAcquire(mutex) {
+  const sql = mutex.sql;
+  if (!sql || typeof sql.acquire !== 'function') return false;
+  const original = sql.acquire.bind(sql);
+  const probe = { lockId: 'probe', ownerToken: '00000000-0000-0000-0000-000000000000', holder: 'h', hostname: 'h', pid: 1, ttlSeconds: 1, leaseSeconds: null };
+  if (!noLockAcquire(original(probe))) return false;
+  sql.acquire = (p) => noLockAcquire(original(p));
+  return true;
+}
+
+/**
+ * Canned answers for the library's statements, for measuring its client-side cost with the database
+ * taken out (the JS-only rows): what this dialect's acquire and release return on success.
+ */
+function stubRows(statement) {
+  if (statement.name.endsWith('_acquire')) {
+    const now = Date.now();
+    return [{ fencing_token: '1', acquired_ms: now, expires_ms: now + TTL_SECONDS * 1000 }];
+  }
+  if (statement.name.endsWith('_release')) return [{ expired: false, notified: '' }];
+  return [];
+}
+
+/** Bench-only prototypes of recommended src/ changes, applied to a live DbMutex by name. */
+const PROTOTYPES = {
+  'async-release': patchAsyncRelease,
+  'nolock-acquire': patchNoLockAcquire,
+};
+
+// ---- the original's algorithm ---------------------------------------------------------------
+
+async function ensureOriginalTable(client, table = ORIGINAL) {
+  // The original's model: autoincrement id, unique lock_id, creation_time (no index on it).
+  await client.query(`CREATE TABLE IF NOT EXISTS ${table} (
+    id bigserial PRIMARY KEY, lock_id varchar(255) NOT NULL UNIQUE, creation_time timestamptz NOT NULL)`);
+}
+
+async function originalCycle(client, lockId, table = ORIGINAL) {
+  // Expiry is computed from the client's clock, as the original does with timezone.now().
+  await client.query(`DELETE FROM ${table} WHERE creation_time <= $1`, [new Date(Date.now() - TTL_SECONDS * 1000)]);
+  await client.query('BEGIN');
+  let id;
+  try {
+    await client.query('SAVEPOINT bench_s1');
+    const r = await client.query(`INSERT INTO ${table} (lock_id, creation_time) VALUES ($1, $2) RETURNING id`, [lockId, new Date()]);
+    await client.query('RELEASE SAVEPOINT bench_s1');
+    await client.query('COMMIT');
+    id = r.rows[0].id;
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  }
+  const exists = await client.query(`SELECT 1 AS a FROM ${table} WHERE id = $1 LIMIT 1`, [id]);
+  if (exists.rowCount !== 1) throw new Error('original: lock row vanished');
+  await client.query(`DELETE FROM ${table} WHERE id = $1`, [id]);
+}
+
+// ---- scale ------------------------------------------------------------------------------------
+
+/**
+ * Puts `count` other live (unexpired) rows with spread-out acquisition times into `table` (a lock
+ * table made by sync()) and as many into a fresh table of the original's shape, then refreshes
+ * planner statistics.
+ */
+async function fillOtherRows(url, { table, originalTable, count }) {
+  await withClient(url, async (c) => {
+    await ensureOriginalTable(c, originalTable);
+    await c.query(
+      `INSERT INTO ${table} (lock_id, owner_token, fencing_token, holder, hostname, pid, acquired_at, expires_at, deadline_at, heartbeat_at)
+       SELECT 'bench:other:' || g, gen_random_uuid(), nextval('${table}_fencing_seq'), 'bench-filler', 'bench-host', 1,
+         now() - g * interval '1 millisecond', now() + interval '1 day', now() + interval '1 day', now()
+       FROM generate_series(1, $1::int) AS g`,
+      [count],
+    );
+    await c.query(`INSERT INTO ${originalTable} (lock_id, creation_time) SELECT 'bench:other:' || g, now() FROM generate_series(1, $1::int) AS g`, [
+      count,
+    ]);
+    await c.query(`VACUUM ANALYZE ${table}`);
+    await c.query(`VACUUM ANALYZE ${originalTable}`);
+  });
+}
+
+async function dropTables(url, tables) {
+  await withClient(url, async (c) => {
+    for (const t of tables) await c.query(`DROP TABLE IF EXISTS ${t}`);
+  });
+}
+
+/** The floor and the original for one table size, each on its own raw client. */
+function scaleBaselines(ctx, { table, originalTable }) {
+  let client;
+  const setup = async () => {
+    if (!client) client = ctx.track(await rawClient(ctx.url));
+  };
+  return [
+    { key: 'floor', label: 'raw pg floor (unnamed)', setup, cycle: (lockId) => floorCycle(unnamedOn(client), 'release', table)(lockId) },
+    { key: 'original', label: 'original algorithm (raw SQL)', setup, cycle: (lockId) => originalCycle(client, lockId, originalTable) },
+  ];
+}
+
+// ---- contended (worker side) --------------------------------------------------------------------
+
+/**
+ * Raw contended baseline for a worker process: a blocking advisory lock, woken by the server itself.
+ * Returns { run(lockId, section), close() }.
+ */
+async function contendedRaw(url, variant) {
+  if (variant !== 'advisory-blocking') throw new Error(`unknown raw contended variant ${variant}`);
+  const client = await rawClient(url);
+  return {
+    async run(lockId, section) {
+      await client.query({ name: 'bench_adv_lock', text: 'SELECT pg_advisory_lock(hashtext($1))', values: [lockId] });
+      try {
+        await section();
+      } finally {
+        await client.query({ name: 'bench_adv_unlock', text: 'SELECT pg_advisory_unlock(hashtext($1))', values: [lockId] });
+      }
+    },
+    close: () => client.end(),
+  };
+}
+
+/** Number of connections LISTENing for `tableName`'s release channel (leak checks). */
+async function listenerConnections(url, tableName) {
+  const internals = libraryInternals();
+  const channel = internals ? internals.dialect.channel({ tableName, eventsTableName: 'db_mutex_events' }) : `db_mutex_${tableName}`;
+  return withClient(url, async (c) => {
+    const r = await c.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
+      [`LISTEN "${channel}"`],
+    );
+    return r.rows[0].n;
+  });
+}
+
+module.exports = {
+  name: 'postgres',
+  label: 'PostgreSQL',
+  openServer,
+  createScratch,
+  describeServer,
+  makeSequelize,
+  fastCommitOptions,
+  uncontendedVariants,
+  PROTOTYPES,
+  stubRows,
+  libraryInternals,
+  fillOtherRows,
+  dropTables,
+  scaleBaselines,
+  contendedRaw,
+  contendedRawVariants: [{ key: 'advisory-blocking', label: 'raw pg advisory lock, blocking pg_advisory_lock (server wakes the next waiter)' }],
+  listenerConnections,
+};

@@ -1,0 +1,179 @@
+'use strict';
+/**
+ * Configuration (environment variables), the machine description, and the per-dialect environment
+ * every section runs in: one server, one scratch database created and dropped by the bench, the
+ * DbMutex under test, and a prototype DbMutex carrying the recommended release change.
+ */
+const os = require('node:os');
+const path = require('node:path');
+
+const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak'];
+
+function int(name, fallback, min = 1) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+function num(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
+  return n;
+}
+function list(name, fallback, parse = (s) => s) {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  return raw.split(',').map((s) => s.trim()).filter(Boolean).map(parse);
+}
+function sizes(name, fallback) {
+  return list(name, fallback, (s) => {
+    const n = Number(s.replace(/_/g, ''));
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`${name}: ${s} is not a row count`);
+    return n;
+  });
+}
+
+function readConfig() {
+  const sections = list('BENCH_SECTIONS', SECTIONS);
+  for (const s of sections) if (!SECTIONS.includes(s)) throw new RangeError(`BENCH_SECTIONS: unknown section ${s} (known: ${SECTIONS.join(', ')})`);
+  return {
+    dialects: list('BENCH_DIALECTS', ['postgres']),
+    sections,
+    cycles: int('BENCH_CYCLES', 200),
+    runs: int('BENCH_RUNS', 9),
+    warmup: int('BENCH_WARMUP', 100, 0),
+    workers: int('BENCH_WORKERS', 8, 2),
+    contendedSeconds: num('BENCH_CONTENDED_SECONDS', 3),
+    contendedRuns: int('BENCH_CONTENDED_RUNS', 3),
+    sectionMs: num('BENCH_SECTION_MS', 1),
+    thinkMs: int('BENCH_THINK_MS', 2, 0),
+    scaleSizes: sizes('BENCH_SCALE_SIZES', [10, 10_000, 100_000, 1_000_000]),
+    scaleCycles: int('BENCH_SCALE_CYCLES', 300),
+    scaleRuns: int('BENCH_SCALE_RUNS', 3),
+    scaleMaxRunMs: int('BENCH_SCALE_MAX_RUN_MS', 2000),
+    dashboardLocks: int('BENCH_DASHBOARD_LOCKS', 100_000),
+    heartbeatSizes: sizes('BENCH_HEARTBEAT_SIZES', [1, 100, 1000]),
+    leaseSeconds: num('BENCH_LEASE_SECONDS', 1.5),
+    heartbeatPeriods: int('BENCH_HEARTBEAT_PERIODS', 6),
+    memoryCycles: int('BENCH_MEMORY_CYCLES', 100_000, 1000),
+    memoryConcurrency: int('BENCH_MEMORY_CONCURRENCY', 4),
+    soakRounds: int('BENCH_SOAK_ROUNDS', 1000),
+    redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
+    results: process.env.BENCH_RESULTS || path.join(__dirname, '..', 'results.md'),
+  };
+}
+
+function packageVersion(name) {
+  try {
+    return require(`${name}/package.json`).version;
+  } catch {
+    return 'not installed';
+  }
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0] ? cpus[0].model.trim() : 'unknown',
+    cores: cpus.length,
+    ramGiB: os.totalmem() / 1024 ** 3,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    packages: Object.fromEntries(['sequelize', 'pg', 'redlock', 'ioredis'].map((p) => [p, packageVersion(p)])),
+  };
+}
+
+/** The built library (dist/), which is what users get. */
+function loadLibrary() {
+  return require(path.join(__dirname, '..', '..', 'dist'));
+}
+
+/**
+ * Opens the dialect's server and a scratch database with the schema synced. Sections get more
+ * scratch databases from `newDatabase()`: PostgreSQL wakes every LISTENing backend of a database on
+ * each NOTIFY, so each DbMutex under test gets a database of its own, where it is the only
+ * listener, as in an app process. `close()` releases everything, drops every scratch database, and
+ * stops an embedded server.
+ */
+async function openDialect(config, lib, dialectName, log) {
+  const dialect = require(path.join(__dirname, '..', 'dialects', `${dialectName}.js`));
+  const server = await dialect.openServer(log);
+  const cleanups = [];
+  const databases = [];
+  const close = async () => {
+    for (const fn of cleanups.splice(0)) await Promise.resolve().then(fn).catch(() => undefined);
+    for (const db of databases.splice(0)) await db.drop().catch((error) => log(`could not drop ${db.name}: ${error.message}`));
+    await server.stop();
+  };
+  const newDatabase = async () => {
+    const db = await dialect.createScratch(server.url);
+    databases.push(db);
+    return db.url;
+  };
+  /** A Sequelize instance closed by `close()`. */
+  const sequelizeFor = (url, options) => {
+    const s = dialect.makeSequelize(url, options);
+    cleanups.push(() => s.close());
+    return s;
+  };
+  /** A DbMutex (schema synced) closed by `close()`, before its Sequelize instance. */
+  const mutexFor = async (sequelize, options = {}) => {
+    const m = lib.initDbMutex(sequelize, { setDefault: false, ...options });
+    cleanups.unshift(() => m.close());
+    await m.sync();
+    return m;
+  };
+  try {
+    const url = await newDatabase();
+    log(`${dialect.label}: scratch database ${databases[0].name}`);
+    const description = await dialect.describeServer(url);
+    const sequelize = sequelizeFor(url);
+    const mutex = await mutexFor(sequelize);
+    /**
+     * A DbMutex in a database of its own, optionally carrying bench-only prototypes of recommended
+     * src/ changes. Returns { mutex, url }, or null when the dialect cannot apply a prototype.
+     */
+    const extraMutex = async (tableName, { patches = [], listen = true } = {}) => {
+      const dbUrl = await newDatabase();
+      const m = await mutexFor(sequelizeFor(dbUrl), { tableName });
+      // No LISTEN connection (bench-only switch; the library has no option for it yet).
+      if (!listen) m.listener = null;
+      for (const name of patches) {
+        const apply = dialect.PROTOTYPES && dialect.PROTOTYPES[name];
+        if (!apply || !apply(m)) return null;
+      }
+      return { mutex: m, url: dbUrl };
+    };
+    const env = {
+      config,
+      log,
+      lib,
+      dialect,
+      url,
+      description,
+      embedded: server.embedded,
+      sequelize,
+      mutex,
+      mutexAsyncRelease: (await extraMutex('db_mutex_locks', { patches: ['async-release'] }))?.mutex ?? null,
+      mutexProto: (await extraMutex('db_mutex_locks', { patches: ['nolock-acquire', 'async-release'] }))?.mutex ?? null,
+      mutexNoListen: (await extraMutex('db_mutex_locks', { listen: false })).mutex,
+      extraMutex,
+      newDatabase,
+      sequelizeFor,
+      mutexFor,
+      track: (client) => {
+        cleanups.push(() => client.end());
+        return client;
+      },
+    };
+    return { env, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+module.exports = { SECTIONS, readConfig, machine, loadLibrary, openDialect };

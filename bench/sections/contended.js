@@ -1,0 +1,185 @@
+'use strict';
+/**
+ * Section 2: N worker processes cycling one lock with waitMs. Every worker records, on the machine's
+ * shared monotonic clock (CLOCK_MONOTONIC via process.hrtime.bigint()), when its critical section
+ * started and ended. Sorted by start, consecutive sections give the hand-off: next start − previous
+ * end, i.e. the release statement, the wake-up (notification or poll) and the next acquire statement:
+ * the time during which nobody runs the section. A start before the previous end would be a mutual
+ * exclusion failure and is counted (it must stay 0).
+ */
+const { fork } = require('node:child_process');
+const path = require('node:path');
+const { percentile, spread, fmt, fmtSpread } = require('../lib/stats');
+
+function once(child, type) {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg) => {
+      if (msg.type === type) {
+        cleanup();
+        resolve(msg);
+      } else if (msg.type === 'error') {
+        cleanup();
+        reject(new Error(`worker ${child.pid}: ${msg.message}`));
+      }
+    };
+    const onExit = (code) => {
+      cleanup();
+      reject(new Error(`worker ${child.pid} exited (${code}) while waiting for ${type}`));
+    };
+    const cleanup = () => {
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+async function all(children, message, replyType) {
+  const replies = children.map((c) => once(c, replyType));
+  for (const c of children) c.send(message);
+  return Promise.all(replies);
+}
+
+function analyse(replies, durationMs) {
+  const sections = [];
+  replies.forEach((reply, worker) => {
+    for (const [start, end] of reply.samples) if (start < durationMs) sections.push({ start, end, worker });
+  });
+  sections.sort((a, b) => a.start - b.start);
+  const gaps = [];
+  const crossGaps = [];
+  let overlaps = 0;
+  for (let i = 1; i < sections.length; i++) {
+    const gap = sections[i].start - sections[i - 1].end;
+    if (gap < 0) overlaps++;
+    gaps.push(gap);
+    if (sections[i].worker !== sections[i - 1].worker) crossGaps.push(gap);
+  }
+  const perWorker = replies.map((_, w) => sections.filter((s) => s.worker === w).length);
+  const sectionMs = sections.map((s) => s.end - s.start);
+  return {
+    throughput: sections.length / (durationMs / 1000),
+    gaps,
+    crossGaps,
+    overlaps,
+    perWorker,
+    sectionMs,
+    errors: replies.flatMap((r) => r.errors),
+  };
+}
+
+function rowsFor(dialect) {
+  return [
+    { key: 'notify', kind: 'ours', label: 'ours: waitMs, LISTEN/NOTIFY wake-up (default; poll fallback 500 ms)', pollIntervalMs: 500 },
+    { key: 'poll-500', kind: 'ours', label: 'ours: polling only, pollIntervalMs 500 (listener disabled in the bench)', pollIntervalMs: 500, listen: false },
+    { key: 'poll-10', kind: 'ours', label: 'ours: polling only, pollIntervalMs 10 (listener disabled in the bench)', pollIntervalMs: 10, listen: false },
+    ...(dialect.PROTOTYPES && dialect.PROTOTYPES['async-release']
+      ? [{ key: 'proto-a', kind: 'ours', label: 'prototype A: default + release commits asynchronously', pollIntervalMs: 500, patches: ['async-release'] }]
+      : []),
+    ...(dialect.PROTOTYPES && dialect.PROTOTYPES['nolock-acquire']
+      ? [
+          { key: 'proto-b', kind: 'ours', label: 'prototype B: A + refused acquire takes no row lock', pollIntervalMs: 500, patches: ['nolock-acquire', 'async-release'] },
+          { key: 'proto-b-poll-10', kind: 'ours', label: 'prototype B, polling only, pollIntervalMs 10', pollIntervalMs: 10, listen: false, patches: ['nolock-acquire', 'async-release'] },
+        ]
+      : []),
+    ...dialect.contendedRawVariants.map((v) => ({ key: v.key, kind: 'raw', raw: v.key, label: v.label })),
+  ];
+}
+
+async function run(env) {
+  const { config, log, dialect } = env;
+  const n = config.workers;
+  const durationMs = config.contendedSeconds * 1000;
+  log(`contended: ${n} workers, ${config.contendedRuns} runs × ${config.contendedSeconds} s per row, section ${config.sectionMs} ms, think ${config.thinkMs} ms`);
+  const children = [];
+  for (let i = 0; i < n; i++) {
+    children.push(fork(path.join(__dirname, '..', 'worker.js'), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  }
+  const out = [];
+  try {
+    // A database of its own: the workers' release notices must not wake the bench's other listeners.
+    const url = await env.newDatabase();
+    await env.mutexFor(env.sequelizeFor(url));
+    for (const row of rowsFor(dialect)) {
+      const lockId = `bench:contended:${row.key}`;
+      const go = async (ms) => {
+        const base = process.hrtime.bigint();
+        const until = base + BigInt(Math.round(ms * 1e6));
+        return all(children, { type: 'go', untilNs: String(until), baseNs: String(base) }, 'done');
+      };
+      try {
+        await all(
+          children,
+          { type: 'setup', dialect: dialect.name, url, variant: row, lockId, sectionMs: config.sectionMs, thinkMs: config.thinkMs },
+          'ready',
+        );
+        await go(Math.min(1000, durationMs)); // warm-up: connections, listener, prepared statements
+        const runs = [];
+        for (let r = 0; r < config.contendedRuns; r++) runs.push(analyse(await go(durationMs), durationMs));
+        out.push({ row, runs });
+        const t = spread(runs.map((x) => x.throughput));
+        log(`  ${row.key}: ${fmt(t.median)} sections/s, hand-off p50 ${fmt(percentile(runs.flatMap((x) => x.gaps), 50))} ms`);
+      } catch (error) {
+        out.push({ row, error: String(error.message).split('\n')[0] });
+        log(`  ${row.key}: failed: ${error.message}`);
+      }
+      await all(children, { type: 'teardown' }, 'closed');
+    }
+  } finally {
+    for (const c of children) if (c.connected) c.send({ type: 'exit' });
+    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((resolve) => c.once('exit', resolve)) : null)));
+  }
+
+  const rows = out.map(({ row, runs, error }) => {
+    if (error) return { key: row.key, cells: [row.label, `failed: ${error}`, '', '', '', '', ''], p50: NaN, overlaps: 0, sectionMedian: NaN };
+    const gaps = runs.flatMap((x) => x.gaps);
+    const cross = runs.flatMap((x) => x.crossGaps);
+    const perWorker = runs.flatMap((x) => x.perWorker);
+    const overlaps = runs.reduce((a, x) => a + x.overlaps, 0);
+    const errors = runs.flatMap((x) => x.errors);
+    return {
+      key: row.key,
+      cells: [
+        row.label,
+        fmtSpread(spread(runs.map((x) => x.throughput)), 0),
+        `${fmt(percentile(gaps, 50))} / ${fmt(percentile(gaps, 99))}`,
+        `${fmt(percentile(cross, 50))} / ${fmt(percentile(cross, 99))}`,
+        gaps.length ? `${Math.round((100 * cross.length) / gaps.length)} %` : '–',
+        `${Math.min(...perWorker)}–${Math.max(...perWorker)}`,
+        String(overlaps) + (errors.length ? ` (${errors.length} errors: ${errors[0]})` : ''),
+      ],
+      p50: percentile(gaps, 50),
+      crossP50: percentile(cross, 50),
+      overlaps,
+      sectionMedian: percentile(runs.flatMap((x) => x.sectionMs), 50),
+    };
+  });
+  const notify = rows.find((r) => r.key === 'notify');
+  const sectionMedian = notify ? notify.sectionMedian : NaN;
+  return {
+    title: `Contended: ${n} processes, one lock`,
+    intro:
+      `${n} worker processes (child_process.fork) each loop: acquire with waitMs, critical section (sleep ${config.sectionMs} ms; ` +
+      `measured median ${fmt(sectionMedian)} ms), release, then a ${config.thinkMs} ms pause outside the lock (so that a waiter, ` +
+      'not the releaser looping straight back, usually takes over). ' +
+      `${config.contendedRuns} runs of ${config.contendedSeconds} s per row after a warm-up. Hand-off = next section's start − ` +
+      'previous section\'s end on the shared monotonic clock (CLOCK_MONOTONIC, the same in every process), so it covers the ' +
+      'release statement, the wake-up and the next acquire statement. "cross" = hand-offs to a different process. ' +
+      'Percentiles pool every hand-off of all runs. Overlaps = sections that started before the previous one ended (must be 0).',
+    tables: [
+      {
+        headers: ['row', 'sections/s min / median / max', 'hand-off ms p50 / p99', 'cross-process ms p50 / p99', 'cross share', 'sections per worker', 'overlaps'],
+        rows: rows.map((r) => r.cells),
+      },
+    ],
+    targets: notify
+      ? [
+          { name: `${dialect.label}: contended hand-off p50 (LISTEN/NOTIFY)`, value: notify.p50, target: '≤ 5 ms', pass: notify.p50 <= 5, fmt: (v) => `${fmt(v)} ms` },
+          { name: `${dialect.label}: overlapping critical sections (all contended rows)`, value: rows.reduce((a, r) => a + r.overlaps, 0), target: '0', pass: rows.every((r) => r.overlaps === 0), fmt: (v) => String(v) },
+        ]
+      : [],
+  };
+}
+
+module.exports = { run };

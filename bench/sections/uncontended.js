@@ -1,0 +1,259 @@
+'use strict';
+/** Section 1: uncontended acquire + release of one lock, critical section a no-op. */
+const { measureInterleaved, Skip } = require('../lib/measure');
+const { fmt, fmtSpread, fmtRatio } = require('../lib/stats');
+
+const noop = () => undefined;
+
+/** Every uncontended row: ours, prototypes, the generic baselines, then the dialect's raw rows. */
+function variantsFor(env) {
+  const { lib, mutex, mutexAsyncRelease, dialect, sequelize } = env;
+  const Op = require('sequelize').Op;
+  let fencing = Date.now() * 1000;
+  const variants = [
+    {
+      key: 'ours-hb',
+      group: 'ours',
+      label: 'ours: withDbMutex(noop), heartbeat on (default)',
+      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex, heartbeat: true }),
+    },
+    {
+      key: 'ours-nohb',
+      group: 'ours',
+      label: 'ours: withDbMutex(noop), heartbeat off',
+      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex, heartbeat: false }),
+    },
+  ];
+  variants.push({
+    key: 'ours-nolisten',
+    group: 'decomposition',
+    label: 'ours (heartbeat on) with no LISTEN connection in the process (bench-only switch)',
+    cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: env.mutexNoListen, heartbeat: true }),
+  });
+  if (mutexAsyncRelease) {
+    variants.push({
+      key: 'ours-async',
+      group: 'prototype',
+      label: 'prototype A: ours (heartbeat on), release commits asynchronously',
+      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: mutexAsyncRelease, heartbeat: true }),
+    });
+  }
+  if (env.mutexProto) {
+    variants.push({
+      key: 'ours-proto',
+      group: 'prototype',
+      label: 'prototype B: A + acquire that takes no row lock when refused (ON CONFLICT DO NOTHING + UPDATE … WHERE expired)',
+      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: env.mutexProto, heartbeat: true }),
+    });
+  }
+  variants.push(
+    {
+      key: 'naive',
+      group: 'baseline',
+      label: 'naive Sequelize: Model.destroy(expired) + Model.create + instance.destroy',
+      cycle: async (lockId) => {
+        const Lock = mutex.models.Lock;
+        const now = new Date();
+        await Lock.destroy({ where: { expiresAt: { [Op.lte]: now } } });
+        const row = await Lock.create({
+          lockId,
+          ownerToken: require('node:crypto').randomUUID(),
+          fencingToken: String(++fencing),
+          holder: 'bench',
+          hostname: 'bench-host',
+          pid: process.pid,
+          acquiredAt: now,
+          expiresAt: new Date(now.getTime() + 1_800_000),
+          deadlineAt: new Date(now.getTime() + 1_800_000),
+          heartbeatAt: now,
+          leaseSeconds: null,
+        });
+        await row.destroy();
+      },
+    },
+    redlockVariant(env),
+  );
+  // The dialect's raw rows run on the same table (made by mutex.sync()).
+  variants.push(...dialect.uncontendedVariants({ url: env.url, sequelize, track: env.track }));
+  return variants;
+}
+
+function redlockVariant(env) {
+  let redis;
+  let redlock;
+  return {
+    key: 'redlock',
+    group: 'reference',
+    label: `reference: redlock@4 + ioredis, single Redis at ${env.config.redisUrl.replace(/^redis:\/\//, '')}`,
+    setup: async () => {
+      let Redlock;
+      let IORedis;
+      try {
+        Redlock = require('redlock');
+        IORedis = require('ioredis');
+      } catch {
+        throw new Skip('redlock or ioredis not installed');
+      }
+      const Redis = IORedis.Redis ?? IORedis.default ?? IORedis;
+      redis = new Redis(env.config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, enableOfflineQueue: false });
+      redis.on('error', () => undefined);
+      try {
+        await redis.connect();
+      } catch (error) {
+        redis.disconnect();
+        throw new Skip(`no Redis at ${env.config.redisUrl} (${error.message})`);
+      }
+      redlock = new Redlock([redis], { retryCount: 0 });
+      redlock.on('clientError', () => undefined);
+    },
+    cycle: async (lockId) => {
+      const lock = await redlock.lock(`bench:${lockId}`, 1_800_000);
+      await lock.unlock();
+    },
+    teardown: async () => {
+      if (redis) await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
+
+/**
+ * The library's own client-side cost, with the database taken out: the DbMutex runs against a stub
+ * statement runner that answers at once with canned rows, so what remains is withDbMutex, DbMutex
+ * and Lease (validation, owner token, lease timers, AbortController, events). The pool rows measure
+ * Sequelize's connection checkout, which the library does once per statement.
+ */
+function clientSideVariants(env) {
+  const { lib, dialect } = env;
+  const internals = dialect.libraryInternals ? dialect.libraryInternals() : null;
+  const sequelize = env.sequelizeFor(env.url);
+  const stubbed = lib.initDbMutex(sequelize, { setDefault: false });
+  stubbed.listener = null;
+  stubbed.runner = {
+    run: async (statement) => dialect.stubRows(statement),
+    runInTransaction: async (statements) => statements.map(() => []),
+  };
+  const cm = sequelize.connectionManager;
+  const variants = [
+    {
+      key: 'js-ours-hb',
+      label: 'withDbMutex(noop), heartbeat on, statements answered by a stub (library JS only)',
+      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: stubbed, heartbeat: true }),
+    },
+    {
+      key: 'js-ours-nohb',
+      label: 'withDbMutex(noop), heartbeat off, statements answered by a stub (library JS only)',
+      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: stubbed, heartbeat: false }),
+    },
+    {
+      key: 'js-pool',
+      label: "2 × checkout + return of a connection from Sequelize's pool (what one cycle's two statements add)",
+      cycle: async () => {
+        for (let i = 0; i < 2; i++) cm.releaseConnection(await cm.getConnection({ type: 'write', useMaster: true }));
+      },
+    },
+  ];
+  if (internals) {
+    const runner = new internals.StatementRunner(sequelize, { run: async () => [], isBroken: () => false }, 10_000);
+    const statement = { name: 'bench_stub', text: 'SELECT 1', values: [] };
+    variants.push({
+      key: 'js-runner',
+      label: "2 × the library's StatementRunner.run with a stub driver (pool checkout + logging hook)",
+      cycle: async () => {
+        await runner.run(statement);
+        await runner.run(statement);
+      },
+    });
+  }
+  return { variants, close: () => stubbed.close() };
+}
+
+async function run(env) {
+  const { config, log } = env;
+  const variants = variantsFor(env);
+  log(`uncontended: ${variants.length} rows × ${config.runs} runs × ${config.cycles} cycles (warm-up ${config.warmup})`);
+  const results = await measureInterleaved(variants, {
+    cycles: config.cycles,
+    runs: config.runs,
+    warmup: config.warmup,
+    lockIdPrefix: `bench:u:${env.dialect.name}`,
+    log,
+  });
+  log('uncontended: client-side cost with the database taken out');
+  const client = clientSideVariants(env);
+  const clientResults = await measureInterleaved(client.variants, {
+    cycles: 4000,
+    runs: 5,
+    warmup: 2000,
+    block: 500,
+    lockIdPrefix: `bench:js:${env.dialect.name}`,
+    log: () => undefined,
+  });
+  await client.close();
+  const clientRows = [...clientResults.values()].map((e) =>
+    e.skipped ? [e.variant.label, `skipped: ${e.skipped}`, ''] : [e.variant.label, fmtSpread(e.wallUs, 1), fmt(e.meanUs.median, 1)],
+  );
+  const floor = results.get('floor');
+  const floorMedian = floor && !floor.skipped ? floor.wallUs.median : NaN;
+  const floorMin = floor && !floor.skipped ? floor.wallUs.min : NaN;
+  const groupOrder = ['ours', 'prototype', 'baseline', 'reference', 'lever', 'decomposition'];
+  const rows = [];
+  for (const group of groupOrder) {
+    for (const entry of results.values()) {
+      if (entry.variant.group !== group) continue;
+      if (entry.skipped) {
+        rows.push([entry.variant.label, `skipped: ${entry.skipped}`, '', '', '', '']);
+        continue;
+      }
+      rows.push([
+        entry.variant.label,
+        fmtSpread(entry.wallUs, 0),
+        fmtRatio(entry.wallUs.median / floorMedian),
+        fmtRatio(entry.wallUs.min / floorMin),
+        fmt(entry.meanUs.median, 0),
+        fmt(entry.cpuUs.median, 0),
+      ]);
+    }
+  }
+  const stat = (key, which) => {
+    const e = results.get(key);
+    return e && !e.skipped ? e.wallUs[which] : NaN;
+  };
+  // Ratios a/b of medians, with the ratio of minimums alongside.
+  const ratio = (a, b) => ({ median: stat(a, 'median') / stat(b, 'median'), min: stat(a, 'min') / stat(b, 'min') });
+  const show = (r) => `${fmtRatio(r.median)} (mins ${fmtRatio(r.min)})`;
+  const label = env.dialect.label;
+  const targets = [
+    { name: `${label}: withDbMutex (heartbeat on) / raw-pg floor`, r: ratio('ours-hb', 'floor'), target: '≤ 1.00×', ok: (v) => v <= 1 },
+    { name: `${label}: withDbMutex (heartbeat off) / raw-pg floor`, r: ratio('ours-nohb', 'floor'), target: '≤ 1.00×', ok: (v) => v <= 1 },
+    { name: `${label}: original algorithm / withDbMutex (heartbeat on)`, r: ratio('original', 'ours-hb'), target: '≥ 2.00×', ok: (v) => v >= 2 },
+    { name: `${label}: original algorithm / raw-pg floor`, r: ratio('original', 'floor'), target: '(context: ~2× in the issue)', ok: () => true },
+    ...['ours-async', 'ours-proto']
+      .filter((k) => results.has(k) && !results.get(k).skipped)
+      .map((k) => ({ name: `${label}: ${k === 'ours-async' ? 'prototype A' : 'prototype B'} / raw-pg floor`, r: ratio(k, 'floor'), target: '≤ 1.00×', ok: (v) => v <= 1 })),
+  ].map((t) => ({ name: t.name, value: t.r, target: t.target, pass: t.ok(t.r.median), fmt: show }));
+  return {
+    title: 'Uncontended acquire + release',
+    intro:
+      `One lock, no-op critical section, one cycle at a time, ${config.runs} runs of ${config.cycles} cycles per row ` +
+      `(after ${config.warmup} warm-up cycles); within a run the rows take turns 20 cycles at a time, so load from other ` +
+      'processes falls on all rows alike. A run\'s figure is its median cycle ' +
+      '(other processes on a shared machine hit a few cycles hard, which moves a mean more than a median); the table gives ' +
+      'min / median / max of it over runs, and the median over runs of each run\'s mean cycle. "× floor" = this row\'s ' +
+      'median (or min) / the raw-pg floor\'s. CPU = user+system µs of the bench process per cycle (median over runs): it matters because the ' +
+      'database server runs on the same cores. The second table takes the database out (5 runs of 4,000 cycles): what ' +
+      'the library\'s own JavaScript and Sequelize\'s pool add to each cycle.',
+    tables: [
+      {
+        headers: ['row', 'µs/cycle min / median / max', '× floor (medians)', '× floor (mins)', 'mean µs/cycle', 'CPU µs/cycle'],
+        rows,
+      },
+      {
+        headers: ['client side only (no database)', 'µs/cycle min / median / max', 'mean µs/cycle'],
+        rows: clientRows,
+      },
+    ],
+    targets,
+  };
+}
+
+module.exports = { run, variantsFor };
