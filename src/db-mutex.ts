@@ -94,7 +94,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.sql = this.dialect.statements(this.options);
     this.runner = new StatementRunner(sequelize, this.dialect.driver, this.options.statementTimeoutMs);
     this.listener =
-      this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
+      this.options.listen && this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
         ? new ReleaseListener(this.runner, this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
             onNotice: (notice) => this.onNotice(notice),
             onError: (error) => this.emit('listenerError', { error }),

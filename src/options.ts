@@ -33,6 +33,12 @@ export interface DbMutexOptions {
   pollIntervalMs?: number;
   /** Client-side limit for one lock statement, in milliseconds; a slower statement fails. Default 10000. */
   statementTimeoutMs?: number;
+  /**
+   * Keep one LISTEN connection for release notices (PostgreSQL): prompt hand-off to waiters and prompt
+   * loss reports to holders. `false` (e.g. behind PgBouncer in transaction mode) falls back to polling
+   * and to the next renewal. Default true; ignored on databases without notifications.
+   */
+  listen?: boolean;
   /** Label stored with each lock, shown to operators. Default `<hostname>:<pid>`. */
   holder?: string;
   /** Table of the locks. Default `db_mutex_locks`. */
@@ -66,6 +72,7 @@ export interface ResolvedDbMutexOptions {
   readonly waitMs: number;
   readonly pollIntervalMs: number;
   readonly statementTimeoutMs: number;
+  readonly listen: boolean;
   readonly holder: string;
   readonly tableName: string;
   readonly eventsTableName: string;
@@ -175,6 +182,7 @@ export function resolveDbMutexOptions(options: DbMutexOptions = {}): ResolvedDbM
     waitMs: validateMs(options.waitMs ?? 0, 'waitMs', { min: 0 }),
     pollIntervalMs: validateMs(options.pollIntervalMs ?? 500, 'pollIntervalMs', { min: 1 }),
     statementTimeoutMs: validateMs(options.statementTimeoutMs ?? 10_000, 'statementTimeoutMs', { min: 1 }),
+    listen: validateBoolean(options.listen ?? true, 'listen'),
     holder: validateHolder(options.holder ?? defaultHolder()),
     tableName,
     eventsTableName: validateTableName(options.eventsTableName ?? 'db_mutex_events', 'eventsTableName'),

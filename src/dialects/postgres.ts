@@ -125,8 +125,12 @@ function statements(names: SchemaNames): DialectStatements {
     release(lockId, ownerToken) {
       return {
         name: `${prefix}_release`,
+        // The release alone commits without waiting for the WAL flush: if the database crashes right
+        // after, the release may be lost and the lock stays taken until its lease (or TTL) runs out.
+        // That delays the next holder; it can never let two hold at once. Acquire stays durable.
         text: `WITH d AS (DELETE FROM ${t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, expires_at)
-          SELECT COALESCE(d.expires_at <= now(), false) AS expired, pg_notify('${channel}', $2::text || d.lock_id) AS notified FROM d`,
+          SELECT COALESCE(d.expires_at <= now(), false) AS expired, pg_notify('${channel}', $2::text || d.lock_id) AS notified,
+            set_config('synchronous_commit', 'off', true) AS async_commit FROM d`,
         values: [lockId, ownerToken],
       };
     },

@@ -311,3 +311,17 @@ describe('events and shutdown', () => {
     await held.release();
   });
 });
+
+describe('listen: false', () => {
+  it('opens no LISTEN connection and still hands the lock over by polling', async () => {
+    const quiet = await ctx.mutex({ listen: false, pollIntervalMs: 50 });
+    const held = await rival.acquire('no-listen');
+    const waiting = quiet.acquire('no-listen', { waitMs: 10_000 });
+    await sleep(100);
+    await held.release();
+    const lock = await waiting;
+    expect(lock.isHeld()).toBe(true);
+    await lock.release();
+    expect((quiet as unknown as { listener: unknown }).listener).toBeNull();
+  });
+});
