@@ -1,0 +1,159 @@
+'use strict';
+/**
+ * MariaDB side of the bench (contract: top of bench/dialects/postgres.js). Provides what the
+ * uncontended and contended sections need; the scale, heartbeat and memory sections are
+ * PostgreSQL-only for now. MariaDB has no LISTEN/NOTIFY: the library's waiters poll (jittered), so
+ * the contended section shows polling rows only, plus GET_LOCK as the raw blocking baseline.
+ * Server: BENCH_MARIADB_URL (default mariadb://root@127.0.0.1:3306/test); a scratch database is
+ * created on it and dropped at the end.
+ */
+const { randomBytes } = require('node:crypto');
+const mariadb = require('mariadb');
+const { Sequelize } = require('sequelize');
+const { floorVariant, originalVariant, runnerVariant, libraryInternals: internalsOf } = require('../lib/sql-baselines');
+
+const DEFAULT_URL = 'mariadb://root@127.0.0.1:3306/test';
+
+function connectionOptions(url) {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 3306),
+    user: decodeURIComponent(u.username || 'root'),
+    password: decodeURIComponent(u.password || ''),
+    database: u.pathname.replace(/^\//, '') || undefined,
+  };
+}
+
+/** A raw connector connection wrapped as `query(text, values) → rows`. */
+async function open(url) {
+  const conn = await mariadb.createConnection(connectionOptions(url));
+  return {
+    raw: conn,
+    query: async (text, values) => {
+      const r = await conn.query(text, values);
+      return Array.isArray(r) ? r : [];
+    },
+    close: () => conn.end(),
+  };
+}
+
+async function withConnection(url, fn) {
+  const c = await open(url);
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
+async function openServer() {
+  const url = process.env.BENCH_MARIADB_URL || DEFAULT_URL;
+  try {
+    await withConnection(url, (c) => c.query('SELECT 1', []));
+  } catch (error) {
+    throw new Error(`cannot connect to MariaDB at ${url} (set BENCH_MARIADB_URL): ${error.message}`, { cause: error });
+  }
+  return { url, embedded: false, stop: async () => undefined };
+}
+
+async function createScratch(serverUrl) {
+  const name = `dbm_bench_${randomBytes(6).toString('hex')}`;
+  await withConnection(serverUrl, (c) => c.query(`CREATE DATABASE \`${name}\``, []));
+  const u = new URL(serverUrl);
+  u.pathname = `/${name}`;
+  return {
+    name,
+    url: u.toString(),
+    drop: () => withConnection(serverUrl, (c) => c.query(`DROP DATABASE IF EXISTS \`${name}\``, [])).then(() => undefined),
+  };
+}
+
+async function describeServer(url) {
+  return withConnection(url, async (c) => {
+    const version = (await c.query('SELECT VERSION() AS v', []))[0].v;
+    const settings = {};
+    for (const name of ['innodb_flush_log_at_trx_commit', 'sync_binlog', 'log_bin', 'transaction_isolation', 'max_connections']) {
+      const rows = await c.query('SHOW VARIABLES LIKE ?', [name]);
+      if (rows[0]) settings[name] = rows[0].Value;
+    }
+    const others = (await c.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon'", []))[0].n;
+    return { product: `MariaDB ${version}`, settings, otherConnections: Number(others) };
+  });
+}
+
+function makeSequelize(url, options = {}) {
+  return new Sequelize(url, { logging: false, pool: { max: 5 }, ...options });
+}
+
+/** Nothing to switch per connection here (innodb_flush_log_at_trx_commit is server-wide). */
+function fastCommitOptions() {
+  return {};
+}
+
+function libraryInternals() {
+  return internalsOf('mariadb', 'mariadbDialect');
+}
+
+function uncontendedVariants(ctx) {
+  const internals = libraryInternals();
+  const variants = [
+    originalVariant(open, ctx.url, {
+      createTable: (t) =>
+        `CREATE TABLE IF NOT EXISTS ${t} (id BIGINT AUTO_INCREMENT PRIMARY KEY, lock_id VARCHAR(255) NOT NULL UNIQUE, creation_time DATETIME(6) NOT NULL) ENGINE=InnoDB`,
+    }),
+  ];
+  if (internals) {
+    variants.unshift(
+      floorVariant(open, ctx.url, internals.dialect, "raw mariadb-connector floor: the library's own acquire (INSERT … ON DUPLICATE KEY UPDATE … RETURNING) + release statements, one connection"),
+    );
+    variants.push(runnerVariant(internals, ctx.sequelize));
+  }
+  return variants;
+}
+
+/** Canned successful answers for the library's acquire and release (JS-only rows). */
+function stubRows(statement) {
+  if (statement.name.endsWith('_acquire')) {
+    const now = Date.now();
+    return [{ won: 1, fencing_token: '1', acquired_ms: now, expires_ms: now + 1_800_000 }];
+  }
+  if (statement.name.endsWith('_release')) return [{ expired: 0 }];
+  return [];
+}
+
+/** Raw contended baseline: GET_LOCK blocks in the server, which wakes the next waiter on RELEASE_LOCK. */
+async function contendedRaw(url, variant) {
+  if (variant !== 'get-lock-blocking') throw new Error(`unknown raw contended variant ${variant}`);
+  const c = await open(url);
+  return {
+    async run(lockId, section) {
+      const got = await c.query('SELECT GET_LOCK(?, 60) AS ok', [lockId]);
+      if (Number(got[0].ok) !== 1) throw new Error('GET_LOCK timed out');
+      try {
+        await section();
+      } finally {
+        await c.query('SELECT RELEASE_LOCK(?) AS ok', [lockId]);
+      }
+    },
+    close: () => c.close(),
+  };
+}
+
+module.exports = {
+  name: 'mariadb',
+  label: 'MariaDB',
+  // No LISTEN/NOTIFY: waiting is polling only (sections/contended.js drops its notify row).
+  notifies: false,
+  openServer,
+  createScratch,
+  describeServer,
+  makeSequelize,
+  fastCommitOptions,
+  uncontendedVariants,
+  PROTOTYPES: {},
+  stubRows,
+  libraryInternals,
+  contendedRaw,
+  contendedRawVariants: [{ key: 'get-lock-blocking', label: 'raw MariaDB GET_LOCK, blocking (server wakes the next waiter)' }],
+};

@@ -1,0 +1,117 @@
+'use strict';
+/**
+ * Baseline rows shared by the dialects whose raw driver is wrapped as `query(text, values) → rows`
+ * (bench/dialects/mariadb.js, sqlite.js): the floor (the library's own acquire and release
+ * statements, sent straight through the raw driver on one connection) and the original
+ * django-db-mutex algorithm in raw SQL. PostgreSQL keeps its own richer set in postgres.js.
+ */
+const { randomUUID } = require('node:crypto');
+
+const TTL_SECONDS = 1800;
+const NAMES = { tableName: 'db_mutex_locks', eventsTableName: 'db_mutex_events' };
+
+/**
+ * One cycle of the floor: the statements withDbMutex sends for an uncontended acquire + release,
+ * without Sequelize's pool, the library's statement runner, its statement-timeout wrapper, or any
+ * JavaScript of DbMutex/Lease around them.
+ */
+function floorCycle(libDialect, query) {
+  const sql = libDialect.statements(NAMES);
+  return async (lockId) => {
+    const ownerToken = randomUUID();
+    const acquire = sql.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
+    if (!sql.parseAcquire(await query(acquire.text, acquire.values))) throw new Error('floor acquire refused');
+    const release = sql.release(lockId, ownerToken);
+    if (!sql.parseRelease(await query(release.text, release.values))) throw new Error('floor release found no row');
+  };
+}
+
+/**
+ * The original's algorithm (its model: autoincrement id, unique lock_id, creation_time; expiry
+ * judged by the client's clock): DELETE expired; BEGIN; SAVEPOINT; INSERT; RELEASE; COMMIT;
+ * SELECT by pk; DELETE by pk. `createTable` is the dialect's DDL for that model.
+ */
+function originalVariant(open, url, { createTable, table = 'bench_original_dbmutex' }) {
+  let conn;
+  return {
+    key: 'original',
+    group: 'baseline',
+    label: 'original django-db-mutex algorithm, raw SQL (DELETE expired; BEGIN; SAVEPOINT; INSERT; RELEASE; COMMIT; SELECT by pk; DELETE by pk)',
+    setup: async () => {
+      conn ??= await open(url);
+      await conn.query(createTable(table), []);
+    },
+    cycle: async (lockId) => {
+      await conn.query(`DELETE FROM ${table} WHERE creation_time <= ?`, [new Date(Date.now() - TTL_SECONDS * 1000)]);
+      await conn.query('BEGIN', []);
+      let id;
+      try {
+        await conn.query('SAVEPOINT bench_s1', []);
+        const rows = await conn.query(`INSERT INTO ${table} (lock_id, creation_time) VALUES (?, ?) RETURNING id`, [lockId, new Date()]);
+        await conn.query('RELEASE SAVEPOINT bench_s1', []);
+        await conn.query('COMMIT', []);
+        id = rows[0].id;
+      } catch (error) {
+        await conn.query('ROLLBACK', []).catch(() => undefined);
+        throw error;
+      }
+      const exists = await conn.query(`SELECT 1 AS a FROM ${table} WHERE id = ? LIMIT 1`, [id]);
+      if (exists.length !== 1) throw new Error('original: lock row vanished');
+      await conn.query(`DELETE FROM ${table} WHERE id = ?`, [id]);
+    },
+    teardown: async () => {
+      if (conn) await conn.close();
+      conn = undefined;
+    },
+  };
+}
+
+/** The floor row (the raw driver has its own connection, opened in setup). */
+function floorVariant(open, url, libDialect, label) {
+  let conn;
+  let cycle;
+  return {
+    key: 'floor',
+    group: 'baseline',
+    label,
+    setup: async () => {
+      conn ??= await open(url);
+      cycle = floorCycle(libDialect, (text, values) => conn.query(text, values));
+    },
+    cycle: (lockId) => cycle(lockId),
+    teardown: async () => {
+      if (conn) await conn.close();
+      conn = undefined;
+    },
+  };
+}
+
+/** The library's own statements through its StatementRunner (pool checkout + logging hook + timeout wrapper). */
+function runnerVariant(internals, sequelize) {
+  let cycle;
+  return {
+    key: 'lib-runner',
+    group: 'decomposition',
+    label: "the library's own SQL through its StatementRunner (Sequelize pool checkout + logging hook)",
+    cycle: (lockId) => {
+      if (!cycle) {
+        const runner = new internals.StatementRunner(sequelize, internals.dialect.driver, 10_000);
+        cycle = floorCycle(internals.dialect, (text, values) => runner.run({ name: 'bench_runner', text, values }));
+      }
+      return cycle(lockId);
+    },
+  };
+}
+
+/** The library's dialect module from dist/ (e.g. ('mariadb', 'mariadbDialect')); null when this build lays it out differently. */
+function libraryInternals(file, exportName) {
+  try {
+    const dialect = require(`../../dist/dialects/${file}`)[exportName];
+    const { StatementRunner } = require('../../dist/connection');
+    return dialect && StatementRunner ? { dialect, StatementRunner } : null;
+  } catch {
+    return null;
+  }
+}
+
+module.exports = { TTL_SECONDS, floorVariant, originalVariant, runnerVariant, libraryInternals };
