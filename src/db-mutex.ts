@@ -61,7 +61,8 @@ export type ForceReleaseResult =
   | { status: 'not-found' }
   | { status: 'token-mismatch'; currentFencingToken: number };
 
-const MAX_REASON_LENGTH = 1000;
+/** Longest audit reason, in characters; the dashboard's form uses it as its maxlength. */
+export const MAX_REASON_LENGTH = 1000;
 const MAX_LIST_LIMIT = 1_000_000_000;
 
 export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {

@@ -6,7 +6,7 @@
  * the host app (view engine, body parsers, static files, error handler).
  */
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
-import type { DbMutex } from '../db-mutex';
+import { MAX_REASON_LENGTH, type DbMutex } from '../db-mutex';
 import { getDefaultDbMutex } from '../default-mutex';
 import { validateHolder } from '../options';
 import {
@@ -33,8 +33,6 @@ export type { DbMutexAdminRouterOptions } from './options';
 const PAGE_EVENT_COUNT = 15;
 const MAX_API_EVENTS = 500;
 const BODY_LIMIT = '16kb';
-/** Mirrors the DbMutex's own limit on reasons (it enforces it); used for the form's maxlength. */
-const REASON_MAX_LENGTH = 1000;
 
 const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -228,7 +226,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
           actionUrl: `${base}/release`,
           csrf: { field: CSRF_FIELD, token: csrfTokenFor(req, res, signer) },
           hidden: viewParams(view),
-          reasonMaxLength: REASON_MAX_LENGTH,
+          reasonMaxLength: MAX_REASON_LENGTH,
         }),
       );
     }),
@@ -252,7 +250,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
           actionUrl: `${base}/release-stale`,
           csrf: { field: CSRF_FIELD, token: csrfTokenFor(req, res, signer) },
           hidden: viewParams(view),
-          reasonMaxLength: REASON_MAX_LENGTH,
+          reasonMaxLength: MAX_REASON_LENGTH,
         }),
       );
     }),
