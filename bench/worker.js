@@ -27,17 +27,35 @@ async function setup(msg) {
   }
   const lib = require(path.join(__dirname, '..', 'dist'));
   const sequelize = dialect.makeSequelize(msg.url, { pool: { max: 2 } });
-  const mutex = lib.initDbMutex(sequelize, { setDefault: false, pollIntervalMs: variant.pollIntervalMs });
+  const mutex = lib.initDbMutex(sequelize, { setDefault: false, pollIntervalMs: variant.pollIntervalMs, listen: variant.listen !== false });
   for (const name of variant.patches || []) {
-    // Bench-only prototypes of recommended library changes (see bench/dialects/<dialect>.js).
-    if (!dialect.PROTOTYPES[name](mutex)) throw new Error(`prototype ${name} does not apply to this build`);
-  }
-  if (variant.listen === false) {
-    // Bench-only approximation of a "no LISTEN" option: with no listener, waiters only poll.
-    // Releases still send their notification (nobody hears it), so the release cost is unchanged.
-    mutex.listener = null;
+    // Bench-only: an adopted lever undone, to measure what it is worth (see bench/dialects/<dialect>.js).
+    if (!dialect.LEVERS_UNDONE[name](mutex)) throw new Error(`lever ${name} cannot be undone on this build`);
   }
   const options = { mutex, waitMs: 60_000, heartbeat: variant.heartbeat ?? true };
+  if (variant.retryMs !== undefined) {
+    // "Skip if held, try again soon": no waitMs, a refused attempt sleeps retryMs and tries again,
+    // so most attempts are refusals of a held lock.
+    const once = { ...options, waitMs: 0 };
+    return {
+      run: async (section) => {
+        for (;;) {
+          try {
+            await lib.withDbMutex(msg.lockId, section, once);
+            return true;
+          } catch (error) {
+            if (!(error instanceof lib.DbMutexError && error.code === 'DB_MUTEX_HELD')) throw error;
+          }
+          if (now() >= current.until) return false;
+          await sleep(variant.retryMs);
+        }
+      },
+      close: async () => {
+        await mutex.close();
+        await sequelize.close();
+      },
+    };
+  }
   return {
     run: (section) => lib.withDbMutex(msg.lockId, section, options),
     close: async () => {
@@ -54,16 +72,17 @@ async function go(msg) {
   const samples = [];
   const errors = [];
   const { sectionMs, thinkMs } = current.params;
+  current.until = until;
   while (now() < until) {
     let start = 0n;
     let end = 0n;
     try {
-      await current.run(async () => {
+      const ran = await current.run(async () => {
         start = now();
         await sleep(sectionMs);
         end = now();
       });
-      samples.push([ms(start), ms(end), ms(now())]);
+      if (ran !== false) samples.push([ms(start), ms(end), ms(now())]);
     } catch (error) {
       errors.push(String(error && error.message));
       if (errors.length > 20) break;

@@ -18,6 +18,7 @@ import {
   resolveDbMutexOptions,
   validateHolder,
   validateLockId,
+  validateOptionsObject,
   type AcquireOptions,
   type DbMutexOptions,
   type ResolvedAcquireOptions,
@@ -317,6 +318,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
 
   /** Active locks (held, or expired and not yet taken over), oldest first. */
   async list(options: ListOptions = {}): Promise<LockRow[]> {
+    validateOptionsObject(options);
     const limit = options.limit ?? null;
     if (limit !== null && (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)) {
       throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);
@@ -360,6 +362,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    * at once through the release notice where the database has one, else at its next renewal.
    */
   async forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
+    validateOptionsObject(options);
     const lockId = validateLockId(options.lockId);
     const fencingToken = validateFencingToken(options.fencingToken ?? null);
     const operator = validateHolder(options.operator, 'operator');
@@ -376,6 +379,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
 
   /** Operator action: force-releases every stale lock (expired or heartbeat overdue), audited. */
   async releaseStale(options: { operator: string; reason?: string | null }): Promise<EventRow[]> {
+    validateOptionsObject(options);
     const operator = validateHolder(options.operator, 'operator');
     const reason = validateReason(options.reason ?? null);
     return this.releaseAudited(this.sql.releaseAudited({ kind: 'stale' }, 'release-stale', operator, reason));
@@ -383,6 +387,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
 
   /** Deletes expired rows (nobody can be relying on them), audited as `purge-expired`. */
   async purgeExpired(options: { operator: string; reason?: string | null }): Promise<EventRow[]> {
+    validateOptionsObject(options);
     const operator = validateHolder(options.operator, 'operator');
     const reason = validateReason(options.reason ?? null);
     return this.releaseAudited(this.sql.releaseAudited({ kind: 'expired' }, 'purge-expired', operator, reason));
@@ -390,6 +395,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
 
   /** The audit trail, newest first. */
   async events(options: { limit?: number; lockId?: string | null } = {}): Promise<EventRow[]> {
+    validateOptionsObject(options);
     const limit = options.limit ?? 50;
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100_000) {
       throw new RangeError(`limit must be an integer between 1 and 100000, got ${String(limit)}`);

@@ -169,31 +169,42 @@ export function defaultHolder(): string {
   return `${hostname()}:${process.pid}`;
 }
 
-export function resolveDbMutexOptions(options: DbMutexOptions = {}): ResolvedDbMutexOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`options must be an object, got ${describe(options)}`);
+/** Every method that takes an options object names it when handed something else (null, a string…). */
+export function validateOptionsObject(options: unknown, parameter = 'options'): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`${parameter} must be an object, got ${describe(options)}`);
   }
+}
+
+/**
+ * Only `undefined` (an option left out) means "use the default"; `null` is validated like any other
+ * value, so `initDbMutex` and `acquire()` agree on what they accept.
+ */
+function orDefault<T>(value: T | undefined, fallback: T): T {
+  return value === undefined ? fallback : value;
+}
+
+export function resolveDbMutexOptions(options: DbMutexOptions = {}): ResolvedDbMutexOptions {
+  validateOptionsObject(options);
   const ttl = options.ttlSeconds !== undefined ? options.ttlSeconds : ttlFromEnv();
-  const tableName = validateTableName(options.tableName ?? 'db_mutex_locks', 'tableName');
+  const tableName = validateTableName(orDefault(options.tableName, 'db_mutex_locks'), 'tableName');
   return Object.freeze({
     ttlSeconds: ttl === undefined ? DEFAULT_TTL_SECONDS : validateSeconds(ttl, 'ttlSeconds', { allowNull: true }),
-    leaseSeconds: validateSeconds(options.leaseSeconds ?? DEFAULT_LEASE_SECONDS, 'leaseSeconds', { allowNull: false }) as number,
-    heartbeat: validateBoolean(options.heartbeat ?? true, 'heartbeat'),
-    waitMs: validateMs(options.waitMs ?? 0, 'waitMs', { min: 0 }),
-    pollIntervalMs: validateMs(options.pollIntervalMs ?? 500, 'pollIntervalMs', { min: 1 }),
-    statementTimeoutMs: validateMs(options.statementTimeoutMs ?? 10_000, 'statementTimeoutMs', { min: 1 }),
-    listen: validateBoolean(options.listen ?? true, 'listen'),
-    holder: validateHolder(options.holder ?? defaultHolder()),
+    leaseSeconds: validateSeconds(orDefault(options.leaseSeconds, DEFAULT_LEASE_SECONDS), 'leaseSeconds', { allowNull: false }) as number,
+    heartbeat: validateBoolean(orDefault(options.heartbeat, true), 'heartbeat'),
+    waitMs: validateMs(orDefault(options.waitMs, 0), 'waitMs', { min: 0 }),
+    pollIntervalMs: validateMs(orDefault(options.pollIntervalMs, 500), 'pollIntervalMs', { min: 1 }),
+    statementTimeoutMs: validateMs(orDefault(options.statementTimeoutMs, 10_000), 'statementTimeoutMs', { min: 1 }),
+    listen: validateBoolean(orDefault(options.listen, true), 'listen'),
+    holder: validateHolder(orDefault(options.holder, defaultHolder())),
     tableName,
-    eventsTableName: validateTableName(options.eventsTableName ?? 'db_mutex_events', 'eventsTableName'),
-    setDefault: validateBoolean(options.setDefault ?? true, 'setDefault'),
+    eventsTableName: validateTableName(orDefault(options.eventsTableName, 'db_mutex_events'), 'eventsTableName'),
+    setDefault: validateBoolean(orDefault(options.setDefault, true), 'setDefault'),
   });
 }
 
 export function resolveAcquireOptions(defaults: ResolvedDbMutexOptions, options: AcquireOptions = {}): ResolvedAcquireOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`options must be an object, got ${describe(options)}`);
-  }
+  validateOptionsObject(options);
   const ttlSeconds =
     options.ttlSeconds === undefined ? defaults.ttlSeconds : validateSeconds(options.ttlSeconds, 'ttlSeconds', { allowNull: true });
   const heartbeat = options.heartbeat === undefined ? defaults.heartbeat : validateBoolean(options.heartbeat, 'heartbeat');

@@ -10,7 +10,7 @@
 const { randomBytes } = require('node:crypto');
 const mariadb = require('mariadb');
 const { Sequelize } = require('sequelize');
-const { floorVariant, originalVariant, runnerVariant, libraryInternals: internalsOf } = require('../lib/sql-baselines');
+const { floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals: internalsOf } = require('../lib/sql-baselines');
 
 const DEFAULT_URL = 'mariadb://root@127.0.0.1:3306/test';
 
@@ -107,9 +107,43 @@ function uncontendedVariants(ctx) {
     variants.unshift(
       floorVariant(open, ctx.url, internals.dialect, "raw mariadb-connector floor: the library's own acquire (INSERT … ON DUPLICATE KEY UPDATE … RETURNING) + release statements, one connection"),
     );
-    variants.push(runnerVariant(internals, ctx.sequelize));
+    variants.push(runnerVariant(internals, ctx.sequelize), ...leverVariants(ctx.url, internals.dialect));
   }
   return variants;
+}
+
+/**
+ * What the library's driver does around the floor's statements, one lever at a time on one raw
+ * connection: the server-side statement timeout (`SET STATEMENT max_statement_time=… FOR`, as
+ * src/dialects/mariadb.ts sends every statement) and the binary protocol with a server-side prepared
+ * statement (`execute`, cached per connection by the connector) instead of a text query.
+ */
+function leverVariants(url, libDialect) {
+  let conn;
+  const wrap = (text) => `SET STATEMENT max_statement_time=10.000 FOR ${text}`;
+  const asRows = (r) => (Array.isArray(r) ? r : []);
+  const lever = (key, label, send) => {
+    let cycle;
+    return {
+      key,
+      group: 'lever',
+      label,
+      setup: async () => {
+        conn ??= await open(url);
+        cycle = floorCycle(libDialect, async (text, values) => asRows(await send(conn.raw, text, values)));
+      },
+      cycle: (lockId) => cycle(lockId),
+      teardown: async () => {
+        if (conn) await conn.close();
+        conn = undefined;
+      },
+    };
+  };
+  return [
+    lever('lever-wrapper', 'floor + the statement-timeout wrapper (SET STATEMENT max_statement_time=… FOR …)', (c, text, values) => c.query(wrap(text), values)),
+    lever('lever-execute', 'floor through execute() (binary protocol, prepared statement cached per connection)', (c, text, values) => c.execute(text, values)),
+    lever('lever-execute-wrapper', 'floor through execute() with the statement-timeout wrapper', (c, text, values) => c.execute(wrap(text), values)),
+  ];
 }
 
 /** Canned successful answers for the library's acquire and release (JS-only rows). */
@@ -151,7 +185,7 @@ module.exports = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
-  PROTOTYPES: {},
+  LEVERS_UNDONE: {},
   stubRows,
   libraryInternals,
   contendedRaw,

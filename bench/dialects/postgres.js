@@ -7,7 +7,7 @@
  * BENCH_DIALECTS:
  *   name, label, openServer(log), createScratch(serverUrl), describeServer(url), makeSequelize(url, opts),
  *   fastCommitOptions(), uncontendedVariants(ctx) (must include key 'floor' and 'original'),
- *   PROTOTYPES {name: (mutex) => boolean}, stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
+ *   LEVERS_UNDONE {name: (mutex) => boolean}, stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
  *   dropTables(url, tables), scaleBaselines(ctx, {table, originalTable}) (keys 'floor', 'original'),
  *   contendedRaw(url, key) + contendedRawVariants, listenerConnections(url, tableName).
  */
@@ -135,19 +135,12 @@ function floorStatements(lockId, ownerToken, table = LOCKS) {
 }
 
 /**
- * Wraps the library's release statement (a `WITH d AS (DELETE …) SELECT …` in this version) so its
- * transaction commits asynchronously; the prototype of the change recommended for
- * src/dialects/postgres.ts `release()`. Returns null if the statement's shape is not recognised.
+ * The library's release statement with its asynchronous commit taken out: the release waits for the
+ * WAL flush again, as before that lever was adopted. Returns null if the shape is not recognised.
  */
-function asyncCommitRelease(statement) {
-  const text = statement.text;
-  const at = text.lastIndexOf(' FROM d');
-  if (!/^WITH d AS \(DELETE/.test(text) || at < 0) return null;
-  return {
-    name: `${statement.name}_async`,
-    text: `${text.slice(0, at)}, set_config('synchronous_commit', 'off', true) AS async_commit${text.slice(at)}`,
-    values: statement.values,
-  };
+function durableRelease(statement) {
+  const text = statement.text.replace(/,\s*set_config\('synchronous_commit', 'off', true\) AS async_commit/, '');
+  return text === statement.text ? null : { name: `${statement.name}_durable`, text, values: statement.values };
 }
 
 /** The library's release statement without its pg_notify column (decomposition only). */
@@ -225,14 +218,14 @@ function librarySql(internals) {
   return internals.dialect.statements({ tableName: LOCKS, eventsTableName: 'db_mutex_events' });
 }
 
-function libraryCycle(internals, exec, { asyncRelease = false, notify = true } = {}) {
+function libraryCycle(internals, exec, { durable = false, notify = true } = {}) {
   const sql = librarySql(internals);
   return async (lockId) => {
     const ownerToken = randomUUID();
     const acquire = sql.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
     if (!sql.parseAcquire((await exec(acquire)).rows)) throw new Error('library acquire refused');
     let release = sql.release(lockId, ownerToken);
-    if (asyncRelease) release = asyncCommitRelease(release);
+    if (durable) release = durableRelease(release);
     if (!notify) release = withoutNotify(release);
     if (!sql.parseRelease((await exec(release)).rows)) throw new Error('library release found no row');
   };
@@ -283,6 +276,22 @@ function uncontendedVariants(ctx) {
         await ensureOriginalTable(raw());
       },
       cycle: (lockId) => originalCycle(raw(), lockId),
+    },
+    {
+      key: 'floor-refused',
+      group: 'refused',
+      label: 'raw pg floor: the INSERT … ON CONFLICT … DO UPDATE … WHERE expired of a held lock (returns no row; unnamed, one client)',
+      setup: async () => {
+        await setupClient();
+        const s = floorStatements('bench:refused:floor', randomUUID());
+        await raw().query(`DELETE FROM ${LOCKS} WHERE lock_id = $1`, ['bench:refused:floor']);
+        expectOneRow((await unnamedOn(raw())(s.acquire)).rows, 'floor acquire of the held lock');
+      },
+      cycle: async () => {
+        const s = floorStatements('bench:refused:floor', randomUUID());
+        const r = await unnamedOn(raw())(s.acquire);
+        if (r.rows.length !== 0) throw new Error('floor acquired a held lock');
+      },
     },
     {
       key: 'lever-named',
@@ -352,11 +361,11 @@ function uncontendedVariants(ctx) {
         cycle: lazy(() => libraryCycle(internals, namedOn(raw()), { notify: false })),
       },
       {
-        key: 'lib-sql-raw-async',
+        key: 'lib-sql-raw-durable',
         group: 'decomposition',
-        label: "the library's own SQL on one raw client, release committing asynchronously",
+        label: "the library's own SQL on one raw client, release waiting for the WAL flush (lever undone)",
         setup: setupClient,
-        cycle: lazy(() => libraryCycle(internals, namedOn(raw()), { asyncRelease: true })),
+        cycle: lazy(() => libraryCycle(internals, namedOn(raw()), { durable: true })),
       },
       {
         key: 'lib-runner',
@@ -372,54 +381,45 @@ function uncontendedVariants(ctx) {
   return variants;
 }
 
-/** Applies the recommended release change to a live DbMutex (bench-only prototype); false if not possible. */
-function patchAsyncRelease(mutex) {
-  const sql = mutex.sql;
-  if (!sql || typeof sql.release !== 'function') return false;
-  const original = sql.release.bind(sql);
-  if (!asyncCommitRelease(original('probe', '00000000-0000-0000-0000-000000000000'))) return false;
-  sql.release = (lockId, ownerToken) => asyncCommitRelease(original(lockId, ownerToken));
-  return true;
-}
-
 /**
- * Prototype of the recommended acquire for src/dialects/postgres.ts `acquire()`, derived from the
- * library's own statement so it keeps everything else (the advisory claim that orders fencing tokens,
- * the columns and expressions, the RETURNING list). The one change: a refused attempt takes no row
- * lock. Today's `ON CONFLICT … DO UPDATE … WHERE expired` locks the live row even when its WHERE is
- * false (PostgreSQL locks every conflicting row it considers), so every refused attempt — a poll, or
- * each process woken by a release notice — gets a transaction id, WAL-logs the row lock and waits for
- * a WAL flush while holding it (and the id's advisory claim), and the holder's release (a DELETE of
- * that row) queues behind all of them. Here `ON CONFLICT DO NOTHING` skips a live row without a lock,
- * and an `UPDATE … WHERE expired` takes over an expired one (row lock, then a recheck of its WHERE on
- * the newest row version, so two takers cannot both win); its token is drawn in a sub-select that
- * reads the claim, so after it.
- * Returns null when the library's statement does not have the expected shape.
+ * The acquire as it was before the no-row-lock lever: `INSERT … ON CONFLICT (lock_id) DO UPDATE …
+ * WHERE expired`, rebuilt from the library's own statement (same claim, columns, values and RETURNING
+ * list). That form locks the live row even when it refuses (PostgreSQL locks every conflicting row
+ * it considers), so every refused attempt writes WAL and waits for a flush while holding the id's
+ * claim. Returns null when the library's statement does not have the expected shape.
  */
 const ACQUIRE_SHAPE =
-  /^([\s\S]*?)INSERT INTO (\S+) AS l \(([^)]*)\)\s*SELECT ([\s\S]*?)\s+FROM claim\s+ON CONFLICT \(lock_id\) DO UPDATE SET [\s\S]*?WHERE l\.expires_at <= now\(\)\s+RETURNING ([\s\S]*)$/;
+  /^WITH (claim AS \(SELECT pg_advisory_xact_lock\([^()]*hashtext\(\$1\)\)\)),\s*inserted AS \(INSERT INTO (\S+) AS l \(([^)]*)\) SELECT ([\s\S]*?) FROM claim\s+ON CONFLICT \(lock_id\) DO NOTHING RETURNING ([\s\S]*?)\),\s*taken_over AS \(UPDATE /;
 
-function noLockAcquire(statement) {
+function lockingAcquire(statement) {
   const m = ACQUIRE_SHAPE.exec(statement.text);
-  if (!m || !/^WITH claim AS/.test(m[1].trim())) return null;
-  const [, claim, table, columns, exprs, returning] = m;
-  const text = `${claim.trimEnd()},
-    ins AS (INSERT INTO ${table} AS l (${columns}) SELECT ${exprs} FROM claim ON CONFLICT (lock_id) DO NOTHING RETURNING l.*),
-    upd AS (UPDATE ${table} AS l SET (${columns}) = (SELECT ${exprs} FROM claim)
-      WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING l.*)
-    SELECT ${returning} FROM (SELECT * FROM ins UNION ALL SELECT * FROM upd) AS acquired`;
-  return { name: `${statement.name}_nolock`, text, values: statement.values };
+  if (!m) return null;
+  const [, claim, table, columns, fresh, returning] = m;
+  const set = columns
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c && c !== 'lock_id')
+    .map((c) => `${c} = EXCLUDED.${c}`)
+    .join(', ');
+  const text = `WITH ${claim}
+    INSERT INTO ${table} AS l (${columns}) SELECT ${fresh} FROM claim
+    ON CONFLICT (lock_id) DO UPDATE SET ${set} WHERE l.expires_at <= now()
+    RETURNING ${returning}`;
+  return { name: `${statement.name}_locking`, text, values: statement.values };
 }
 
-function patchNoLockAcquire(mutex) {
+/** Wraps one of a live DbMutex's statement builders with `rewrite`; false if the rewrite does not apply. */
+function patchStatement(mutex, method, rewrite, probeArgs) {
   const sql = mutex.sql;
-  if (!sql || typeof sql.acquire !== 'function') return false;
-  const original = sql.acquire.bind(sql);
-  const probe = { lockId: 'probe', ownerToken: '00000000-0000-0000-0000-000000000000', holder: 'h', hostname: 'h', pid: 1, ttlSeconds: 1, leaseSeconds: null };
-  if (!noLockAcquire(original(probe))) return false;
-  sql.acquire = (p) => noLockAcquire(original(p));
+  if (!sql || typeof sql[method] !== 'function') return false;
+  const original = sql[method].bind(sql);
+  if (!rewrite(original(...probeArgs))) return false;
+  sql[method] = (...args) => rewrite(original(...args));
   return true;
 }
+
+const PROBE_TOKEN = '00000000-0000-0000-0000-000000000000';
+const PROBE_ACQUIRE = { lockId: 'probe', ownerToken: PROBE_TOKEN, holder: 'h', hostname: 'h', pid: 1, ttlSeconds: 1, leaseSeconds: null };
 
 /**
  * Canned answers for the library's statements, for measuring its client-side cost with the database
@@ -434,10 +434,13 @@ function stubRows(statement) {
   return [];
 }
 
-/** Bench-only prototypes of recommended src/ changes, applied to a live DbMutex by name. */
-const PROTOTYPES = {
-  'async-release': patchAsyncRelease,
-  'nolock-acquire': patchNoLockAcquire,
+/**
+ * Adopted levers, undone on a live DbMutex by name (bench-only): each row that applies one shows what
+ * the lever is worth today, measured against the library as shipped in the same run.
+ */
+const LEVERS_UNDONE = {
+  'durable-release': (mutex) => patchStatement(mutex, 'release', durableRelease, ['probe', PROBE_TOKEN]),
+  'locking-acquire': (mutex) => patchStatement(mutex, 'acquire', lockingAcquire, [PROBE_ACQUIRE]),
 };
 
 // ---- the original's algorithm ---------------------------------------------------------------
@@ -555,7 +558,7 @@ module.exports = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
-  PROTOTYPES,
+  LEVERS_UNDONE,
   stubRows,
   libraryInternals,
   fillOtherRows,

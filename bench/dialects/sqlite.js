@@ -113,7 +113,7 @@ module.exports = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
-  PROTOTYPES: {},
+  LEVERS_UNDONE: {},
   stubRows,
   libraryInternals,
   contendedRaw: async (url, variant) => {

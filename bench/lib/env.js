@@ -2,7 +2,7 @@
 /**
  * Configuration (environment variables), the machine description, and the per-dialect environment
  * every section runs in: one server, one scratch database created and dropped by the bench, the
- * DbMutex under test, and a prototype DbMutex carrying the recommended release change.
+ * DbMutex under test, and DbMutexes with one adopted lever undone (to measure what it is worth).
  */
 const os = require('node:os');
 const path = require('node:path');
@@ -133,16 +133,14 @@ async function openDialect(config, lib, dialectName, log) {
     const sequelize = sequelizeFor(url);
     const mutex = await mutexFor(sequelize);
     /**
-     * A DbMutex in a database of its own, optionally carrying bench-only prototypes of recommended
-     * src/ changes. Returns { mutex, url }, or null when the dialect cannot apply a prototype.
+     * A DbMutex in a database of its own, optionally with adopted levers undone (bench-only patches).
+     * Returns { mutex, url }, or null when the dialect cannot undo one of them.
      */
     const extraMutex = async (tableName, { patches = [], listen = true } = {}) => {
       const dbUrl = await newDatabase();
-      const m = await mutexFor(sequelizeFor(dbUrl), { tableName });
-      // No LISTEN connection (bench-only switch; the library has no option for it yet).
-      if (!listen) m.listener = null;
+      const m = await mutexFor(sequelizeFor(dbUrl), { tableName, listen });
       for (const name of patches) {
-        const apply = dialect.PROTOTYPES && dialect.PROTOTYPES[name];
+        const apply = dialect.LEVERS_UNDONE && dialect.LEVERS_UNDONE[name];
         if (!apply || !apply(m)) return null;
       }
       return { mutex: m, url: dbUrl };
@@ -157,8 +155,8 @@ async function openDialect(config, lib, dialectName, log) {
       embedded: server.embedded,
       sequelize,
       mutex,
-      mutexAsyncRelease: (await extraMutex('db_mutex_locks', { patches: ['async-release'] }))?.mutex ?? null,
-      mutexProto: (await extraMutex('db_mutex_locks', { patches: ['nolock-acquire', 'async-release'] }))?.mutex ?? null,
+      mutexLockingAcquire: (await extraMutex('db_mutex_locks', { patches: ['locking-acquire'] }))?.mutex ?? null,
+      mutexDurableRelease: (await extraMutex('db_mutex_locks', { patches: ['durable-release'] }))?.mutex ?? null,
       mutexNoListen: (await extraMutex('db_mutex_locks', { listen: false })).mutex,
       extraMutex,
       newDatabase,

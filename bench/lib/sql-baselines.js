@@ -114,4 +114,4 @@ function libraryInternals(file, exportName) {
   }
 }
 
-module.exports = { TTL_SECONDS, floorVariant, originalVariant, runnerVariant, libraryInternals };
+module.exports = { TTL_SECONDS, floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals };

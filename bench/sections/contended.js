@@ -69,23 +69,44 @@ function analyse(replies, durationMs) {
   };
 }
 
+/** The default row with one adopted lever undone (or both): what each lever is worth under contention. */
+function leverRows(dialect) {
+  const undo = dialect.LEVERS_UNDONE || {};
+  const rows = [];
+  if (undo['locking-acquire']) {
+    rows.push({ key: 'undo-locking', kind: 'ours', label: 'lever undone: refused acquire locks the live row (ON CONFLICT DO UPDATE … WHERE expired)', pollIntervalMs: 500, patches: ['locking-acquire'] });
+  }
+  if (undo['durable-release']) {
+    rows.push({ key: 'undo-durable', kind: 'ours', label: 'lever undone: release waits for the WAL flush', pollIntervalMs: 500, patches: ['durable-release'] });
+  }
+  if (undo['locking-acquire'] && undo['durable-release']) {
+    rows.push({ key: 'undo-both', kind: 'ours', label: 'both levers undone (the library before them)', pollIntervalMs: 500, patches: ['locking-acquire', 'durable-release'] });
+  }
+  return rows;
+}
+
+/**
+ * No waitMs: each worker tries, and when refused sleeps 1 ms and tries again, so the holder's lock
+ * row sees a stream of refused attempts (the lock-per-job pattern with an eager retry).
+ */
+function retryRows(dialect) {
+  const rows = [{ key: 'retry', kind: 'ours', label: 'ours: no waitMs, retry 1 ms after each refusal', retryMs: 1, pollIntervalMs: 500 }];
+  if (dialect.LEVERS_UNDONE && dialect.LEVERS_UNDONE['locking-acquire']) {
+    rows.push({ key: 'retry-undo-locking', kind: 'ours', label: 'lever undone: the same, refused acquire locks the live row', retryMs: 1, pollIntervalMs: 500, patches: ['locking-acquire'] });
+  }
+  return rows;
+}
+
 function rowsFor(dialect) {
   return [
     // A dialect without LISTEN/NOTIFY (notifies: false) only polls: its default is the poll-500 row.
     ...(dialect.notifies === false
       ? []
       : [{ key: 'notify', kind: 'ours', label: 'ours: waitMs, LISTEN/NOTIFY wake-up (default; poll fallback 500 ms)', pollIntervalMs: 500 }]),
-    { key: 'poll-500', kind: 'ours', label: 'ours: polling only, pollIntervalMs 500 (listener disabled in the bench)', pollIntervalMs: 500, listen: false },
-    { key: 'poll-10', kind: 'ours', label: 'ours: polling only, pollIntervalMs 10 (listener disabled in the bench)', pollIntervalMs: 10, listen: false },
-    ...(dialect.PROTOTYPES && dialect.PROTOTYPES['async-release']
-      ? [{ key: 'proto-a', kind: 'ours', label: 'prototype A: default + release commits asynchronously', pollIntervalMs: 500, patches: ['async-release'] }]
-      : []),
-    ...(dialect.PROTOTYPES && dialect.PROTOTYPES['nolock-acquire']
-      ? [
-          { key: 'proto-b', kind: 'ours', label: 'prototype B: A + refused acquire takes no row lock', pollIntervalMs: 500, patches: ['nolock-acquire', 'async-release'] },
-          { key: 'proto-b-poll-10', kind: 'ours', label: 'prototype B, polling only, pollIntervalMs 10', pollIntervalMs: 10, listen: false, patches: ['nolock-acquire', 'async-release'] },
-        ]
-      : []),
+    { key: 'poll-500', kind: 'ours', label: 'ours: polling only, pollIntervalMs 500 (listen: false)', pollIntervalMs: 500, listen: false },
+    { key: 'poll-10', kind: 'ours', label: 'ours: polling only, pollIntervalMs 10 (listen: false)', pollIntervalMs: 10, listen: false },
+    ...leverRows(dialect),
+    ...retryRows(dialect),
     ...dialect.contendedRawVariants.map((v) => ({ key: v.key, kind: 'raw', raw: v.key, label: v.label })),
   ];
 }
@@ -170,7 +191,8 @@ async function run(env) {
   return {
     title: `Contended: ${n} processes, one lock`,
     intro:
-      `${n} worker processes (child_process.fork) each loop: acquire with waitMs, critical section (sleep ${config.sectionMs} ms; ` +
+      `${n} worker processes (child_process.fork) each loop: acquire with waitMs (the "retry" rows: without waitMs, trying ` +
+      `again 1 ms after each refusal), critical section (sleep ${config.sectionMs} ms; ` +
       `measured median ${fmt(sectionMedian)} ms), release, then a ${config.thinkMs} ms pause outside the lock (so that a waiter, ` +
       'not the releaser looping straight back, usually takes over). ' +
       `${config.contendedRuns} runs of ${config.contendedSeconds} s per row after a warm-up. Hand-off = next section's start − ` +

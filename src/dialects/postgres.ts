@@ -2,11 +2,11 @@
  * PostgreSQL: every lock operation is one statement; releases NOTIFY waiters and holders.
  *
  * Why these shapes:
- * - Acquire is `INSERT … ON CONFLICT DO UPDATE … WHERE expired`: a free lock is inserted, an expired
- *   one is taken over, a live one is left alone (zero rows returned), all under the row lock the
- *   conflict takes, so two acquirers can never both win.
- * - `now()` is the database clock at statement start; an acquirer that waited on a row lock uses
- *   the earlier instant, which can only make it more reluctant to take over, never less.
+ * - Acquire is one statement: `INSERT … ON CONFLICT DO NOTHING` for a free id plus `UPDATE … WHERE
+ *   expired` for an expired row, under a per-id advisory claim. A live row is left alone (zero rows
+ *   returned) without being locked or written, so refused attempts cost the holder nothing.
+ * - `now()` is the database clock at transaction start; an acquirer that waited on the claim or a
+ *   row lock uses the earlier instant, which can only make it more reluctant to take over, never less.
  * - Fencing tokens come from one sequence per table, so they increase across release, expiry,
  *   takeover and even a manual DELETE of the row.
  * - Timestamps travel as epoch milliseconds (float8) so no type parser of the host app matters.
@@ -68,6 +68,10 @@ const LOCK_COLUMNS = `lock_id, holder, hostname, pid, fencing_token::text AS fen
   ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
   ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms('now()')} AS now_ms`;
 
+const ACQUIRE_COLUMNS = `lock_id, owner_token, fencing_token, holder, hostname, pid,
+  acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds`;
+const ACQUIRED = `fencing_token::text AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`;
+
 /** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
 const STALE = `(expires_at <= now() OR (lease_seconds IS NOT NULL
   AND heartbeat_at < now() - lease_seconds * interval '1 second' * 2 / 3))`;
@@ -93,27 +97,31 @@ function statements(names: SchemaNames): DialectStatements {
 
   return {
     acquire(p: AcquireParams): Statement {
+      const fresh = `$1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
+        CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
+        ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8`;
       return {
         name: `${prefix}_acquire`,
         // The token must be drawn only once this statement has the lock id to itself: a token drawn
         // earlier could be older than that of an acquisition that came and went (row inserted and
         // deleted) while this statement waited, and fencing tokens must strictly increase per lock id.
-        // A transaction-scoped advisory lock on the id, taken before nextval() (the CTE's row is
-        // produced before the projection that draws the token), serializes acquisitions of one id
-        // until commit; releases need not take it.
-        text: `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1)))
-          INSERT INTO ${t} AS l (lock_id, owner_token, fencing_token, holder, hostname, pid,
-            acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds)
-          SELECT $1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
-            CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
-            ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8
-          FROM claim
-          ON CONFLICT (lock_id) DO UPDATE SET owner_token = EXCLUDED.owner_token, fencing_token = EXCLUDED.fencing_token,
-            holder = EXCLUDED.holder, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, acquired_at = EXCLUDED.acquired_at,
-            expires_at = EXCLUDED.expires_at, deadline_at = EXCLUDED.deadline_at, heartbeat_at = EXCLUDED.heartbeat_at,
-            lease_seconds = EXCLUDED.lease_seconds
-          WHERE l.expires_at <= now()
-          RETURNING fencing_token::text AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
+        // A transaction-scoped advisory lock on the id, taken before nextval() (both branches draw
+        // the token from a projection over `claim`), serializes acquisitions of one id until commit;
+        // releases need not take it.
+        //
+        // A free id is inserted; an expired row is taken over by the UPDATE, which locks the row and
+        // rechecks `expires_at` on its newest version, so two takers cannot both win. A live row is
+        // left alone without a row lock: `ON CONFLICT DO NOTHING` skips it and the UPDATE's WHERE
+        // filters it out before locking. (`ON CONFLICT … DO UPDATE … WHERE expired` would lock the
+        // live row even when refusing, making every refused attempt write WAL, wait for a flush while
+        // holding the claim, and queue the holder's release behind it; measured in bench/.)
+        // At most one branch returns a row: the UPDATE's snapshot cannot see the INSERT's row.
+        text: `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1))),
+          inserted AS (INSERT INTO ${t} AS l (${ACQUIRE_COLUMNS}) SELECT ${fresh} FROM claim
+            ON CONFLICT (lock_id) DO NOTHING RETURNING ${ACQUIRED}),
+          taken_over AS (UPDATE ${t} AS l SET (${ACQUIRE_COLUMNS}) = (SELECT ${fresh} FROM claim)
+            WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING ${ACQUIRED})
+          SELECT * FROM inserted UNION ALL SELECT * FROM taken_over`,
         values: [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds],
       };
     },

@@ -11,6 +11,12 @@ export interface Statement {
   readonly name: string;
   readonly text: string;
   readonly values: readonly unknown[];
+  /**
+   * The text's shape never varies (no list expanded into it), so a driver may keep a server-side
+   * prepared statement for it per connection. Statements with lists vary in length, and preparing
+   * each length would only churn the driver's statement cache.
+   */
+  readonly prepare?: boolean;
 }
 
 /** A lock row as the library reads it. Times are database-clock instants. */
