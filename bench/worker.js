@@ -30,7 +30,7 @@ async function setup(msg) {
   const mutex = lib.initDbMutex(sequelize, { setDefault: false, pollIntervalMs: variant.pollIntervalMs, listen: variant.listen !== false });
   for (const name of variant.patches || []) {
     // Bench-only: an adopted lever undone, to measure what it is worth (see bench/dialects/<dialect>.js).
-    if (!dialect.LEVERS_UNDONE[name](mutex)) throw new Error(`lever ${name} cannot be undone on this build`);
+    if (!dialect.LEVERS_UNDONE[name].apply(mutex)) throw new Error(`lever ${name} cannot be undone on this build`);
   }
   const options = { mutex, waitMs: 60_000, heartbeat: variant.heartbeat ?? true };
   if (variant.retryMs !== undefined) {

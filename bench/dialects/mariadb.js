@@ -185,7 +185,18 @@ module.exports = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
-  LEVERS_UNDONE: {},
+  LEVERS_UNDONE: {
+    'text-protocol': {
+      label: 'every statement as a text query (no server-side prepared statements)',
+      apply: (mutex) => {
+        const runner = mutex.runner;
+        if (!runner || typeof runner.run !== 'function') return false;
+        const run = runner.run.bind(runner);
+        runner.run = (statement, ...rest) => run({ ...statement, prepare: false }, ...rest);
+        return true;
+      },
+    },
+  },
   stubRows,
   libraryInternals,
   contendedRaw,

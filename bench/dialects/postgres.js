@@ -7,7 +7,7 @@
  * BENCH_DIALECTS:
  *   name, label, openServer(log), createScratch(serverUrl), describeServer(url), makeSequelize(url, opts),
  *   fastCommitOptions(), uncontendedVariants(ctx) (must include key 'floor' and 'original'),
- *   LEVERS_UNDONE {name: (mutex) => boolean}, stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
+ *   LEVERS_UNDONE {name: {label, affectsRefusal?, apply(mutex) => boolean}}, stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
  *   dropTables(url, tables), scaleBaselines(ctx, {table, originalTable}) (keys 'floor', 'original'),
  *   contendedRaw(url, key) + contendedRawVariants, listenerConnections(url, tableName).
  */
@@ -439,8 +439,15 @@ function stubRows(statement) {
  * the lever is worth today, measured against the library as shipped in the same run.
  */
 const LEVERS_UNDONE = {
-  'durable-release': (mutex) => patchStatement(mutex, 'release', durableRelease, ['probe', PROBE_TOKEN]),
-  'locking-acquire': (mutex) => patchStatement(mutex, 'acquire', lockingAcquire, [PROBE_ACQUIRE]),
+  'locking-acquire': {
+    label: 'acquire as ON CONFLICT DO UPDATE … WHERE expired (locks the live row when refused)',
+    affectsRefusal: true,
+    apply: (mutex) => patchStatement(mutex, 'acquire', lockingAcquire, [PROBE_ACQUIRE]),
+  },
+  'durable-release': {
+    label: 'release waits for the WAL flush',
+    apply: (mutex) => patchStatement(mutex, 'release', durableRelease, ['probe', PROBE_TOKEN]),
+  },
 };
 
 // ---- the original's algorithm ---------------------------------------------------------------

@@ -98,6 +98,15 @@ function loadLibrary() {
  * listener, as in an app process. `close()` releases everything, drops every scratch database, and
  * stops an embedded server.
  */
+async function leverMutexes(dialect, extraMutex) {
+  const out = new Map();
+  for (const name of Object.keys(dialect.LEVERS_UNDONE || {})) {
+    const made = await extraMutex('db_mutex_locks', { patches: [name] });
+    if (made) out.set(name, made.mutex);
+  }
+  return out;
+}
+
 async function openDialect(config, lib, dialectName, log) {
   const dialect = require(path.join(__dirname, '..', 'dialects', `${dialectName}.js`));
   const server = await dialect.openServer(log);
@@ -140,8 +149,8 @@ async function openDialect(config, lib, dialectName, log) {
       const dbUrl = await newDatabase();
       const m = await mutexFor(sequelizeFor(dbUrl), { tableName, listen });
       for (const name of patches) {
-        const apply = dialect.LEVERS_UNDONE && dialect.LEVERS_UNDONE[name];
-        if (!apply || !apply(m)) return null;
+        const lever = dialect.LEVERS_UNDONE && dialect.LEVERS_UNDONE[name];
+        if (!lever || !lever.apply(m)) return null;
       }
       return { mutex: m, url: dbUrl };
     };
@@ -155,8 +164,8 @@ async function openDialect(config, lib, dialectName, log) {
       embedded: server.embedded,
       sequelize,
       mutex,
-      mutexLockingAcquire: (await extraMutex('db_mutex_locks', { patches: ['locking-acquire'] }))?.mutex ?? null,
-      mutexDurableRelease: (await extraMutex('db_mutex_locks', { patches: ['durable-release'] }))?.mutex ?? null,
+      // name -> a DbMutex with that one adopted lever undone (levers that cannot be undone on this build are left out)
+      leverMutexes: await leverMutexes(dialect, extraMutex),
       mutexNoListen: (await extraMutex('db_mutex_locks', { listen: false })).mutex,
       extraMutex,
       newDatabase,

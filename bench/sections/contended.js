@@ -69,18 +69,13 @@ function analyse(replies, durationMs) {
   };
 }
 
-/** The default row with one adopted lever undone (or both): what each lever is worth under contention. */
+/** The default row with one adopted lever undone (and with all of them): what each lever is worth under contention. */
 function leverRows(dialect) {
-  const undo = dialect.LEVERS_UNDONE || {};
-  const rows = [];
-  if (undo['locking-acquire']) {
-    rows.push({ key: 'undo-locking', kind: 'ours', label: 'lever undone: refused acquire locks the live row (ON CONFLICT DO UPDATE … WHERE expired)', pollIntervalMs: 500, patches: ['locking-acquire'] });
-  }
-  if (undo['durable-release']) {
-    rows.push({ key: 'undo-durable', kind: 'ours', label: 'lever undone: release waits for the WAL flush', pollIntervalMs: 500, patches: ['durable-release'] });
-  }
-  if (undo['locking-acquire'] && undo['durable-release']) {
-    rows.push({ key: 'undo-both', kind: 'ours', label: 'both levers undone (the library before them)', pollIntervalMs: 500, patches: ['locking-acquire', 'durable-release'] });
+  const levers = Object.entries(dialect.LEVERS_UNDONE || {});
+  const pollIntervalMs = 500;
+  const rows = levers.map(([name, lever]) => ({ key: `undo-${name}`, kind: 'ours', label: `lever undone: ${lever.label}`, pollIntervalMs, patches: [name] }));
+  if (levers.length > 1) {
+    rows.push({ key: 'undo-all', kind: 'ours', label: 'every lever above undone (the library before them)', pollIntervalMs, patches: levers.map(([name]) => name) });
   }
   return rows;
 }
@@ -91,8 +86,9 @@ function leverRows(dialect) {
  */
 function retryRows(dialect) {
   const rows = [{ key: 'retry', kind: 'ours', label: 'ours: no waitMs, retry 1 ms after each refusal', retryMs: 1, pollIntervalMs: 500 }];
-  if (dialect.LEVERS_UNDONE && dialect.LEVERS_UNDONE['locking-acquire']) {
-    rows.push({ key: 'retry-undo-locking', kind: 'ours', label: 'lever undone: the same, refused acquire locks the live row', retryMs: 1, pollIntervalMs: 500, patches: ['locking-acquire'] });
+  for (const [name, lever] of Object.entries(dialect.LEVERS_UNDONE || {})) {
+    if (!lever.affectsRefusal) continue;
+    rows.push({ key: `retry-undo-${name}`, kind: 'ours', label: `lever undone: the same, ${lever.label}`, retryMs: 1, pollIntervalMs: 500, patches: [name] });
   }
   return rows;
 }

@@ -30,27 +30,19 @@ function variantsFor(env) {
     label: 'ours (heartbeat on), listen: false (no LISTEN connection in the process)',
     cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: env.mutexNoListen, heartbeat: true }),
   });
-  if (env.mutexLockingAcquire) {
+  for (const [name, leverMutex] of env.leverMutexes) {
+    const lever = dialect.LEVERS_UNDONE[name];
     variants.push({
-      key: 'undo-locking',
+      key: `undo-${name}`,
       group: 'lever',
-      label: 'lever undone: ours (heartbeat on) with the acquire as ON CONFLICT DO UPDATE … WHERE expired',
-      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: env.mutexLockingAcquire, heartbeat: true }),
-    });
-  }
-  if (env.mutexDurableRelease) {
-    variants.push({
-      key: 'undo-durable',
-      group: 'lever',
-      label: 'lever undone: ours (heartbeat on) with a release that waits for the WAL flush',
-      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: env.mutexDurableRelease, heartbeat: true }),
+      label: `lever undone: ours (heartbeat on), ${lever.label}`,
+      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: leverMutex, heartbeat: true }),
     });
   }
   variants.push(refusedVariant('refused', 'ours: acquire() of a lock held by another owner (rejects with DB_MUTEX_HELD)', lib, mutex));
-  if (env.mutexLockingAcquire) {
-    variants.push(
-      refusedVariant('refused-undo-locking', 'lever undone: the same with the acquire as ON CONFLICT DO UPDATE … WHERE expired', lib, env.mutexLockingAcquire),
-    );
+  for (const [name, leverMutex] of env.leverMutexes) {
+    const lever = dialect.LEVERS_UNDONE[name];
+    if (lever.affectsRefusal) variants.push(refusedVariant(`refused-undo-${name}`, `lever undone: the same, ${lever.label}`, lib, leverMutex));
   }
   variants.push(
     {
