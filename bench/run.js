@@ -32,6 +32,28 @@ if (typeof globalThis.gc !== 'function') {
 }
 
 const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+
+const IDLE_PROBE_MS = 2000;
+const BUSY_WARNING_PERCENT = 20;
+
+/** Share of all cores' time spent busy over `ms` (the bench itself is idle meanwhile), in percent. */
+async function busyPercent(ms) {
+  const total = () =>
+    os.cpus().reduce(
+      (a, c) => {
+        const t = c.times;
+        a.all += t.user + t.nice + t.sys + t.idle + t.irq;
+        a.idle += t.idle;
+        return a;
+      },
+      { all: 0, idle: 0 },
+    );
+  const before = total();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const after = total();
+  const all = after.all - before.all;
+  return all > 0 ? Math.round((100 * (all - (after.idle - before.idle))) / all) : 0;
+}
 const log = (msg) => process.stdout.write(`${msg}\n`);
 
 function renderSection(report) {
@@ -98,8 +120,10 @@ function renderResults(config, m, started, outcomes, totalSeconds) {
       `soak ${config.soakRounds} rounds. Total ${Math.round(totalSeconds)} s (` +
       outcomes.flatMap((o) => o.reports.map((r) => `${r.title.split(':')[0].toLowerCase()} ${Math.round(r.seconds)} s`)).join(', ') +
       ').',
-    ...(os.loadavg()[0] > m.cores || Number(m.loadStart.split(' ')[0]) > m.cores
-      ? ['', `**The machine was overcommitted during this run (load average above its ${m.cores} cores): absolute times are inflated and noisy; compare rows by their ratios, and prefer a run on an otherwise idle machine.**`]
+    `- Other work before the run: ${m.busyBefore}% of all CPU time was busy in the ${IDLE_PROBE_MS / 1000} s before it started ` +
+      '(during the run, the load average counts the bench\'s own database server and worker processes)',
+    ...(m.busyBefore > BUSY_WARNING_PERCENT
+      ? ['', `**Other processes kept the machine ${m.busyBefore}% busy before this run: absolute times are inflated and noisy; compare rows by their ratios, and prefer a run on an otherwise idle machine.**`]
       : []),
     '',
     'Every timing is min / median / max over repeated runs; ratios use medians.',
@@ -127,7 +151,7 @@ async function main() {
   const started = new Date();
   const t0 = performance.now();
   const lib = loadLibrary();
-  const m = { ...machine(), loadStart: loadavg() };
+  const m = { ...machine(), loadStart: loadavg(), busyBefore: await busyPercent(IDLE_PROBE_MS) };
   log(`bench: ${m.cpu}, ${m.cores} cores, ${m.ramGiB.toFixed(1)} GiB, Node ${m.node}`);
   const outcomes = [];
   for (const d of config.dialects) outcomes.push(await runDialect(config, lib, d));
