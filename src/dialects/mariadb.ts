@@ -125,27 +125,41 @@ const mariadbDriver = makeDriver(
 );
 
 interface Mysql2Connection {
-  query(options: { sql: string; values?: unknown[]; timeout?: number }, callback: (error: Error | null, result: unknown) => void): unknown;
+  query(options: { sql: string; values?: unknown[] }, callback: (error: Error | null, result: unknown) => void): unknown;
   _fatalError?: unknown;
   _closing?: boolean;
 }
 
 /** Extra time the client waits beyond the server's own limit before giving up on the reply. */
 const CLIENT_GRACE_MS = 2000;
+const CLIENT_TIMEOUT_CODE = 'DB_MUTEX_CLIENT_TIMEOUT';
 
-/** The `mysql2` driver (Sequelize dialect `mysql`): callback API. */
+/**
+ * The `mysql2` driver (Sequelize dialect `mysql`): callback API. The client-side deadline is our own
+ * timer rather than mysql2's `timeout` option, which is not cleared when the server answers with an
+ * error (a deadlock, say): that timer would keep the process alive and call back again much later.
+ */
 const mysql2Driver = makeDriver(
   (connection, sql, values, timeoutMs) =>
     new Promise((resolve, reject) => {
-      (connection as Mysql2Connection).query({ sql, values: values as unknown[], timeout: timeoutMs + CLIENT_GRACE_MS }, (error, result) =>
-        error ? reject(error) : resolve(result),
-      );
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(Object.assign(new Error(`no reply from the server within ${timeoutMs + CLIENT_GRACE_MS} ms`), { code: CLIENT_TIMEOUT_CODE }));
+      }, timeoutMs + CLIENT_GRACE_MS);
+      (connection as Mysql2Connection).query({ sql, values: values as unknown[] }, (error, result) => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        if (error) reject(error);
+        else resolve(result);
+      });
     }),
   (connection, error) => {
     // After a client-side timeout the reply may still arrive, so the protocol state is unknown.
     const c = connection as Mysql2Connection;
     const e = error as { code?: unknown; fatal?: unknown } | null;
-    return e?.code === 'PROTOCOL_SEQUENCE_TIMEOUT' || e?.fatal === true || Boolean(c._fatalError) || c._closing === true;
+    return e?.code === CLIENT_TIMEOUT_CODE || e?.fatal === true || Boolean(c._fatalError) || c._closing === true;
   },
 );
 
