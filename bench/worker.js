@@ -33,35 +33,32 @@ async function setup(msg) {
     if (!dialect.LEVERS_UNDONE[name].apply(mutex)) throw new Error(`lever ${name} cannot be undone on this build`);
   }
   const options = { mutex, waitMs: 60_000, heartbeat: variant.heartbeat ?? true };
-  if (variant.retryMs !== undefined) {
-    // "Skip if held, try again soon": no waitMs, a refused attempt sleeps retryMs and tries again,
-    // so most attempts are refusals of a held lock.
-    const once = { ...options, waitMs: 0 };
-    return {
-      run: async (section) => {
-        for (;;) {
-          try {
-            await lib.withDbMutex(msg.lockId, section, once);
-            return true;
-          } catch (error) {
-            if (!(error instanceof lib.DbMutexError && error.code === 'DB_MUTEX_HELD')) throw error;
-          }
-          if (now() >= current.until) return false;
-          await sleep(variant.retryMs);
-        }
-      },
-      close: async () => {
-        await mutex.close();
-        await sequelize.close();
-      },
-    };
-  }
   return {
-    run: (section) => lib.withDbMutex(msg.lockId, section, options),
+    run: variant.retryMs === undefined ? (section) => lib.withDbMutex(msg.lockId, section, options) : retryingRun(lib, msg.lockId, options, variant.retryMs),
     close: async () => {
       await mutex.close();
       await sequelize.close();
     },
+  };
+}
+
+/**
+ * "Skip if held, try again soon": no waitMs; a refused attempt sleeps retryMs and tries again, so most
+ * attempts are refusals of a held lock. Resolves false (no section ran) once the run's time is up.
+ */
+function retryingRun(lib, lockId, options, retryMs) {
+  const once = { ...options, waitMs: 0 };
+  return async (section, untilNs) => {
+    for (;;) {
+      try {
+        await lib.withDbMutex(lockId, section, once);
+        return true;
+      } catch (error) {
+        if (!(error instanceof lib.DbMutexError && error.code === 'DB_MUTEX_HELD')) throw error;
+      }
+      if (now() >= untilNs) return false;
+      await sleep(retryMs);
+    }
   };
 }
 
@@ -72,7 +69,6 @@ async function go(msg) {
   const samples = [];
   const errors = [];
   const { sectionMs, thinkMs } = current.params;
-  current.until = until;
   while (now() < until) {
     let start = 0n;
     let end = 0n;
@@ -81,7 +77,7 @@ async function go(msg) {
         start = now();
         await sleep(sectionMs);
         end = now();
-      });
+      }, until);
       if (ran !== false) samples.push([ms(start), ms(end), ms(now())]);
     } catch (error) {
       errors.push(String(error && error.message));
