@@ -78,20 +78,9 @@ function chain(error: unknown): ErrorLike[] {
   return out;
 }
 
-/** `postgres://user@host:5432/db`: the URL without its password, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    u.search = '';
-    return u.toString();
-  } catch {
-    return '(unparsable DATABASE_URL)';
-  }
-}
-
 export interface FailureContext {
-  url: string;
+  /** DATABASE_URL without its password (`ParsedDatabaseUrl.display`). */
+  display: string;
   tableName: string;
   eventsTableName: string;
 }
@@ -106,7 +95,7 @@ export function describeFailure(error: unknown, context: FailureContext): string
     return `table ${table} not found: run the migration (npx sequelize-cli db:migrate) or mutex.sync()`;
   }
   const unreachable = (reason: string) =>
-    `cannot connect to the database at ${redactUrl(context.url)}: ${reason}; check DATABASE_URL and that the server is running`;
+    `cannot connect to the database at ${context.display}: ${reason}; check DATABASE_URL and that the server is running`;
   // Driver codes first, wherever they sit in the chain: they are the most precise explanation.
   for (const e of errors) {
     const code = typeof e.code === 'string' ? e.code : '';

@@ -8,11 +8,12 @@ import { readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Sequelize } from 'sequelize';
+import type { Options, Sequelize } from 'sequelize';
 import { eventJson, eventView, lockJson, lockView } from '../admin/format';
 import type { DbMutex } from '../db-mutex';
 import type { EventRow } from '../dialects/types';
 import { validateHolder, validateLockId } from '../options';
+import { DatabaseUrlError, parseDatabaseUrl, sequelizeOptions, type ParsedDatabaseUrl } from './database-url';
 import { describeFailure, NothingDone, SetupError, UsageError } from './failure';
 import { COMMAND_HELP, COMMANDS, TOP_HELP, type CommandName } from './help';
 import { printable, renderTable } from './table';
@@ -217,17 +218,32 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
   const tableName = stringOption(parsed.values, 'table') ?? 'db_mutex_locks';
   const eventsTableName = stringOption(parsed.values, 'events-table') ?? 'db_mutex_events';
 
+  let database: ParsedDatabaseUrl;
+  let options: Options;
+  try {
+    database = parseDatabaseUrl(url);
+    options = sequelizeOptions(
+      database,
+      {
+        logging: false,
+        // One operator command needs one connection; fail fast instead of the pool's 60 s default.
+        pool: { max: 2, min: 0, acquire: 20_000, idle: 1000 },
+      },
+      connectOptions(database.dialect),
+    );
+  } catch (error) {
+    if (error instanceof DatabaseUrlError) throw new SetupError(error.message);
+    throw error;
+  }
+
   // Loaded only now, so --help and usage errors answer at once instead of after loading Sequelize.
   const [{ Sequelize: SequelizeClass }, { initDbMutex }] = await Promise.all([import('sequelize'), import('../default-mutex')]);
   let sequelize: Sequelize;
   try {
-    sequelize = new SequelizeClass(url, {
-      logging: false,
-      // One operator command needs one connection; fail fast instead of the pool's 60 s default.
-      pool: { max: 2, min: 0, acquire: 20_000, idle: 1000 },
-      dialectOptions: connectOptions(url),
-    });
+    // Options, never the URL string: Sequelize's own URL parsing can print the password (DEP0170).
+    sequelize = new SequelizeClass(options);
   } catch (error) {
+    // Sequelize's messages here are about the dialect's driver package, never the credentials.
     throw new SetupError(`DATABASE_URL is not usable: ${(error as Error).message}`);
   }
   let mutex: DbMutex | null = null;
@@ -250,7 +266,7 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
       return 1;
     }
     if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(error.message);
-    io.stderr(`db-mutex ${parsed.command}: ${printable(describeFailure(error, { url, tableName, eventsTableName }))}\n`);
+    io.stderr(`db-mutex ${parsed.command}: ${printable(describeFailure(error, { display: database.display, tableName, eventsTableName }))}\n`);
     return 2;
   } finally {
     await mutex?.close().catch(() => undefined);
@@ -259,10 +275,9 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
 }
 
 /** A connect timeout in each driver's own option name (an unknown option makes some drivers warn). */
-function connectOptions(url: string): Record<string, unknown> {
-  const scheme = url.slice(0, Math.max(0, url.indexOf(':'))).toLowerCase();
-  if (scheme === 'postgres' || scheme === 'postgresql') return { connectionTimeoutMillis: 10_000, application_name: 'db-mutex-cli' };
-  if (scheme === 'mariadb' || scheme === 'mysql') return { connectTimeout: 10_000 };
+function connectOptions(dialect: ParsedDatabaseUrl['dialect']): Record<string, unknown> {
+  if (dialect === 'postgres') return { connectionTimeoutMillis: 10_000, application_name: 'db-mutex-cli' };
+  if (dialect === 'mariadb' || dialect === 'mysql') return { connectTimeout: 10_000 };
   return {};
 }
 
