@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import type { Sequelize } from 'sequelize';
 import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
-import type { Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, Statement } from './dialects/types';
+import type { CurrentHolder, Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, Statement } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
 import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
 import { ReleaseListener } from './listener';
@@ -61,6 +61,11 @@ export type ForceReleaseResult =
   | { status: 'released'; event: EventRow }
   | { status: 'not-found' }
   | { status: 'token-mismatch'; currentFencingToken: number };
+
+/** A refused attempt, with the holder when the acquire statement reported it. */
+interface Refusal {
+  holder: CurrentHolder | null;
+}
 
 /** Longest audit reason, in characters; the dashboard's form uses it as its maxlength. */
 export const MAX_REASON_LENGTH = 1000;
@@ -127,9 +132,9 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     const opts = resolveAcquireOptions(this.options, options);
     if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED' });
     if (opts.waitMs === 0) {
-      const lease = await this.tryAcquire(lockId, opts, 0);
-      if (!lease) throw new DbMutexError(lockId, { code: 'DB_MUTEX_HELD' });
-      return lease;
+      const outcome = await this.tryAcquire(lockId, opts, 0);
+      if (outcome instanceof Lease) return outcome;
+      throw new DbMutexError(lockId, { code: 'DB_MUTEX_HELD', ...(await this.holderOf(lockId, outcome)) });
     }
     return this.acquireWaiting(lockId, opts);
   }
@@ -146,11 +151,12 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
         if (opts.signal?.aborted) throw opts.signal.reason;
         if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs: performance.now() - started });
         waiter.clearNotice();
-        const lease = await this.tryAcquire(lockId, opts, performance.now() - started);
-        if (lease) return lease;
+        const outcome = await this.tryAcquire(lockId, opts, performance.now() - started);
+        if (outcome instanceof Lease) return outcome;
         const remaining = deadline - performance.now();
         if (remaining <= 0) {
-          throw new DbMutexError(lockId, { code: 'DB_MUTEX_WAIT_TIMEOUT', waitedMs: performance.now() - started });
+          const waitedMs = performance.now() - started;
+          throw new DbMutexError(lockId, { code: 'DB_MUTEX_WAIT_TIMEOUT', waitedMs, ...(await this.holderOf(lockId, outcome)) });
         }
         // Jitter spreads pollers of many processes so they do not stampede the row together.
         const poll = this.options.pollIntervalMs * (0.5 + Math.random());
@@ -161,7 +167,25 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     }
   }
 
-  private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number): Promise<Lease | null> {
+  /**
+   * The holder that refused us, for DbMutexError: from the acquire statement's own answer where the
+   * dialect returns it, else (SQLite, or a PostgreSQL holder that arrived after the statement's
+   * snapshot) from one read, made only now that the refusal is final. Best effort: a failed read,
+   * or a holder gone meanwhile, leaves the fields unset rather than hiding the refusal.
+   */
+  private async holderOf(lockId: string, refusal: Refusal): Promise<{ holder?: string; expiresAt?: Date | null }> {
+    let current: CurrentHolder | null = refusal.holder;
+    if (!current) {
+      try {
+        current = await this.inspect(lockId);
+      } catch {
+        current = null;
+      }
+    }
+    return current ? { holder: current.holder, expiresAt: current.expiresAt } : {};
+  }
+
+  private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number): Promise<Lease | Refusal> {
     const ownerToken = randomUUID();
     const sentAt = performance.now();
     let rows;
@@ -187,7 +211,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     const row = this.sql.parseAcquire(rows);
     if (!row) {
       this.emit('contended', { lockId });
-      return null;
+      return { holder: this.sql.parseRefused(rows) };
     }
     const lease = new Lease(
       this,

@@ -21,9 +21,16 @@ export class DbMutexError extends Error {
   override readonly name = 'DbMutexError';
   readonly code: DbMutexErrorCode;
   readonly lockId: string;
-  /** Holder label of the current holder when the database told us (immediate refusal only). */
+  /**
+   * Holder label of the lock's current holder (`DB_MUTEX_HELD`, `DB_MUTEX_WAIT_TIMEOUT`); undefined
+   * when it could not be learned (it released in the instant between the refusal and the look-up, or
+   * the look-up failed) and for `DB_MUTEX_CLOSED`.
+   */
   readonly holder: string | undefined;
-  /** When the current holder's lease ends, by the database clock, if it expires at all. */
+  /**
+   * When the current holder's lease or TTL runs out, by the database clock, as of the refusal (a
+   * heartbeat may renew it); null when it never expires; undefined when unknown, as for `holder`.
+   */
   readonly expiresAt: Date | null | undefined;
   /** How long the call waited before giving up, in milliseconds (0 for an immediate refusal). */
   readonly waitedMs: number;
@@ -111,5 +118,32 @@ export class DbMutexUnsupportedDialectError extends Error {
   readonly code = 'DB_MUTEX_UNSUPPORTED_DIALECT' as const;
   constructor(readonly dialect: string, supported: readonly string[]) {
     super(`sequelize-db-mutex does not support the "${dialect}" dialect; supported: ${supported.join(', ')}`);
+  }
+}
+
+/** Thrown when a `mariadb`/`mysql` Sequelize instance points at a server these statements cannot run on. */
+export class DbMutexUnsupportedServerError extends Error {
+  override readonly name = 'DbMutexUnsupportedServerError';
+  readonly code = 'DB_MUTEX_UNSUPPORTED_SERVER' as const;
+  constructor(readonly serverVersion: string) {
+    super(
+      `sequelize-db-mutex needs MariaDB 10.5 or later for the mariadb/mysql dialects (it uses sequences and ` +
+        `INSERT … RETURNING); this server reports version ${JSON.stringify(serverVersion)}`,
+    );
+  }
+}
+
+/**
+ * `lock.extend()` on a lock its own holder already released. (A lock that was lost instead, by
+ * expiry or another's action, gives DbMutexTimeoutError: that is not the caller's doing.)
+ */
+export class DbMutexNotHeldError extends Error {
+  override readonly name = 'DbMutexNotHeldError';
+  readonly code = 'DB_MUTEX_NOT_HELD' as const;
+  constructor(
+    readonly lockId: string,
+    readonly fencingToken: number,
+  ) {
+    super(`Lock ${lockId} is not held (already released)`);
   }
 }

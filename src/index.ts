@@ -8,13 +8,19 @@ export type { DbMutexEvents, ListOptions, ForceReleaseOptions, ForceReleaseResul
 export { withDbMutex, dbMutex } from './with-db-mutex';
 export type { WithDbMutexOptions, DbMutexWrapperOptions } from './with-db-mutex';
 export type { DbMutexHeldLock } from './lease';
-export { DbMutexError, DbMutexTimeoutError, DbMutexLostError, DbMutexUnsupportedDialectError } from './errors';
+export {
+  DbMutexError,
+  DbMutexTimeoutError,
+  DbMutexLostError,
+  DbMutexNotHeldError,
+  DbMutexUnsupportedDialectError,
+  DbMutexUnsupportedServerError,
+} from './errors';
 export type { DbMutexErrorCode, DbMutexLostReason } from './errors';
 export { DbMutexLock, DbMutexEvent, createSchema, dropSchema, DEFAULT_SCHEMA_NAMES } from './schema';
 export type { SchemaNames } from './schema';
 export type { LockRow, EventRow } from './dialects/types';
 export { SUPPORTED_DIALECTS } from './dialects';
-export { DbMutexUnsupportedServerError } from './dialects/mariadb';
 export type { DbMutexOptions, AcquireOptions } from './options';
 export { MAX_LOCK_ID_LENGTH } from './options';
 export { dbMutexHandler } from './express-handler';

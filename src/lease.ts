@@ -5,7 +5,7 @@
  * so they can only fire early, never late, relative to the database's own expiry (clock rates aside).
  * Wall-clock time of this process is never compared with database times.
  */
-import { DbMutexLostError, DbMutexTimeoutError, type DbMutexLostReason } from './errors';
+import { DbMutexLostError, DbMutexNotHeldError, DbMutexTimeoutError, type DbMutexLostReason } from './errors';
 import { validateSeconds } from './options';
 
 /** The lock object handed to critical sections and returned by `mutex.acquire()`. */
@@ -119,7 +119,7 @@ export class Lease implements DbMutexHeldLock {
   async extend(seconds?: number | null): Promise<void> {
     const next = seconds === undefined ? this.ttlSeconds : validateSeconds(seconds, 'seconds', { allowNull: true });
     if (this.state === 'lost') throw this.timeoutError(this.lostReason!);
-    if (this.state !== 'held') throw new Error(`Lock ${this.lockId} is not held (already released)`);
+    if (this.state !== 'held') throw new DbMutexNotHeldError(this.lockId, this.fencingToken);
     const sentAt = performance.now();
     const outcome = await this.owner.extendLease(this, next);
     if (outcome === 'expired' || outcome === 'released-by-other') {

@@ -37,21 +37,10 @@
  *   the 255-character (1020-byte) primary key.
  */
 import { QueryTypes } from 'sequelize';
+import { DbMutexUnsupportedServerError } from '../errors';
 import type { SchemaNames } from '../schema';
-import { dateOrNull, num, parseEventRows, parseJsonEventRows, parseLockRows, positional, truthy } from './rows';
+import { dateOrNull, num, parseEventRows, parseHolderRow, parseJsonEventRows, parseLockRows, positional, truthy } from './rows';
 import type { AcquireParams, AcquiredRow, Dialect, DialectDriver, DialectStatements, ListParams, ReleaseWhere, Rows, Statement } from './types';
-
-/** Thrown when a `mariadb`/`mysql` Sequelize instance points at a server these statements cannot run on. */
-export class DbMutexUnsupportedServerError extends Error {
-  override readonly name = 'DbMutexUnsupportedServerError';
-  readonly code = 'DB_MUTEX_UNSUPPORTED_SERVER' as const;
-  constructor(readonly serverVersion: string) {
-    super(
-      `sequelize-db-mutex needs MariaDB 10.5 or later for the mariadb/mysql dialects (it uses sequences and ` +
-        `INSERT … RETURNING); this server reports version ${JSON.stringify(serverVersion)}`,
-    );
-  }
-}
 
 const MIN_VERSION: readonly [number, number] = [10, 5];
 const DEADLOCK = 1213;
@@ -244,7 +233,7 @@ function statements(names: SchemaNames): DialectStatements {
             ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
             ${ifExpired('expires_at')}
           RETURNING owner_token = :ownerToken AS won, CAST(fencing_token AS CHAR) AS fencing_token,
-            ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
+            ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, holder`,
         {
           lockId: p.lockId,
           ownerToken: p.ownerToken,
@@ -261,6 +250,9 @@ function statements(names: SchemaNames): DialectStatements {
       if (!r || !truthy(r.won)) return null;
       return { fencingToken: num(r.fencing_token), acquiredAt: new Date(num(r.acquired_ms)), expiresAt: dateOrNull(r.expires_ms) };
     },
+    // RETURNING reports the row as the statement left it: on a refusal, the live holder's row, read
+    // under the row lock the upsert took anyway.
+    parseRefused: (rows) => (rows[0] && !truthy(rows[0].won) ? parseHolderRow(rows) : null),
     release(lockId, ownerToken) {
       // Marks our row released (rows persist, see above) with the INSERT … SELECT … FOR UPDATE form
       // that renew uses; the row selected is ours, so it always hits its key and is never inserted.

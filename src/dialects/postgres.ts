@@ -12,7 +12,7 @@
  * - Timestamps travel as epoch milliseconds (float8) so no type parser of the host app matters.
  */
 import type { SchemaNames } from '../schema';
-import { date, dateOrNull, num, parseEventRows, parseLockRows } from './rows';
+import { date, dateOrNull, num, parseEventRows, parseHolderRow, parseLockRows } from './rows';
 import type {
   AcquireParams,
   AcquiredRow,
@@ -70,7 +70,10 @@ const LOCK_COLUMNS = `lock_id, holder, hostname, pid, fencing_token::text AS fen
 
 const ACQUIRE_COLUMNS = `lock_id, owner_token, fencing_token, holder, hostname, pid,
   acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds`;
-const ACQUIRED = `fencing_token::text AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`;
+const ACQUIRED = `true AS won, fencing_token::text AS fencing_token, ${ms('acquired_at')} AS acquired_ms,
+  ${ms('expires_at')} AS expires_ms, NULL::text AS holder`;
+/** The same columns for the live row that refused us. */
+const REFUSED = `false AS won, NULL::text AS fencing_token, NULL::float8 AS acquired_ms, ${ms('expires_at')} AS expires_ms, holder`;
 
 /** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
 const STALE = `(expires_at <= now() OR (lease_seconds IS NOT NULL
@@ -116,20 +119,30 @@ function statements(names: SchemaNames): DialectStatements {
         // live row even when refusing, making every refused attempt write WAL, wait for a flush while
         // holding the claim, and queue the holder's release behind it; measured in bench/.)
         // At most one branch returns a row: the UPDATE's snapshot cannot see the INSERT's row.
+        //
+        // When neither branch won, `refused` returns the holder's row from the statement's snapshot
+        // with a plain read (no row lock, so the property above holds), for DbMutexError.holder and
+        // .expiresAt at no extra round trip. Its NOT EXISTS tests are uncorrelated (one-time filters),
+        // so a successful acquire never scans for it. A row that is expired in the snapshot yet
+        // refused us was renewed after the snapshot: that stale copy is not reported.
         text: `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1))),
           inserted AS (INSERT INTO ${t} AS l (${ACQUIRE_COLUMNS}) SELECT ${fresh} FROM claim
             ON CONFLICT (lock_id) DO NOTHING RETURNING ${ACQUIRED}),
           taken_over AS (UPDATE ${t} AS l SET (${ACQUIRE_COLUMNS}) = (SELECT ${fresh} FROM claim)
-            WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING ${ACQUIRED})
-          SELECT * FROM inserted UNION ALL SELECT * FROM taken_over`,
+            WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING ${ACQUIRED}),
+          refused AS (SELECT ${REFUSED} FROM ${t}
+            WHERE lock_id = $1 AND (expires_at IS NULL OR expires_at > now())
+              AND NOT EXISTS (SELECT 1 FROM inserted) AND NOT EXISTS (SELECT 1 FROM taken_over))
+          SELECT * FROM inserted UNION ALL SELECT * FROM taken_over UNION ALL SELECT * FROM refused`,
         values: [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds],
       };
     },
     parseAcquire(rows): AcquiredRow | null {
       const r = rows[0];
-      if (!r) return null;
+      if (!r || r.won !== true) return null;
       return { fencingToken: num(r.fencing_token), acquiredAt: date(r.acquired_ms), expiresAt: dateOrNull(r.expires_ms) };
     },
+    parseRefused: parseHolderRow,
     release(lockId, ownerToken) {
       return {
         name: `${prefix}_release`,

@@ -3,7 +3,7 @@
  * instants as epoch milliseconds (numbers or numeric strings) and 64-bit integers as text, so no
  * type parser of the host app or of the driver (Date, BigInt, DECIMAL) ever touches lock data.
  */
-import type { EventRow, LockRow, Rows } from './types';
+import type { CurrentHolder, EventRow, LockRow, Rows } from './types';
 
 export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
@@ -20,6 +20,13 @@ export function dateOrNull(v: unknown): Date | null {
 /** SQL booleans arrive as true (PostgreSQL), 1 / 1n / '1' (MariaDB, SQLite) or NULL. */
 export function truthy(v: unknown): boolean {
   return v !== null && v !== undefined && Number(v) === 1;
+}
+
+/** Columns: holder, expires_ms (the first row), as a refused acquire statement returns them. */
+export function parseHolderRow(rows: Rows): CurrentHolder | null {
+  const r = rows[0];
+  if (!r || r.holder === null || r.holder === undefined) return null;
+  return { holder: String(r.holder), expiresAt: dateOrNull(r.expires_ms) };
 }
 
 /**

@@ -147,6 +147,9 @@ function statements(names: SchemaNames): DialectStatements {
       if (!r) return null;
       return { fencingToken: num(r.fencing_token), acquiredAt: new Date(num(r.acquired_ms)), expiresAt: dateOrNull(r.expires_ms) };
     },
+    // An upsert whose WHERE refuses returns no row in SQLite: the caller reads the holder with
+    // `inspect`, on the refused path only.
+    parseRefused: () => null,
     release(lockId, ownerToken) {
       return statement(
         `${prefix}_release`,

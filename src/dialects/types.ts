@@ -68,6 +68,13 @@ export interface AcquiredRow {
   expiresAt: Date | null;
 }
 
+/** Who holds a lock, as a refused acquisition learned it. */
+export interface CurrentHolder {
+  holder: string;
+  /** Database-clock expiry; null = never. */
+  expiresAt: Date | null;
+}
+
 export interface ListParams {
   /** Substring of the lock id (plain text, not a pattern). */
   filter: string | null;
@@ -141,6 +148,11 @@ export interface Dialect {
 export interface DialectStatements {
   acquire(p: AcquireParams): Statement;
   parseAcquire(rows: Rows): AcquiredRow | null;
+  /**
+   * After a refusal: the holder, when the acquire statement itself returned the holder's row (so a
+   * refusal costs no extra statement); null when it did not (the caller may then `inspect`).
+   */
+  parseRefused(rows: Rows): CurrentHolder | null;
   release(lockId: string, ownerToken: string): Statement;
   /** null: row gone or not ours; otherwise whether it had expired by the database clock. */
   parseRelease(rows: Rows): { expired: boolean } | null;

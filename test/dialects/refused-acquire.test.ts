@@ -60,9 +60,10 @@ describe('a refused acquire on PostgreSQL', () => {
     try {
       const attempt = await rival.acquire('busy-row').then(
         () => 'acquired',
-        (error: unknown) => (error instanceof DbMutexError ? error.code : error),
+        (error: unknown) => (error instanceof DbMutexError ? { code: error.code, holder: error.holder, expiresAt: error.expiresAt } : error),
       );
-      expect(attempt).toBe('DB_MUTEX_HELD');
+      // The holder's row is read from the statement's snapshot, not locked: it still names the holder.
+      expect(attempt).toEqual({ code: 'DB_MUTEX_HELD', holder: 'holder', expiresAt: lock.expiresAt });
     } finally {
       await rowLocker.query('COMMIT');
     }
