@@ -18,6 +18,8 @@ import {
   resolveDbMutexOptions,
   validateHolder,
   validateLockId,
+  optionKeys,
+  rejectUnknownOptions,
   validateOptionsObject,
   type AcquireOptions,
   type DbMutexOptions,
@@ -56,6 +58,31 @@ export interface ForceReleaseOptions {
   operator: string;
   reason?: string | null;
 }
+
+const LIST_OPTION_KEYS = optionKeys<ListOptions>({ filter: true, staleOnly: true, limit: true, after: true });
+const FORCE_RELEASE_OPTION_KEYS = optionKeys<ForceReleaseOptions>({
+  lockId: true,
+  fencingToken: true,
+  operator: true,
+  reason: true,
+});
+
+/** Options of `releaseStale` and `purgeExpired`. */
+export interface AuditOptions {
+  /** Who did it, for the audit trail. */
+  operator: string;
+  reason?: string | null;
+}
+const AUDIT_OPTION_KEYS = optionKeys<AuditOptions>({ operator: true, reason: true });
+
+/** Options of `events`. */
+export interface EventsOptions {
+  /** At most this many entries, newest first; default 50, at most 100000. */
+  limit?: number;
+  /** Only this lock id's entries. */
+  lockId?: string | null;
+}
+const EVENTS_OPTION_KEYS = optionKeys<EventsOptions>({ limit: true, lockId: true });
 
 export type ForceReleaseResult =
   | { status: 'released'; event: EventRow }
@@ -343,6 +370,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   /** Active locks (held, or expired and not yet taken over), oldest first. */
   async list(options: ListOptions = {}): Promise<LockRow[]> {
     validateOptionsObject(options);
+    rejectUnknownOptions(options, LIST_OPTION_KEYS, 'mutex.list');
     const limit = options.limit ?? null;
     if (limit !== null && (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)) {
       throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);
@@ -387,6 +415,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    */
   async forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
     validateOptionsObject(options);
+    rejectUnknownOptions(options, FORCE_RELEASE_OPTION_KEYS, 'mutex.forceRelease');
     const lockId = validateLockId(options.lockId);
     const fencingToken = validateFencingToken(options.fencingToken ?? null);
     const operator = validateHolder(options.operator, 'operator');
@@ -402,24 +431,27 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   }
 
   /** Operator action: force-releases every stale lock (expired or heartbeat overdue), audited. */
-  async releaseStale(options: { operator: string; reason?: string | null }): Promise<EventRow[]> {
+  async releaseStale(options: AuditOptions): Promise<EventRow[]> {
     validateOptionsObject(options);
+    rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.releaseStale');
     const operator = validateHolder(options.operator, 'operator');
     const reason = validateReason(options.reason ?? null);
     return this.releaseAudited(this.sql.releaseAudited({ kind: 'stale' }, 'release-stale', operator, reason));
   }
 
   /** Deletes expired rows (nobody can be relying on them), audited as `purge-expired`. */
-  async purgeExpired(options: { operator: string; reason?: string | null }): Promise<EventRow[]> {
+  async purgeExpired(options: AuditOptions): Promise<EventRow[]> {
     validateOptionsObject(options);
+    rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.purgeExpired');
     const operator = validateHolder(options.operator, 'operator');
     const reason = validateReason(options.reason ?? null);
     return this.releaseAudited(this.sql.releaseAudited({ kind: 'expired' }, 'purge-expired', operator, reason));
   }
 
   /** The audit trail, newest first. */
-  async events(options: { limit?: number; lockId?: string | null } = {}): Promise<EventRow[]> {
+  async events(options: EventsOptions = {}): Promise<EventRow[]> {
     validateOptionsObject(options);
+    rejectUnknownOptions(options, EVENTS_OPTION_KEYS, 'mutex.events');
     const limit = options.limit ?? 50;
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100_000) {
       throw new RangeError(`limit must be an integer between 1 and 100000, got ${String(limit)}`);

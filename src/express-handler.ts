@@ -10,7 +10,15 @@ import type { DbMutex } from './db-mutex';
 import { getDefaultDbMutex } from './default-mutex';
 import { DbMutexError } from './errors';
 import type { DbMutexHeldLock } from './lease';
-import { resolveAcquireOptions, resolveDbMutexOptions, validateLockId, type AcquireOptions } from './options';
+import {
+  optionKeys,
+  rejectUnknownOptions,
+  resolveAcquireOptions,
+  resolveDbMutexOptions,
+  validateLockId,
+  validateOptionsObject,
+  type AcquireOptions,
+} from './options';
 import { withDbMutex } from './with-db-mutex';
 
 /** What a lock-held (409) response is built from. */
@@ -37,6 +45,17 @@ export interface DbMutexHandlerOptions<Req extends Request = Request, Res extend
   onHeld?: (info: DbMutexHeldInfo, req: Req, res: Res, next: NextFunction) => unknown;
 }
 
+/** A route's lock never joins a transaction, and its request cannot cancel waiting: no `signal`, no `transaction`. */
+const HANDLER_OPTION_KEYS = optionKeys<DbMutexHandlerOptions>({
+  ttlSeconds: true,
+  leaseSeconds: true,
+  heartbeat: true,
+  waitMs: true,
+  holder: true,
+  mutex: true,
+  onHeld: true,
+});
+
 /**
  * Wraps an Express route handler so it runs under `lockId` (a string, or a function of the request):
  *
@@ -62,12 +81,13 @@ export function dbMutexHandler<Req extends Request = Request, Res extends Respon
   if (typeof lockId === 'string') validateLockId(lockId);
   else if (typeof lockId !== 'function') throw new TypeError('lockId must be a string or a function of the request');
   if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  validateOptionsObject(options);
+  rejectUnknownOptions(options, HANDLER_OPTION_KEYS, 'dbMutexHandler');
   const { mutex, onHeld, ...acquireOptions } = options;
   if (onHeld !== undefined && typeof onHeld !== 'function') throw new TypeError('onHeld must be a function');
   // Checked against neutral defaults now, so a bad option fails when the route is defined (at startup),
   // not as a 500 on the first request.
-  resolveAcquireOptions(resolveDbMutexOptions({ ttlSeconds: null, setDefault: false }), acquireOptions);
+  resolveAcquireOptions(resolveDbMutexOptions({ ttlSeconds: null, setDefault: false }), acquireOptions, 'dbMutexHandler');
 
   return async function dbMutexRoute(req: Req, res: Res, next: NextFunction): Promise<void> {
     let id: string;

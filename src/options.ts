@@ -177,6 +177,89 @@ export function validateOptionsObject(options: unknown, parameter = 'options'): 
 }
 
 /**
+ * The keys of an options interface, as a list for `rejectUnknownOptions`. Written as an object so the
+ * compiler checks it against the interface both ways: a key missing or a key too many is an error.
+ */
+export function optionKeys<T>(keys: Record<keyof T, true>): readonly (keyof T & string)[] {
+  return Object.keys(keys) as (keyof T & string)[];
+}
+
+/** Every key of DbMutexOptions. */
+export const DB_MUTEX_OPTION_KEYS = optionKeys<DbMutexOptions>({
+  ttlSeconds: true,
+  leaseSeconds: true,
+  heartbeat: true,
+  waitMs: true,
+  pollIntervalMs: true,
+  statementTimeoutMs: true,
+  listen: true,
+  holder: true,
+  tableName: true,
+  eventsTableName: true,
+  setDefault: true,
+});
+
+/** Every key of AcquireOptions. */
+export const ACQUIRE_OPTION_KEYS = optionKeys<AcquireOptions>({
+  ttlSeconds: true,
+  leaseSeconds: true,
+  heartbeat: true,
+  waitMs: true,
+  holder: true,
+  signal: true,
+  transaction: true,
+});
+
+/**
+ * JavaScript callers have no compiler to catch a misspelt option, which would otherwise be ignored
+ * silently (`ttlSecond: 5` running with the default TTL): every own key of `options` must be one of
+ * `known`, or a TypeError names the key and the closest known option, before any SQL runs.
+ * `where` names the function, e.g. `initDbMutex`.
+ */
+export function rejectUnknownOptions(options: object, known: readonly string[], where: string): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const closest = closestOption(key, known);
+    const hint = closest ? `did you mean "${closest}"?` : `known options: ${known.join(', ')}`;
+    // The key is the caller's own code, but may be long or odd: keep the message one readable line.
+    const shown = JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key);
+    throw new TypeError(`Unknown option ${shown} for ${where} (${hint})`);
+  }
+}
+
+/** The known option nearest to `key` by edit distance (case-insensitive), when near enough to be a typo. */
+function closestOption(key: string, known: readonly string[]): string | null {
+  const k = key.toLowerCase();
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const option of known) {
+    const d = editDistance(k, option.toLowerCase());
+    if (d < bestDistance) {
+      best = option;
+      bestDistance = d;
+    }
+  }
+  // A typo changes a few characters; beyond that a suggestion would only confuse.
+  return best !== null && bestDistance <= Math.max(2, Math.floor(best.length / 3)) ? best : null;
+}
+
+/** Optimal string alignment distance (Levenshtein plus swapped neighbours), in code units. */
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 10) return Infinity;
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
  * Only `undefined` (an option left out) means "use the default"; `null` is validated like any other
  * value, so `initDbMutex` and `acquire()` agree on what they accept.
  */
@@ -184,8 +267,9 @@ function orDefault<T>(value: T | undefined, fallback: T): T {
   return value === undefined ? fallback : value;
 }
 
-export function resolveDbMutexOptions(options: DbMutexOptions = {}): ResolvedDbMutexOptions {
+export function resolveDbMutexOptions(options: DbMutexOptions = {}, where = 'initDbMutex'): ResolvedDbMutexOptions {
   validateOptionsObject(options);
+  rejectUnknownOptions(options, DB_MUTEX_OPTION_KEYS, where);
   const ttl = options.ttlSeconds !== undefined ? options.ttlSeconds : ttlFromEnv();
   const tableName = validateTableName(orDefault(options.tableName, 'db_mutex_locks'), 'tableName');
   return Object.freeze({
@@ -203,8 +287,9 @@ export function resolveDbMutexOptions(options: DbMutexOptions = {}): ResolvedDbM
   });
 }
 
-export function resolveAcquireOptions(defaults: ResolvedDbMutexOptions, options: AcquireOptions = {}): ResolvedAcquireOptions {
+export function resolveAcquireOptions(defaults: ResolvedDbMutexOptions, options: AcquireOptions = {}, where = 'mutex.acquire'): ResolvedAcquireOptions {
   validateOptionsObject(options);
+  rejectUnknownOptions(options, ACQUIRE_OPTION_KEYS, where);
   const ttlSeconds =
     options.ttlSeconds === undefined ? defaults.ttlSeconds : validateSeconds(options.ttlSeconds, 'ttlSeconds', { allowNull: true });
   const heartbeat = options.heartbeat === undefined ? defaults.heartbeat : validateBoolean(options.heartbeat, 'heartbeat');

@@ -3,7 +3,7 @@ import { getDefaultDbMutex } from './default-mutex';
 import type { DbMutex } from './db-mutex';
 import { DbMutexError } from './errors';
 import type { DbMutexHeldLock, Lease } from './lease';
-import type { AcquireOptions } from './options';
+import { optionKeys, rejectUnknownOptions, validateOptionsObject, type AcquireOptions } from './options';
 
 export interface WithDbMutexOptions extends AcquireOptions {
   /** Which DbMutex; default the one from `initDbMutex`. */
@@ -22,7 +22,11 @@ export async function withDbMutex<T>(
   options: WithDbMutexOptions = {},
 ): Promise<T> {
   if (typeof fn !== 'function') throw new TypeError('fn must be a function');
-  const { mutex, ...acquireOptions } = options ?? {};
+  // null is taken for "no options", as it always was.
+  const opts = options ?? {};
+  validateOptionsObject(opts);
+  rejectUnknownOptions(opts, WITH_DB_MUTEX_OPTION_KEYS, 'withDbMutex');
+  const { mutex, ...acquireOptions } = opts;
   const target = mutex ?? getDefaultDbMutex();
   const lock = (await target.acquire(lockId, acquireOptions)) as Lease;
   let result: T | undefined;
@@ -47,6 +51,17 @@ export async function withDbMutex<T>(
   return result as T;
 }
 
+const WITH_DB_MUTEX_OPTION_KEYS = optionKeys<WithDbMutexOptions>({
+  ttlSeconds: true,
+  leaseSeconds: true,
+  heartbeat: true,
+  waitMs: true,
+  holder: true,
+  signal: true,
+  transaction: true,
+  mutex: true,
+});
+
 export interface DbMutexWrapperOptions extends WithDbMutexOptions {
   /**
    * Like the original's `suppress_acquisition_exceptions`: when the lock cannot be acquired, do not
@@ -57,6 +72,19 @@ export interface DbMutexWrapperOptions extends WithDbMutexOptions {
   onSuppressed?: (error: DbMutexError, args: unknown[]) => void;
 }
 
+const WRAPPER_OPTION_KEYS = optionKeys<DbMutexWrapperOptions>({
+  ttlSeconds: true,
+  leaseSeconds: true,
+  heartbeat: true,
+  waitMs: true,
+  holder: true,
+  signal: true,
+  transaction: true,
+  mutex: true,
+  suppressAcquisitionErrors: true,
+  onSuppressed: true,
+});
+
 /**
  * Wrapper form: `dbMutex('nightly')(fn)` returns a function with fn's parameters that runs fn under
  * the lock. The lock id may be a function of the call's arguments. Also works as a standard
@@ -66,6 +94,9 @@ export function dbMutex<K extends unknown[] = unknown[]>(lockId: string | ((...a
   if (typeof lockId !== 'string' && typeof lockId !== 'function') {
     throw new TypeError('lockId must be a string or a function of the call arguments');
   }
+  // Checked when the wrapper is made (at startup, for a decorator), not at its first call.
+  validateOptionsObject(options);
+  rejectUnknownOptions(options, WRAPPER_OPTION_KEYS, 'dbMutex');
   const { suppressAcquisitionErrors = false, onSuppressed, ...lockOptions } = options;
   // The wrapped function's own parameter types flow through; a lock-id function receives the same arguments.
   return function wrap<This, A extends unknown[], R>(

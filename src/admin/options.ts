@@ -4,7 +4,7 @@
  */
 import type { Request } from 'express';
 import type { DbMutex } from '../db-mutex';
-import { codePointLength, MAX_HOLDER_LENGTH } from '../options';
+import { codePointLength, MAX_HOLDER_LENGTH, optionKeys, rejectUnknownOptions } from '../options';
 
 export interface DbMutexAdminRouterOptions {
   /**
@@ -40,6 +40,16 @@ export interface DbMutexAdminRouterOptions {
   onError?: (error: unknown, req: Request) => void;
 }
 
+const ADMIN_ROUTER_OPTION_KEYS = optionKeys<DbMutexAdminRouterOptions>({
+  mutex: true,
+  authorize: true,
+  operator: true,
+  readOnly: true,
+  pageSize: true,
+  secret: true,
+  onError: true,
+});
+
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
 
@@ -56,6 +66,7 @@ export function resolveOptions(options: DbMutexAdminRouterOptions): ResolvedOpti
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('createDbMutexAdminRouter: options must be an object with at least { authorize }');
   }
+  rejectUnknownOptions(options, ADMIN_ROUTER_OPTION_KEYS, 'createDbMutexAdminRouter');
   if (typeof options.authorize !== 'function') {
     throw new TypeError(
       'createDbMutexAdminRouter: options.authorize (req) => boolean is required; the dashboard can force-release ' +
