@@ -26,9 +26,12 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers/built';
+import { dialect } from './helpers/db';
 import { processesUnder } from './helpers/demo-process';
 
 const AS_ROOT = typeof process.getuid === 'function' && process.getuid() === 0;
+// Independent of the database under test: it runs once per PostgreSQL path of the suite, not on every path.
+const ON_POSTGRES_PATH = dialect === 'postgres';
 const CYCLE = path.join(ROOT, 'test', 'fixtures', 'embedded-pg', 'cycle.js');
 const MINUTE = 60_000;
 
@@ -77,10 +80,16 @@ function makeCheckout(outer: string, name: string): string {
   return checkout;
 }
 
-(AS_ROOT ? describe : describe.skip)(
-  AS_ROOT
+function skipReason(): string | null {
+  if (!AS_ROOT) return 'not running as root, so PostgreSQL runs as this user and no folder is out of its reach';
+  if (!ON_POSTGRES_PATH) return 'runs in the PostgreSQL paths of the suite only (DATABASE_URL=postgres://… or unset)';
+  return null;
+}
+
+(skipReason() === null ? describe : describe.skip)(
+  skipReason() === null
     ? 'the embedded PostgreSQL run as root from a checkout inside a folder the postgres user cannot enter'
-    : 'the embedded PostgreSQL run as root from a 0700 folder (skipped: not running as root, so PostgreSQL runs as this user and no folder is out of its reach)',
+    : `the embedded PostgreSQL run as root from a 0700 folder (skipped: ${skipReason()})`,
   () => {
     let outer: string;
     let checkout: string;
