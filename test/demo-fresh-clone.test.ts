@@ -1,7 +1,10 @@
 /**
  * The README's promise, checked from scratch: clone the repository into an empty folder, `npm ci`,
  * `npm start` with no DATABASE_URL (so the embedded PostgreSQL), see the dashboard list the seeded locks
- * on loopback, SIGTERM, and nothing of it is left running.
+ * on loopback, SIGTERM, and nothing of it is left running; then a second start finds the same data.
+ *
+ * The folder is 0700, like `mktemp -d` or /root: run as root, the embedded server runs as the "postgres"
+ * user, which cannot enter it, so the demo must keep its binaries and data elsewhere and say where.
  *
  * Slow (npm ci, maybe compiling sqlite3, the first initdb), so it runs only with
  * DB_MUTEX_FRESH_CLONE_TEST=1 (CI sets it). `git clone` takes the committed HEAD: uncommitted work is not
@@ -9,7 +12,7 @@
  * (tracked and untracked files, minus the git-ignored ones).
  */
 import { execFile, type ExecFileOptions } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers/built';
@@ -20,6 +23,7 @@ import { cleanEnv, DemoProcess, freePort, killAll, processesUnder, waitUntil } f
 const ENABLED = process.env.DB_MUTEX_FRESH_CLONE_TEST === '1' && dialect === 'postgres';
 const FROM_WORKTREE = process.env.DB_MUTEX_FRESH_CLONE_SOURCE === 'worktree';
 const MINUTE = 60_000;
+const AS_ROOT = typeof process.getuid === 'function' && process.getuid() === 0;
 
 function run(command: string, args: string[], options: ExecFileOptions & { timeout: number }): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -48,11 +52,13 @@ async function copyWorktree(from: string, to: string): Promise<void> {
 (ENABLED ? describe : describe.skip)('a fresh clone: npm ci, then npm start with no configuration', () => {
   let dir: string;
   let repo: string;
+  /** As root: where the demo said it keeps the embedded cluster, outside the clone. */
+  let clusterDir: string | null = null;
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'db-mutex-fresh-clone-'));
-    // Run as root, the embedded server runs as the "postgres" user, which must be able to reach its data.
-    chmodSync(dir, 0o755);
+    chmodSync(dir, 0o700); // what mkdtemp makes anyway: said out loud, as it is the point
+
     repo = path.join(dir, 'repo');
     if (FROM_WORKTREE) await copyWorktree(ROOT, repo);
     else await run('git', ['clone', '--quiet', ROOT, repo], { timeout: 5 * MINUTE });
@@ -62,16 +68,29 @@ async function copyWorktree(from: string, to: string): Promise<void> {
   afterAll(async () => {
     if (!dir) return;
     // Only after a failure is anything still running; it must not outlive the test.
-    killAll(processesUnder(dir));
-    await waitUntil(() => processesUnder(dir).length === 0, 10_000);
+    const leftovers = () => [dir, ...(clusterDir ? [clusterDir] : [])].flatMap((d) => processesUnder(d));
+    killAll(leftovers());
+    await waitUntil(() => leftovers().length === 0, 10_000);
     rmSync(dir, { recursive: true, force: true });
+    if (clusterDir) rmSync(clusterDir, { recursive: true, force: true });
   }, MINUTE);
 
-  it('serves the dashboard with the seeded locks on loopback, refuses a second start, and leaves nothing running after SIGTERM', async () => {
+  it('serves the dashboard with the seeded locks on loopback, refuses a second start, leaves nothing running after SIGTERM, and starts again on the same data', async () => {
     const port = await freePort();
     const npmStart = DemoProcess.start('npm', ['start'], { cwd: repo, env: cleanEnv({ PORT: String(port) }) });
     await npmStart.waitFor(/Ready\. Dashboard: http:\/\/localhost:\d+\/admin\/locks/, 10 * MINUTE);
     expect(npmStart.output).toContain('no DATABASE_URL: starting an embedded PostgreSQL');
+    if (AS_ROOT) {
+      // The start-up line names the folder the "postgres" user can reach, outside the clone.
+      const moved = /cannot reach .+, so its binaries and data are in (\S+) \(kept between runs\)/.exec(npmStart.output);
+      expect(moved).not.toBeNull();
+      clusterDir = moved![1]!;
+      expect(clusterDir.startsWith(dir + path.sep)).toBe(false);
+      expect(existsSync(path.join(clusterDir, 'data', 'PG_VERSION'))).toBe(true);
+    } else {
+      expect(npmStart.output).toContain('data in .embedded-pg/data (kept between runs)');
+    }
+    const everything = () => [dir, ...(clusterDir ? [clusterDir] : [])].flatMap((d) => processesUnder(d));
 
     const response = await fetch(`http://127.0.0.1:${port}/admin/locks`);
     expect(response.status).toBe(200);
@@ -92,9 +111,19 @@ async function copyWorktree(from: string, to: string): Promise<void> {
     // As `kill <pid>` or a container stop would: SIGTERM to npm only.
     npmStart.child.kill('SIGTERM');
     await npmStart.exited;
-    const clean = await waitUntil(() => processesUnder(dir).length === 0, 2 * MINUTE);
-    expect(processesUnder(dir).map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
+    const clean = await waitUntil(() => everything().length === 0, 2 * MINUTE);
+    expect(everything().map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
     expect(clean).toBe(true);
     expect(npmStart.output).toMatch(/\[demo\] stopped cleanly\./);
-  }, 15 * MINUTE);
+
+    // Nothing left behind trips the next start: same folder, same data (the schema is already there).
+    const again = DemoProcess.start('npm', ['start'], { cwd: repo, env: cleanEnv({ PORT: String(port) }) });
+    await again.waitFor(/Ready\. Dashboard: http:\/\/localhost:\d+\/admin\/locks/, 5 * MINUTE);
+    expect(again.output).toContain('schema up to date');
+    if (clusterDir) expect(again.output).toContain(`binaries and data are in ${clusterDir} (kept between runs)`);
+    again.child.kill('SIGTERM');
+    await again.exited;
+    expect(await waitUntil(() => everything().length === 0, 2 * MINUTE)).toBe(true);
+    expect(again.output).toMatch(/\[demo\] stopped cleanly\./);
+  }, 20 * MINUTE);
 });

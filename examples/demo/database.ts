@@ -7,7 +7,42 @@ import { execFile, fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Log } from './log';
-import { REPO_ROOT } from './paths';
+import { EMBEDDED_DIR, REPO_ROOT } from './paths';
+
+/** Where the embedded cluster lives (scripts/embedded-pg.js, `planEmbeddedPostgres`). */
+export interface EmbeddedPlan {
+  requestedDir: string;
+  dir: string;
+  dataDir: string;
+  relocated: boolean;
+  copyBinaries: boolean;
+}
+
+export interface EmbeddedServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+// The same helper the test suite uses to start its PostgreSQL (scripts/ is plain JavaScript).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const embeddedPg = require('../../scripts/embedded-pg') as {
+  planEmbeddedPostgres: (options: { dir: string }) => Promise<EmbeddedPlan>;
+  describePlan: (plan: EmbeddedPlan) => string;
+  startEmbeddedPostgres: (options: { dir: string; port: number; persistent: boolean }) => Promise<EmbeddedServer>;
+  freePort: () => Promise<number>;
+};
+
+/** The demo's cluster: in .embedded-pg/, unless the server's OS user cannot reach it (see paths.ts). */
+export function planDemoCluster(): Promise<EmbeddedPlan> {
+  return embeddedPg.planEmbeddedPostgres({ dir: EMBEDDED_DIR });
+}
+
+/** For the start-up line: where the data is (relative when it is in the checkout) and why, if it moved. */
+export function describeDemoCluster(plan: EmbeddedPlan): string {
+  if (plan.relocated || plan.copyBinaries) return embeddedPg.describePlan(plan);
+  return `data in ${path.relative(REPO_ROOT, plan.dataDir)}`;
+}
 
 /** Messages from the embedded-database helper process. */
 export type DbHostMessage = { type: 'ready'; url: string; port: number } | { type: 'failed'; message: string };

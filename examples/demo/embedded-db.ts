@@ -9,25 +9,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DbHostMessage, SupervisorMessage } from './database';
+import { embeddedPg, planDemoCluster, type DbHostMessage, type EmbeddedPlan, type SupervisorMessage } from './database';
 import { errorMessage } from './log';
-import { DATA_DIR, PREFERRED_PG_PORT } from './paths';
+import { EMBEDDED_DIR, PREFERRED_PG_PORT } from './paths';
 import { isPortFree } from './ports';
 import { isAlive } from './single-instance';
-
-interface EmbeddedPostgres {
-  url: string;
-  port: number;
-  dataDir: string;
-  stop(): Promise<void>;
-}
-
-// The same helper the test suite uses to start its PostgreSQL (scripts/ is plain JavaScript).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { startEmbeddedPostgres, freePort } = require('../../scripts/embedded-pg') as {
-  startEmbeddedPostgres: (options: { dataDir: string; port: number; persistent: boolean }) => Promise<EmbeddedPostgres>;
-  freePort: () => Promise<number>;
-};
 
 /** Resolves once the message is handed to the IPC channel (or at once when there is none). */
 function send(message: DbHostMessage): Promise<void> {
@@ -43,26 +29,26 @@ function send(message: DbHostMessage): Promise<void> {
  * a process whose command line names our data folder (Linux /proc; elsewhere PostgreSQL itself refuses
  * to start and says why).
  */
-function leftoverServerPid(): number | null {
+function leftoverServerPid(dataDir: string): number | null {
   let pid: number;
   try {
-    pid = Number.parseInt(fs.readFileSync(path.join(DATA_DIR, 'postmaster.pid'), 'utf8').split('\n')[0] ?? '', 10);
+    pid = Number.parseInt(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0] ?? '', 10);
   } catch {
     return null;
   }
   if (!isAlive(pid)) return null;
   try {
     const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return cmdline.some((arg) => path.resolve(arg) === DATA_DIR) ? pid : null;
+    return cmdline.some((arg) => path.resolve(arg) === dataDir) ? pid : null;
   } catch {
     return null;
   }
 }
 
-async function stopLeftoverServer(): Promise<void> {
-  const pid = leftoverServerPid();
+async function stopLeftoverServer(dataDir: string): Promise<void> {
+  const pid = leftoverServerPid(dataDir);
   if (pid === null) return;
-  console.log(`[postgres] a server from an earlier run is still running on ${DATA_DIR} (pid ${pid}); stopping it first`);
+  console.log(`[postgres] a server from an earlier run is still running on ${dataDir} (pid ${pid}); stopping it first`);
   process.kill(pid, 'SIGINT'); // PostgreSQL's "fast shutdown"
   for (let waited = 0; isAlive(pid); waited += 100) {
     if (waited > 20_000) throw new Error(`the PostgreSQL server left by an earlier run (pid ${pid}) does not stop; stop it by hand`);
@@ -70,10 +56,14 @@ async function stopLeftoverServer(): Promise<void> {
   }
 }
 
+/** Known once planned: the folder to name if the cluster turns out to be damaged. */
+let plan: EmbeddedPlan | null = null;
+
 async function main(): Promise<void> {
-  await stopLeftoverServer();
-  const port = (await isPortFree(PREFERRED_PG_PORT)) ? PREFERRED_PG_PORT : await freePort();
-  const pg = await startEmbeddedPostgres({ dataDir: DATA_DIR, port, persistent: true });
+  plan = await planDemoCluster();
+  await stopLeftoverServer(plan.dataDir);
+  const port = (await isPortFree(PREFERRED_PG_PORT)) ? PREFERRED_PG_PORT : await embeddedPg.freePort();
+  const pg = await embeddedPg.startEmbeddedPostgres({ dir: EMBEDDED_DIR, port, persistent: true });
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
@@ -99,7 +89,7 @@ main().catch(async (error: unknown) => {
   await send({
     type: 'failed',
     message:
-      `${errorMessage(error)}\nIf the folder is damaged, delete ${path.dirname(DATA_DIR)} (it holds only the demo's data) ` +
+      `${errorMessage(error)}\nIf the folder is damaged, delete ${plan?.dir ?? EMBEDDED_DIR} (it holds only the demo's data) ` +
       'and start again, or use your own server: DATABASE_URL=postgres://… npm start',
   });
   process.exit(1);

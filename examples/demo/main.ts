@@ -2,7 +2,8 @@
  * `npm start`: the whole product on a fresh machine, with no configuration.
  *
  *  1. The database: DATABASE_URL if set, else an embedded PostgreSQL whose data lives in .embedded-pg/
- *     (git-ignored, kept between runs). Only one demo may use that folder at a time.
+ *     (git-ignored, kept between runs; as root, possibly moved: see paths.ts). Only one demo may use that
+ *     folder at a time.
  *  2. The schema and the demo data, with sequelize-cli (db:migrate, db:seed:all).
  *  3. Two worker processes competing for the same job locks (worker.ts, jobs.ts).
  *  4. The Express app with the dashboard at http://localhost:PORT/admin/locks (app.ts).
@@ -16,10 +17,10 @@ import type { Server } from 'node:http';
 import path from 'node:path';
 import { Sequelize } from 'sequelize';
 import { createDemoApp } from './app';
-import { externalDatabase, migrateAndSeed, startEmbeddedDatabase, type DemoDatabase } from './database';
+import { describeDemoCluster, externalDatabase, migrateAndSeed, planDemoCluster, startEmbeddedDatabase, type DemoDatabase } from './database';
 import { errorMessage, logger } from './log';
 import { initDbMutex } from './package';
-import { DATA_DIR, INSTANCE_FILE, REPO_ROOT } from './paths';
+import { INSTANCE_FILE } from './paths';
 import { isPortFree, parsePort } from './ports';
 import { claimInstance } from './single-instance';
 import type { ToWorkerMessage, WorkerMessage } from './worker';
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
     database = externalDatabase(externalUrl);
     log(`using the database at DATABASE_URL: ${database.label}`);
   } else {
-    log(`no DATABASE_URL: starting an embedded PostgreSQL, data in ${path.relative(REPO_ROOT, DATA_DIR)} (kept between runs)…`);
+    log(`no DATABASE_URL: starting an embedded PostgreSQL, ${describeDemoCluster(await planDemoCluster())} (kept between runs)…`);
     database = await startEmbeddedDatabase((why) => {
       if (!shuttingDown) void shutdown(why, 1);
     });

@@ -23,6 +23,7 @@ import { decodeCursor, encodeCursor, listWindow, takePage } from './cursor';
 import { decodeFlash, encodeFlash, flashView, staleFlash, type FlashResult } from './flash';
 import { eventJson, eventView, formatUtc, lockJson, lockView } from './format';
 import { AdminHttpError, fromFrameworkError, quote } from './http-error';
+import { forwardedHost } from './request-host';
 import { parseFencingToken, parseFilter, parseBoolean, parseLimit, parseLockId, parseReason, queryOf, REFRESH_CHOICES, single } from './input';
 import { baseOf, dashboardUrl, query, readViewState, viewParams, type ViewState } from './links';
 import { defaultOperator, MAX_PAGE_SIZE, resolveOptions, type DbMutexAdminRouterOptions } from './options';
@@ -112,7 +113,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
 
   /** Every state-changing route: refuse cross-site requests first, then read-only mode. */
   const action: RequestHandler = (req, _res, next) => {
-    checkSameOrigin(req.headers, [req.headers.host, (req as { host?: string }).host]);
+    checkSameOrigin(req.headers, [req.headers.host, forwardedHost(req)]);
     if (config.readOnly) throw new AdminHttpError(403, 'READ_ONLY', 'The lock dashboard is read-only: no actions are accepted.');
     next();
   };

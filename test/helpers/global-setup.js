@@ -57,7 +57,10 @@ module.exports = async function globalSetup() {
     // sqlite: nothing to reach; every test file creates its own temporary database file.
     return;
   }
+  // A throw-away cluster in a new temporary folder, deleted at stop. As root, its server runs as the
+  // "postgres" user; if that user cannot reach the binaries or the folder, they are moved (and we say where).
   const pg = await startEmbeddedPostgres();
+  if (pg.moved) console.log(`\nembedded PostgreSQL for the tests: ${pg.where}`);
   process.env.DATABASE_URL = pg.url;
   process.env.DB_MUTEX_TEST_EMBEDDED = '1';
   globalThis.__dbMutexEmbeddedPg = pg;
