@@ -9,6 +9,7 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import { MAX_REASON_LENGTH, type DbMutex } from '../db-mutex';
 import { getDefaultDbMutex } from '../default-mutex';
 import { validateHolder } from '../options';
+import { printableJson } from '../printable';
 import {
   checkCsrfToken,
   checkSameOrigin,
@@ -337,7 +338,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
         mutex.counts(filter),
       ]);
       const { page, next } = takePage(rows, cursor, limit);
-      res.json({ locks: page.map(lockJson), nextCursor: next ? encodeCursor(next) : null, counts });
+      sendJson(res, 200, { locks: page.map(lockJson), nextCursor: next ? encodeCursor(next) : null, counts });
     }),
   );
 
@@ -349,7 +350,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
       const reason = parseReason(single(req.body, 'reason'));
       const operator = await resolveOperator(req);
       const events = await inputChecked(resolveMutex().releaseStale({ operator, reason }));
-      res.json({ released: events.length, events: events.map(eventJson) });
+      sendJson(res, 200, { released: events.length, events: events.map(eventJson) });
     }),
   );
 
@@ -369,7 +370,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
       if (req.method === 'GET' || req.method === 'HEAD') {
         const row = await resolveMutex().inspect(lockId);
         if (!row) throw lockNotFound(lockId);
-        res.json({ lock: lockJson(row) });
+        sendJson(res, 200, { lock: lockJson(row) });
         return;
       }
       if (req.method !== 'DELETE') {
@@ -392,7 +393,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
           { lockId, fencingToken, currentFencingToken: result.currentFencingToken },
         );
       }
-      res.json({ status: 'released', event: eventJson(result.event) });
+      sendJson(res, 200, { status: 'released', event: eventJson(result.event) });
     }),
   );
 
@@ -404,7 +405,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
       const rawLockId = single(q, 'lockId');
       const lockId = rawLockId === undefined ? null : parseLockId(rawLockId);
       const events = await resolveMutex().events({ limit, lockId });
-      res.json({ events: events.map(eventJson) });
+      sendJson(res, 200, { events: events.map(eventJson) });
     }),
   );
 
@@ -534,13 +535,22 @@ function sendHtml(res: Response, status: number, html: string): void {
   res.status(status).type('html').send(html);
 }
 
+/**
+ * JSON answers carry invisible characters as \u escapes (parsed back exactly), so ids read in curl's
+ * output or a browser tab cannot disguise themselves. Serialized here, not by res.json, which would
+ * also apply the host app's `json replacer` and `json spaces` settings.
+ */
+function sendJson(res: Response, status: number, body: object): void {
+  res.status(status).type('json').send(printableJson(body));
+}
+
 function wantsJson(req: Request): boolean {
   return req.path === '/api' || req.path.startsWith('/api/');
 }
 
 function sendError(req: Request, res: Response, error: AdminHttpError): void {
   if (wantsJson(req)) {
-    res.status(error.status).json({ error: { code: error.code, message: error.message, ...error.details } });
+    sendJson(res, error.status, { error: { code: error.code, message: error.message, ...error.details } });
     return;
   }
   const base = baseOf(req);

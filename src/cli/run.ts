@@ -13,9 +13,10 @@ import { eventJson, eventView, lockJson, lockView } from '../admin/format';
 import type { DbMutex } from '../db-mutex';
 import type { EventRow } from '../dialects/types';
 import { validateHolder, validateLockId } from '../options';
+import { printable, printableJson } from '../printable';
 import { describeFailure, NothingDone, SetupError, UsageError } from './failure';
 import { COMMAND_HELP, COMMANDS, TOP_HELP, type CommandName } from './help';
-import { printable, renderTable } from './table';
+import { renderTable } from './table';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -269,7 +270,8 @@ function connectOptions(url: string): Record<string, unknown> {
 type Inputs = ReturnType<typeof validateInputs>;
 type Runner = (mutex: DbMutex, parsed: Parsed, inputs: Inputs, io: CliIo) => Promise<number>;
 
-const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+/** Invisible characters in ids, holders and reasons become \u escapes: visible, and parsed back exactly. */
+const json = (value: object) => `${printableJson(value, 2)}\n`;
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
