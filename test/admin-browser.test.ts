@@ -192,6 +192,81 @@ it('fits a phone screen without sideways scrolling', async () => {
   await context.close();
 });
 
+it('shows a lock id with a right-to-left override as a visible escape, and releases exactly that lock', async () => {
+  // Shown raw, this id reads "invoiceexe.pdf".
+  const spoof = 'invoice\u202Efdp.exe';
+  const shown = 'invoice\\u202efdp.exe';
+  const jobs = await ctx.mutex({ holder: 'mallory\u200B' });
+  const lock = await jobs.acquire(spoof, { ttlSeconds: 600 });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${base}?filter=fdp.exe`);
+  const row = page.locator('table.locks tbody tr');
+  await toHaveCount(row, 1);
+  expect(await row.locator('code.lock-id').textContent()).toBe(shown);
+  expect(await row.locator('code.lock-id .esc').getAttribute('title')).toBe('invisible character U+202E');
+  expect(await row.locator('.holder').textContent()).toBe('mallory\\u200b');
+  expect(await page.locator('body').innerText()).not.toMatch(/[\u200b\u202e]/);
+
+  await row.getByRole('link', { name: `Force-release ${shown}` }).click();
+  await page.waitForURL(/confirm-release\?/);
+  expect(await page.title()).toBe(`Release ${shown}? · sequelize-db-mutex`);
+  expect(await page.locator('dl code.lock-id').textContent()).toBe(shown);
+  expect(await page.locator('body').innerText()).not.toMatch(/[\u200b\u202e]/);
+  // The form posts the id itself, not what is shown.
+  expect(await page.locator('input[name="lockId"]').inputValue()).toBe(spoof);
+  await page.getByRole('button', { name: `Force-release token ${lock.fencingToken}` }).click();
+
+  await page.waitForSelector('.flash-success');
+  expect(await page.locator('.flash strong').textContent()).toBe(`Released “${shown}” (fencing token ${lock.fencingToken}).`);
+  await holderLoses(lock, 'the holder of the disguised id to lose it');
+  expect(await page.locator('table.events tbody tr').first().locator('code.lock-id').textContent()).toBe(shown);
+  expect(await page.locator('body').innerText()).not.toMatch(/[\u200b\u202e]/);
+  expect(errors).toEqual([]);
+  await context.close();
+});
+
+it('keeps an open confirmation form valid after the operator follows a link to the dashboard from another site', async () => {
+  const jobs = await ctx.mutex({ holder: 'alerting' });
+  const first = await jobs.acquire('alerts/first', { ttlSeconds: 600 });
+  const second = await jobs.acquire('alerts/second', { ttlSeconds: 600 });
+  // The dashboard as "localhost", a chat or alerting page on "127.0.0.1": two different sites.
+  const dashboard = base.replace('127.0.0.1', 'localhost');
+  const chat = express();
+  chat.get('/', (_req, res) => {
+    res.type('html').send(`<a id="alert" href="${dashboard}confirm-release?lockId=alerts%2Fsecond&amp;fencingToken=${second.fencingToken}">alert</a>`);
+  });
+  const chatServer = chat.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => chatServer.once('listening', resolve));
+  try {
+    const context = await browser.newContext();
+    const open = await context.newPage();
+    await open.goto(`${dashboard}confirm-release?lockId=alerts%2Ffirst&fencingToken=${first.fencingToken}`);
+    const cookie = (await context.cookies()).find((c) => c.name === 'dbm_admin_csrf');
+    expect(cookie?.sameSite).toBe('Lax');
+
+    // Later, in another tab, a link from the other site. A cross-site navigation that came without the
+    // cookie would get a new one, and the form still open in the first tab would stop working.
+    const linked = await context.newPage();
+    await linked.goto(`http://127.0.0.1:${(chatServer.address() as AddressInfo).port}/`);
+    await linked.click('#alert');
+    await linked.waitForURL(/confirm-release\?/);
+    expect(await linked.locator('h1').textContent()).toBe('Force-release this lock?');
+    expect((await context.cookies()).find((c) => c.name === 'dbm_admin_csrf')?.value).toBe(cookie?.value);
+
+    await open.getByRole('button', { name: `Force-release token ${first.fencingToken}` }).click();
+    await open.waitForSelector('.flash-success');
+    await linked.getByRole('button', { name: `Force-release token ${second.fencingToken}` }).click();
+    await linked.waitForSelector('.flash-success');
+    await holderLoses(first, 'the first holder to lose its lock');
+    await holderLoses(second, 'the second holder to lose its lock');
+    await context.close();
+  } finally {
+    await new Promise((resolve) => chatServer.close(resolve));
+  }
+});
+
 async function untilAsync(condition: () => Promise<boolean>, what: string): Promise<void> {
   for (let i = 0; i < 150; i++) {
     if (await condition()) return;

@@ -3,7 +3,7 @@
  * millisecond-window workaround), input parsing and signed messages.
  */
 import { decodeCursor, encodeCursor, listWindow, rowHash, takePage } from '../src/admin/cursor';
-import { Signer, checkSameOrigin } from '../src/admin/csrf';
+import { Signer, checkSameOrigin, requestOrigins } from '../src/admin/csrf';
 import { decodeFlash, encodeFlash } from '../src/admin/flash';
 import { formatDuration, lockView } from '../src/admin/format';
 import { AdminHttpError } from '../src/admin/http-error';
@@ -179,13 +179,16 @@ describe('signing and origin checks', () => {
     expect(() => new Signer('x'.repeat(32))).not.toThrow();
   });
 
-  it('tells same-origin requests from cross-site ones', () => {
-    const hosts = ['dash.example:8080'];
-    expect(() => checkSameOrigin({}, hosts)).not.toThrow();
-    expect(() => checkSameOrigin({ origin: 'https://dash.example:8080', 'sec-fetch-site': 'same-origin' }, hosts)).not.toThrow();
-    expectHttpError(() => checkSameOrigin({ origin: 'https://evil.example' }, hosts), 403, 'CROSS_SITE_REQUEST');
-    expectHttpError(() => checkSameOrigin({ origin: 'null' }, hosts), 403, 'CROSS_SITE_REQUEST');
-    expectHttpError(() => checkSameOrigin({ 'sec-fetch-site': 'same-site' }, hosts), 403, 'CROSS_SITE_REQUEST');
-    expectHttpError(() => checkSameOrigin({ 'sec-fetch-site': 'cross-site' }, hosts), 403, 'CROSS_SITE_REQUEST');
+  it('tells same-origin requests from cross-site ones, by scheme and host', () => {
+    const origins = requestOrigins('https', ['dash.example:8080', undefined, '', 'DASH.example:8080']);
+    expect(origins).toEqual(['https://dash.example:8080']);
+    expect(() => checkSameOrigin({}, origins)).not.toThrow();
+    expect(() => checkSameOrigin({ origin: 'https://dash.example:8080', 'sec-fetch-site': 'same-origin' }, origins)).not.toThrow();
+    expectHttpError(() => checkSameOrigin({ origin: 'http://dash.example:8080' }, origins), 403, 'CROSS_SITE_REQUEST');
+    expectHttpError(() => checkSameOrigin({ origin: 'https://evil.example' }, origins), 403, 'CROSS_SITE_REQUEST');
+    expectHttpError(() => checkSameOrigin({ origin: 'null' }, origins), 403, 'CROSS_SITE_REQUEST');
+    expectHttpError(() => checkSameOrigin({ 'sec-fetch-site': 'same-site' }, origins), 403, 'CROSS_SITE_REQUEST');
+    expectHttpError(() => checkSameOrigin({ 'sec-fetch-site': 'cross-site' }, origins), 403, 'CROSS_SITE_REQUEST');
+    expect(requestOrigins('http', ['a.example:80', 'bad host'])).toEqual(['http://a.example']);
   });
 });

@@ -210,6 +210,28 @@ describe('db-mutex CLI', () => {
       expect(run.stdout).not.toContain('\x1b');
       await lock.release();
     });
+
+    it('prints --json with invisible characters as \\u escapes that parse back to the exact values', async () => {
+      const id = 'json\u202Eexe.txt\u200B\u0085';
+      const holder = 'worker\u2066';
+      const by = await ctx.mutex({ holder });
+      await hold(id, {}, by);
+      // Written from the specification: C1 controls, zero-width and bidirectional characters must not reach the terminal.
+      const invisible = /[\u0080-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/;
+      const list = await cli(['list', '--json', '--filter', 'json'], env);
+      expect(list.code).toBe(0);
+      expect(list.stdout).not.toMatch(invisible);
+      expect(list.stdout).toContain('"lockId": "json\\u202eexe.txt\\u200b\\u0085"');
+      const rows = JSON.parse(list.stdout) as { lockId: string; holder: string }[];
+      expect(rows.map((r) => [r.lockId, r.holder])).toEqual([[id, holder]]);
+      const released = await cli(['release', id, '--reason', 'r\u202Eeason', '--json'], env);
+      expect(released.code).toBe(0);
+      expect(released.stdout).not.toMatch(invisible);
+      expect(JSON.parse(released.stdout)).toMatchObject({ event: { lockId: id, holder, reason: 'r\u202Eeason' } });
+      const events = await cli(['events', '--lock', id, '--json'], env);
+      expect(events.stdout).not.toMatch(invisible);
+      expect((JSON.parse(events.stdout) as { lockId: string }[])[0]!.lockId).toBe(id);
+    });
   });
 
   describe('release', () => {

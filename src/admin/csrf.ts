@@ -2,18 +2,25 @@
  * Cross-site request defences of the admin router, in two independent layers:
  *
  * 1. Every state-changing request (anything but GET/HEAD/OPTIONS) is refused when the browser says
- *    it comes from another site: `Sec-Fetch-Site` other than `same-origin`, or an `Origin` whose host
- *    is not this request's host. Non-browser clients (curl, scripts) send neither and pass.
+ *    it comes from another origin: `Sec-Fetch-Site` other than `same-origin`, or an `Origin` whose
+ *    scheme and host are not this request's (nor listed in `allowedOrigins`). Non-browser clients
+ *    (curl, scripts) send neither and pass.
  * 2. HTML forms also carry a synchronizer token: a random per-browser value in an HttpOnly,
- *    SameSite=Strict cookie, and in the form its HMAC under the router's secret. Another site can
+ *    SameSite=Lax cookie, and in the form its HMAC under the router's secret. Another site can
  *    neither read the token nor, without the secret, mint one for a cookie it managed to plant.
+ *
+ * Why Lax and not Strict: operators reach the dashboard through links in chat, alerts and runbooks,
+ * which are cross-site navigations. A Strict cookie is withheld on those, so the page would issue a
+ * new cookie and every form already open in another tab would fail its token check. Lax still
+ * withholds the cookie on cross-site POSTs, the only requests the token guards, and GET routes
+ * change nothing; the token and layer 1 carry the protection, the SameSite attribute is a third line.
  *
  * The same secret signs the result ("flash") messages shown after an action, so a crafted link
  * cannot make the page claim that something was released.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { AdminHttpError } from './http-error';
+import { AdminHttpError, quote } from './http-error';
 
 export const CSRF_COOKIE = 'dbm_admin_csrf';
 export const CSRF_FIELD = '_csrf';
@@ -82,23 +89,51 @@ export function checkCsrfToken(signer: Signer, cookieValue: string | null, token
   }
 }
 
-/** Layer 1: refuses state-changing requests that a browser marks as cross-site. */
-export function checkSameOrigin(headers: IncomingHttpHeaders, requestHosts: (string | undefined)[]): void {
+/**
+ * The origins (`scheme://host[:port]`, as `URL.origin` writes them) a request to this router comes
+ * from when it is same-origin: its scheme as Express sees it (`req.protocol`, which honours the app's
+ * `trust proxy` setting) with each of its host names. Unparsable hosts are left out.
+ */
+export function requestOrigins(protocol: string, hosts: readonly (string | undefined)[]): string[] {
+  const origins: string[] = [];
+  for (const host of hosts) {
+    if (typeof host !== 'string' || host === '') continue;
+    const origin = originOf(`${protocol}://${host}`);
+    if (origin !== null && !origins.includes(origin)) origins.push(origin);
+  }
+  return origins;
+}
+
+/** `URL.origin` of `text` (lower-case host, default port dropped), or null for anything without one. */
+export function originOf(text: string): string | null {
+  try {
+    const origin = new URL(text).origin;
+    return origin === 'null' ? null : origin;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Layer 1: refuses state-changing requests that a browser marks as cross-site. `sameOrigins` are the
+ * origins this request may come from (see requestOrigins, plus the router's `allowedOrigins`). The
+ * scheme counts: a page on `http://host` (which anyone on the network path can write) must not act on
+ * `https://host`.
+ */
+export function checkSameOrigin(headers: IncomingHttpHeaders, sameOrigins: readonly string[]): void {
   const site = headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin') {
     throw new AdminHttpError(403, 'CROSS_SITE_REQUEST', `Refused a cross-site request (Sec-Fetch-Site: ${String(site)}).`);
   }
   const origin = headers.origin;
   if (origin === undefined) return;
-  let host: string | null = null;
-  try {
-    host = new URL(origin).host;
-  } catch {
-    host = null;
-  }
-  // Compared by host only: behind a TLS-terminating proxy the scheme this process sees may differ.
-  const allowed = requestHosts.filter((h): h is string => typeof h === 'string' && h !== '').map((h) => h.toLowerCase());
-  if (!host || !allowed.includes(host.toLowerCase())) {
-    throw new AdminHttpError(403, 'CROSS_SITE_REQUEST', 'Refused a cross-site request (its Origin is not this site).');
+  const given = originOf(origin);
+  if (given === null || !sameOrigins.includes(given)) {
+    throw new AdminHttpError(
+      403,
+      'CROSS_SITE_REQUEST',
+      `Refused a cross-site request: its Origin ${quote(origin, 100)} is not this site (${sameOrigins[0] ?? 'unknown'}). ` +
+        'Behind a proxy that terminates TLS or rewrites Host, set Express\'s "trust proxy" or list the public origin in allowedOrigins.',
+    );
   }
 }

@@ -26,6 +26,14 @@ const MAX_SEEN = 200;
 const MAX_CURSOR_LENGTH = 8192;
 const HASH = /^[A-Za-z0-9_-]{11}$/;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
+/**
+ * The instants every supported database can compare a cursor with: MySQL/MariaDB DATETIME and SQLite's
+ * date functions cover years 1000 (MariaDB: documented from 1000) to 9999; PostgreSQL covers far more.
+ * A real row's time always lies inside, so only a crafted cursor can fall outside, and that must be a
+ * 400 here rather than a database error (PostgreSQL) or a silently wrong page (the others).
+ */
+export const EARLIEST_CURSOR_MS = Date.UTC(1000, 0, 1);
+export const LATEST_CURSOR_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 export function rowHash(lockId: string): string {
   return createHash('sha256').update(lockId).digest().subarray(0, 8).toString('base64url');
@@ -48,7 +56,8 @@ export function decodeCursor(raw: string | undefined): PageCursor | null {
   }
   if (!Array.isArray(parsed) || parsed.length !== 3) throw invalid();
   const [acquiredMs, lockId, seen] = parsed as unknown[];
-  if (typeof acquiredMs !== 'number' || !Number.isSafeInteger(acquiredMs) || Math.abs(acquiredMs) > 8.64e15) throw invalid();
+  if (typeof acquiredMs !== 'number' || !Number.isSafeInteger(acquiredMs)) throw invalid();
+  if (acquiredMs < EARLIEST_CURSOR_MS || acquiredMs > LATEST_CURSOR_MS) throw invalid();
   try {
     validateLockId(lockId);
   } catch {

@@ -2,6 +2,8 @@
  * The one error type the admin router answers with. Anything else that reaches the router's error
  * handler is unexpected and becomes a generic 500 without details (the stack never leaves the server).
  */
+import { printableJson } from '../printable';
+
 export type AdminErrorCode =
   | 'FORBIDDEN'
   | 'CROSS_SITE_REQUEST'
@@ -36,10 +38,10 @@ export class AdminHttpError extends Error {
   }
 }
 
-/** Shows junk input back to the user in a message, short and unambiguous (quotes, control chars visible). */
+/** Shows junk input back to the user in a message, short and unambiguous (quotes, invisible characters escaped). */
 export function quote(value: string, max = 40): string {
   const cut = [...value];
-  return JSON.stringify(cut.length > max ? `${cut.slice(0, max).join('')}…` : value);
+  return printableJson(cut.length > max ? `${cut.slice(0, max).join('')}…` : value);
 }
 
 /**

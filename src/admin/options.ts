@@ -38,6 +38,14 @@ export interface DbMutexAdminRouterOptions {
    * 500 without details. Default: `console.error`. 4xx answers to bad input are not reported.
    */
   onError?: (error: unknown, req: Request) => void;
+  /**
+   * More origins (`"https://ops.example.com"`: scheme, host, optional port; no path) whose pages may
+   * act on the dashboard, besides the request's own scheme and Host. For a reverse proxy that rewrites
+   * the Host header (or terminates TLS without `trust proxy`), list the public origin the browser
+   * shows. A request the browser marks as cross-site (`Sec-Fetch-Site`) is refused regardless.
+   * Default: none.
+   */
+  allowedOrigins?: readonly string[];
 }
 
 const ADMIN_ROUTER_OPTION_KEYS = optionKeys<DbMutexAdminRouterOptions>({
@@ -60,6 +68,8 @@ export interface ResolvedOptions {
   readOnly: boolean;
   pageSize: number;
   onError: (error: unknown, req: Request) => void;
+  /** Normalized by `URL.origin`, so they compare with a browser's `Origin` header as strings. */
+  allowedOrigins: string[];
 }
 
 export function resolveOptions(options: DbMutexAdminRouterOptions): ResolvedOptions {
@@ -97,7 +107,30 @@ export function resolveOptions(options: DbMutexAdminRouterOptions): ResolvedOpti
     readOnly: options.readOnly ?? false,
     pageSize,
     onError: options.onError ?? ((error) => console.error('[sequelize-db-mutex admin]', error)),
+    allowedOrigins: resolveAllowedOrigins(options.allowedOrigins),
   };
+}
+
+function resolveAllowedOrigins(value: unknown): string[] {
+  if (value === undefined) return [];
+  const misuse = (got: string) =>
+    new TypeError(
+      'createDbMutexAdminRouter: options.allowedOrigins must be an array of origins like "https://ops.example.com" ' +
+        `(http or https, host, optional port, no path or wildcard), got ${got}`,
+    );
+  if (!Array.isArray(value)) throw misuse(typeof value === 'string' ? `the string ${JSON.stringify(value)} (wrap it in [ ])` : typeof value);
+  return value.map((entry: unknown) => {
+    if (typeof entry !== 'string') throw misuse(`an entry of type ${entry === null ? 'null' : typeof entry}`);
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      throw misuse(JSON.stringify(entry));
+    }
+    const bare = url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !bare || /[?#]/.test(entry)) throw misuse(JSON.stringify(entry));
+    return url.origin;
+  });
 }
 
 /** `req.user`'s first usable name field (set by Passport and most auth middleware), else "anonymous". */

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import ejs from 'ejs';
+import { printable, printableParts } from '../printable';
 
 /** src/admin and dist/admin are both two levels below the package root, next to `views/`. */
 export const VIEWS_DIR = path.join(__dirname, '..', '..', 'views');
@@ -35,10 +36,30 @@ export interface LayoutData {
   refreshUrl: string;
 }
 
+/**
+ * HTML for free text shown as an element's content (`<%- show(lock.lockId) %>`): HTML-escaped, with
+ * every invisible character as a marked, visible escape (see printable.ts). Attributes that a person
+ * reads (title, aria-label) take `printable(text)` through `<%= %>` instead; attributes a form posts
+ * back keep the exact text through `<%= %>` alone.
+ */
+export function showHtml(text: string | null | undefined): string {
+  return printableParts(text ?? '')
+    .map((part) => {
+      const escaped = ejs.escapeXML(part.text);
+      if (part.codePoint === null) return escaped;
+      const name = `U+${part.codePoint.toString(16).toUpperCase().padStart(4, '0')}`;
+      return `<span class="esc" title="invisible character ${name}">${escaped}</span>`;
+    })
+    .join('');
+}
+
+/** What every template may call besides its data. */
+const HELPERS = { show: showHtml, printable: (text: string | null | undefined) => printable(text ?? '') };
+
 /** Renders a page template, then wraps it in the layout (head, header, static asset links). */
 export function renderPage(name: Exclude<TemplateName, 'layout'>, layout: LayoutData, data: Record<string, unknown>): string {
-  const body = template(name)({ ...data, base: layout.base });
-  return template('layout')({ ...layout, body });
+  const body = template(name)({ ...HELPERS, ...data, base: layout.base });
+  return template('layout')({ ...HELPERS, ...layout, body });
 }
 
 export interface StaticAsset {

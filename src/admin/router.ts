@@ -9,6 +9,7 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import { MAX_REASON_LENGTH, type DbMutex } from '../db-mutex';
 import { getDefaultDbMutex } from '../default-mutex';
 import { validateHolder } from '../options';
+import { printableJson } from '../printable';
 import {
   checkCsrfToken,
   checkSameOrigin,
@@ -17,6 +18,7 @@ import {
   CSRF_FIELD,
   newCsrfCookieValue,
   readCsrfCookie,
+  requestOrigins,
   Signer,
 } from './csrf';
 import { decodeCursor, encodeCursor, listWindow, takePage } from './cursor';
@@ -65,7 +67,8 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
   const signer = new Signer(options.secret);
   const router = express.Router();
   const formBody = express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 50 });
-  const jsonBody = express.json({ limit: BODY_LIMIT, strict: true });
+  // Not strict: any JSON value parses, so that every non-object gets the same clear 400 below.
+  const jsonBody = express.json({ limit: BODY_LIMIT, strict: false });
 
   const resolveMutex = (): DbMutex => {
     if (config.mutex) return config.mutex;
@@ -113,21 +116,45 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
 
   /** Every state-changing route: refuse cross-site requests first, then read-only mode. */
   const action: RequestHandler = (req, _res, next) => {
-    checkSameOrigin(req.headers, [req.headers.host, forwardedHost(req)]);
+    const hosts = [req.headers.host, forwardedHost(req)];
+    checkSameOrigin(req.headers, [...requestOrigins(req.protocol, hosts), ...config.allowedOrigins]);
     if (config.readOnly) throw new AdminHttpError(403, 'READ_ONLY', 'The lock dashboard is read-only: no actions are accepted.');
     next();
   };
 
-  /** JSON API actions take JSON or no body; a form content type (what a cross-site form can send) is refused. */
+  /**
+   * JSON API actions take a JSON object or no body at all. Any other Content-Type is refused even
+   * when the body is empty: text/plain, form-urlencoded and multipart are what a cross-site form (or
+   * a no-cors fetch) can send, so refusing them whatever the length keeps the API out of their reach
+   * (the Origin check stays, this is a second line). Whether there is a body is read from the framing
+   * headers, as HTTP defines it, so `Content-Type: application/json` on a bodiless DELETE (what fetch
+   * and many client wrappers send) is simply a request without a body.
+   */
   const apiBody: RequestHandler = (req, res, next) => {
-    if (req.headers['content-length'] === '0' || (!req.headers['content-type'] && !req.headers['transfer-encoding'])) {
+    const type = req.headers['content-type'];
+    if (type !== undefined && !isJsonMediaType(type)) {
+      throw new AdminHttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'Send a JSON body (Content-Type: application/json) or none.');
+    }
+    if (!hasBody(req)) {
       next();
       return;
     }
-    if (!req.is('application/json')) {
-      throw new AdminHttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'Send a JSON body (Content-Type: application/json) or none.');
+    if (type === undefined) {
+      throw new AdminHttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'A request body needs Content-Type: application/json.');
     }
-    jsonBody(req, res, next);
+    jsonBody(req, res, (error?: unknown) => {
+      if (error) {
+        next(error);
+        return;
+      }
+      // A host app's own parser may have read the body first (then ours leaves it alone): check either way.
+      const body: unknown = req.body;
+      if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body))) {
+        next(new AdminHttpError(400, 'INVALID_BODY', 'The JSON body must be a JSON object, e.g. {"fencingToken": 7, "reason": "…"}.'));
+        return;
+      }
+      next();
+    });
   };
 
   // ---- static files ---------------------------------------------------------------------------
@@ -312,7 +339,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
         mutex.counts(filter),
       ]);
       const { page, next } = takePage(rows, cursor, limit);
-      res.json({ locks: page.map(lockJson), nextCursor: next ? encodeCursor(next) : null, counts });
+      sendJson(res, 200, { locks: page.map(lockJson), nextCursor: next ? encodeCursor(next) : null, counts });
     }),
   );
 
@@ -324,7 +351,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
       const reason = parseReason(single(req.body, 'reason'));
       const operator = await resolveOperator(req);
       const events = await inputChecked(resolveMutex().releaseStale({ operator, reason }));
-      res.json({ released: events.length, events: events.map(eventJson) });
+      sendJson(res, 200, { released: events.length, events: events.map(eventJson) });
     }),
   );
 
@@ -344,7 +371,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
       if (req.method === 'GET' || req.method === 'HEAD') {
         const row = await resolveMutex().inspect(lockId);
         if (!row) throw lockNotFound(lockId);
-        res.json({ lock: lockJson(row) });
+        sendJson(res, 200, { lock: lockJson(row) });
         return;
       }
       if (req.method !== 'DELETE') {
@@ -367,7 +394,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
           { lockId, fencingToken, currentFencingToken: result.currentFencingToken },
         );
       }
-      res.json({ status: 'released', event: eventJson(result.event) });
+      sendJson(res, 200, { status: 'released', event: eventJson(result.event) });
     }),
   );
 
@@ -379,7 +406,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
       const rawLockId = single(q, 'lockId');
       const lockId = rawLockId === undefined ? null : parseLockId(rawLockId);
       const events = await resolveMutex().events({ limit, lockId });
-      res.json({ events: events.map(eventJson) });
+      sendJson(res, 200, { events: events.map(eventJson) });
     }),
   );
 
@@ -475,6 +502,18 @@ function textOrAbsent(value: unknown, name: string): string | undefined {
   throw new AdminHttpError(400, 'INVALID_PARAMETER', `"${name}" must be text.`);
 }
 
+/** `application/json`, with or without parameters (`; charset=utf-8`), in any letter case. */
+function isJsonMediaType(contentType: string): boolean {
+  return contentType.split(';', 1)[0]!.trim().toLowerCase() === 'application/json';
+}
+
+/** Whether the request has a body, by its framing headers (RFC 9112 §6.3): chunked, or a length above 0. */
+function hasBody(req: Request): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const length = req.headers['content-length'];
+  return length !== undefined && Number(length) !== 0;
+}
+
 function layoutData(base: string, title: string, refreshSeconds: number, refreshUrl: string) {
   return { title: `${title} · sequelize-db-mutex`, base, assets: assetUrls(base), refreshSeconds, refreshUrl };
 }
@@ -497,13 +536,22 @@ function sendHtml(res: Response, status: number, html: string): void {
   res.status(status).type('html').send(html);
 }
 
+/**
+ * JSON answers carry invisible characters as \u escapes (parsed back exactly), so ids read in curl's
+ * output or a browser tab cannot disguise themselves. Serialized here, not by res.json, which would
+ * also apply the host app's `json replacer` and `json spaces` settings.
+ */
+function sendJson(res: Response, status: number, body: object): void {
+  res.status(status).type('json').send(printableJson(body));
+}
+
 function wantsJson(req: Request): boolean {
   return req.path === '/api' || req.path.startsWith('/api/');
 }
 
 function sendError(req: Request, res: Response, error: AdminHttpError): void {
   if (wantsJson(req)) {
-    res.status(error.status).json({ error: { code: error.code, message: error.message, ...error.details } });
+    sendJson(res, error.status, { error: { code: error.code, message: error.message, ...error.details } });
     return;
   }
   const base = baseOf(req);

@@ -14,9 +14,10 @@ import type { DbMutex } from '../db-mutex';
 import type { EventRow } from '../dialects/types';
 import { validateHolder, validateLockId } from '../options';
 import { DatabaseUrlError, parseDatabaseUrl, sequelizeOptions, type ParsedDatabaseUrl } from './database-url';
+import { printable, printableJson } from '../printable';
 import { describeFailure, NothingDone, SetupError, UsageError } from './failure';
 import { COMMAND_HELP, COMMANDS, TOP_HELP, type CommandName } from './help';
-import { printable, renderTable } from './table';
+import { renderTable } from './table';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -284,7 +285,8 @@ function connectOptions(dialect: ParsedDatabaseUrl['dialect']): Record<string, u
 type Inputs = ReturnType<typeof validateInputs>;
 type Runner = (mutex: DbMutex, parsed: Parsed, inputs: Inputs, io: CliIo) => Promise<number>;
 
-const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+/** Invisible characters in ids, holders and reasons become \u escapes: visible, and parsed back exactly. */
+const json = (value: object) => `${printableJson(value, 2)}\n`;
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {

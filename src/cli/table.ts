@@ -1,19 +1,5 @@
 /** Plain-text tables for a terminal. Values come from the database, so they are made safe to print. */
-
-/**
- * Lock ids, holders and reasons are free text written by other programs: control characters and
- * bidirectional overrides in them could rewrite the operator's terminal or disguise one id as another.
- * They are shown as visible escapes instead (`\x1b`, `\u202e`); JSON output escapes them by itself.
- */
-// eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/gu;
-
-export function printable(text: string): string {
-  return text.replace(UNSAFE, (c) => {
-    const code = c.codePointAt(0)!;
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
-}
+import { printable } from '../printable';
 
 function width(text: string): number {
   let n = 0;

@@ -49,6 +49,35 @@ const junkJson = fc.oneof(
   fc.constantFrom('{', '{"reason":', 'null', '"text"', '[1,2]', '{"__proto__":{"x":1}}', `{"reason":"${'r'.repeat(20_000)}"}`),
 );
 
+/**
+ * Page cursors that decode (base64url of [ms, id, seen]) with times anywhere JavaScript allows, most of
+ * them outside what some database can store, and the bounds around what all of them can.
+ */
+const junkCursor = fc
+  .tuple(
+    fc.oneof(
+      fc.integer({ min: -8.64e15, max: 8.64e15 }),
+      fc.constantFrom(-210866803200001, -62167219200000, Date.UTC(1000, 0, 1) - 1, Date.UTC(1000, 0, 1), Date.UTC(9999, 11, 31, 23, 59, 59, 999), 253402300800000),
+      fc.double(),
+    ),
+    fc.oneof(fc.constantFrom('keep/a', 'a', ''), fc.string({ maxLength: 10 })),
+    fc.oneof(fc.constant([]), fc.array(fc.string(), { maxLength: 3 })),
+  )
+  .map((cursor) => Buffer.from(JSON.stringify(cursor)).toString('base64url'));
+/** What an API action may be sent with: JSON, none, and what a cross-site form or a no-cors fetch can send. */
+const apiContentType = fc.option(
+  fc.constantFrom(
+    'application/json',
+    'application/json; charset=latin1',
+    'text/plain',
+    'text/plain;charset=UTF-8',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=x',
+  ),
+  { nil: undefined },
+);
+const isJsonType = (type: string | undefined) => type !== undefined && /^application\/json\b/i.test(type);
+
 interface Junk {
   method: 'GET' | 'POST' | 'DELETE' | 'PUT' | 'PATCH';
   path: string;
@@ -62,15 +91,20 @@ const junkRequest: fc.Arbitrary<Junk> = fc.oneof(
   junkQuery.map((q) => ({ method: 'GET' as const, path: `/api/events?${q}` })),
   junkQuery.map((q) => ({ method: 'GET' as const, path: `/confirm-release?${q}` })),
   junkPath.map((p) => ({ method: 'GET' as const, path: `/api/locks/${p}` })),
-  fc.tuple(junkPath, junkQuery, fc.option(junkJson, { nil: undefined }), fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1')).map(
-    ([p, q, body, contentType]) => ({ method: 'DELETE' as const, path: `/api/locks/${p}?${q}`, body, contentType: body === undefined ? undefined : contentType }),
-  ),
+  junkCursor.map((after) => ({ method: 'GET' as const, path: `/?after=${after}` })),
+  junkCursor.map((after) => ({ method: 'GET' as const, path: `/api/locks?after=${after}` })),
+  fc.tuple(junkPath, junkQuery, fc.option(junkJson, { nil: undefined }), apiContentType).map(([p, q, body, contentType]) => ({
+    method: 'DELETE' as const,
+    path: `/api/locks/${p}?${q}`,
+    body,
+    contentType,
+  })),
   fc.tuple(fc.constantFrom('PUT' as const, 'PATCH' as const, 'POST' as const), junkPath).map(([method, p]) => ({ method, path: `/api/locks/${p}` })),
-  fc.tuple(fc.option(junkJson, { nil: undefined }), fc.constantFrom('application/json', 'text/plain')).map(([body, contentType]) => ({
+  fc.tuple(fc.option(junkJson, { nil: undefined }), apiContentType).map(([body, contentType]) => ({
     method: 'POST' as const,
     path: '/api/locks/release-stale',
     body,
-    contentType: body === undefined ? undefined : contentType,
+    contentType,
   })),
   junkQuery.map((q) => ({ method: 'POST' as const, path: '/release', body: q, contentType: 'application/x-www-form-urlencoded' })),
   junkQuery.map((q) => ({ method: 'POST' as const, path: '/release-stale', body: q, contentType: 'application/x-www-form-urlencoded' })),
@@ -133,6 +167,10 @@ describe('admin router fuzzing', () => {
           if (res.status >= 400 && res.status !== 431 && j.path.startsWith('/api/')) {
             expect(res.headers['content-type']).toMatch(/json/);
             expect(res.body).toMatchObject({ error: { code: expect.any(String), message: expect.any(String) } });
+          }
+          // A form or text content type never gets an API action through, with or without a body.
+          if (j.path.startsWith('/api/locks/') && (j.method === 'DELETE' || j.method === 'POST') && j.contentType !== undefined && !isJsonType(j.contentType)) {
+            expect({ request: j, refused: res.status >= 400 }).toEqual({ request: j, refused: true });
           }
           // A valid DELETE of a fixture lock is the one thing that may change the table.
           if (j.method === 'DELETE' && res.status === 200) {
