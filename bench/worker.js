@@ -27,7 +27,13 @@ async function setup(msg) {
   }
   const lib = require(path.join(__dirname, '..', 'dist'));
   const sequelize = dialect.makeSequelize(msg.url, { pool: { max: 2 } });
-  const mutex = lib.initDbMutex(sequelize, { setDefault: false, pollIntervalMs: variant.pollIntervalMs, listen: variant.listen !== false });
+  const mutex = lib.initDbMutex(sequelize, {
+    setDefault: false,
+    pollIntervalMs: variant.pollIntervalMs,
+    listen: variant.listen !== false,
+    // e.g. { preparedStatements: false, listenUrl } for a row through a transaction-mode PgBouncer
+    ...variant.mutexOptions,
+  });
   for (const name of variant.patches || []) {
     // Bench-only: an adopted lever undone, to measure what it is worth (see bench/dialects/<dialect>.js).
     if (!dialect.LEVERS_UNDONE[name].apply(mutex)) throw new Error(`lever ${name} cannot be undone on this build`);

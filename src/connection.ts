@@ -32,22 +32,39 @@ function retryPause(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
 }
 
+export interface StatementRunnerOptions {
+  /** Send statements as named (server-side, per connection) prepared statements. */
+  preparedStatements: boolean;
+  /** Called once, when a prepared-statement mismatch turned named statements off. */
+  onUnnamed?: (error: unknown) => void;
+}
+
 export class StatementRunner {
   private readonly cm: ConnectionManagerLike;
+  private named: boolean;
 
   constructor(
     private readonly sequelize: Sequelize,
     private readonly driver: DialectDriver,
     private readonly timeoutMs: number,
+    private readonly options: StatementRunnerOptions = { preparedStatements: true },
   ) {
     this.cm = (sequelize as unknown as { connectionManager: ConnectionManagerLike }).connectionManager;
+    this.named = options.preparedStatements;
+  }
+
+  /** Whether statements are (still) sent as named prepared statements. */
+  get preparedStatements(): boolean {
+    return this.named;
   }
 
   async run(statement: Statement): Promise<Rows> {
     for (let attempt = 1; ; attempt++) {
+      const named = this.named;
       try {
-        return await this.runOnce(statement);
+        return await this.runOnce(statement, named);
       } catch (error) {
+        if (this.mismatch(named, error)) continue;
         // A deadlock victim was rolled back as a whole, so running it again cannot apply it twice.
         if (attempt >= MAX_ATTEMPTS || !this.driver.isRetryable?.(error)) throw error;
         await retryPause(attempt);
@@ -55,12 +72,33 @@ export class StatementRunner {
     }
   }
 
-  private async runOnce(statement: Statement): Promise<Rows> {
+  /** The statement as the driver sends it (logs keep its name): unnamed (and not prepared server-side) once named statements are off. */
+  private shaped(statement: Statement, named: boolean): Statement {
+    return named || (statement.name === '' && statement.prepare !== true) ? statement : { ...statement, name: '', prepare: false };
+  }
+
+  /**
+   * A named statement that the server connection does not have, or has already: a pooler in
+   * transaction mode gave this client another server connection than the one the driver prepared it
+   * on. The error comes from Parse or Bind, before anything executed (and inside a transaction it
+   * aborted the whole transaction), so sending it again, unnamed, cannot apply it twice. Switches this
+   * runner to unnamed statements for good; true when the caller should retry.
+   */
+  private mismatch(sentNamed: boolean, error: unknown): boolean {
+    if (!sentNamed || !this.driver.isPreparedStatementMismatch?.(error)) return false;
+    if (this.named) {
+      this.named = false;
+      this.options.onUnnamed?.(error);
+    }
+    return true;
+  }
+
+  private async runOnce(statement: Statement, named: boolean): Promise<Rows> {
     const connection = await this.cm.getConnection({ type: 'write', useMaster: true });
     const started = performance.now();
     let broken = false;
     try {
-      return await this.driver.run(connection, statement, this.timeoutMs);
+      return await this.driver.run(connection, this.shaped(statement, named), this.timeoutMs);
     } catch (error) {
       broken = this.driver.isBroken(connection, error);
       throw error;
@@ -75,9 +113,11 @@ export class StatementRunner {
   async runInTransaction(statements: readonly Statement[], begin: Statement, commit: Statement, rollback: Statement): Promise<Rows[]> {
     if (statements.length === 1) return [await this.run(statements[0]!)];
     for (let attempt = 1; ; attempt++) {
+      const named = this.named;
       try {
-        return await this.runTransactionOnce(statements, begin, commit, rollback);
+        return await this.runTransactionOnce(statements, named, begin, commit, rollback);
       } catch (error) {
+        if (this.mismatch(named, error)) continue;
         // The whole transaction was rolled back (deadlock victim): it is safe to run it again.
         if (attempt >= MAX_ATTEMPTS || !this.driver.isRetryable?.(error)) throw error;
         await retryPause(attempt);
@@ -87,6 +127,7 @@ export class StatementRunner {
 
   private async runTransactionOnce(
     statements: readonly Statement[],
+    named: boolean,
     begin: Statement,
     commit: Statement,
     rollback: Statement,
@@ -99,7 +140,7 @@ export class StatementRunner {
       try {
         for (const s of statements) {
           const started = performance.now();
-          out.push(await this.driver.run(connection, s, this.timeoutMs));
+          out.push(await this.driver.run(connection, this.shaped(s, named), this.timeoutMs));
           this.log(s, performance.now() - started);
         }
         await this.driver.run(connection, commit, this.timeoutMs);

@@ -11,7 +11,7 @@ import { dialectFor } from './dialects';
 import type { CurrentHolder, Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, Statement } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
 import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
-import { ReleaseListener } from './listener';
+import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
 import { OrphanCleanup } from './orphan-cleanup';
 import {
   resolveAcquireOptions,
@@ -37,6 +37,22 @@ export interface DbMutexEvents {
   lost: [{ lockId: string; fencingToken: number; reason: DbMutexLostReason }];
   renewalFailed: [{ error: unknown; lockCount: number }];
   listenerError: [{ error: unknown }];
+  /**
+   * Said once per DbMutex and feature when it works in a reduced way: `preparedStatements` when a
+   * prepared-statement mismatch showed a transaction-mode pooler and statements went unnamed;
+   * `listen` when release notices fall back to polling (unnamed statements without `listenUrl`).
+   * Without a listener for this event, it becomes a process warning (`process.emitWarning`).
+   */
+  degraded: [DbMutexDegradedEvent];
+}
+
+export interface DbMutexDegradedEvent {
+  feature: 'preparedStatements' | 'listen';
+  /** Stable code, also the process warning's code. */
+  code: 'DB_MUTEX_UNNAMED_STATEMENTS' | 'DB_MUTEX_POLLING';
+  message: string;
+  /** The error that showed it, when an error did. */
+  cause?: unknown;
 }
 
 export interface ListOptions {
@@ -104,7 +120,9 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   readonly dialect: Dialect;
   private readonly sql: DialectStatements;
   private readonly runner: StatementRunner;
-  private readonly listener: ReleaseListener | null;
+  private listener: ReleaseListener | null;
+  private listenIdleTimer: NodeJS.Timeout | null = null;
+  private readonly degradedSaid = new Set<DbMutexDegradedEvent['feature']>();
   private readonly waiters = new WaitQueue();
   /** Leases being renewed (held), by owner token. */
   private readonly held = new Map<string, Lease>();
@@ -126,10 +144,13 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.options = resolveDbMutexOptions(options);
     this.models = defineModels(sequelize, this.options);
     this.sql = this.dialect.statements(this.options);
-    this.runner = new StatementRunner(sequelize, this.dialect.driver, this.options.statementTimeoutMs);
+    this.runner = new StatementRunner(sequelize, this.dialect.driver, this.options.statementTimeoutMs, {
+      preparedStatements: this.options.preparedStatements,
+      onUnnamed: (error) => this.onUnnamedStatements(error),
+    });
     this.listener =
       this.options.listen && this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
-        ? new ReleaseListener(this.runner, this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
+        ? new ReleaseListener(this.listenConnector(), this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
             onNotice: (notice) => this.onNotice(notice),
             onError: (error) => this.emit('listenerError', { error }),
             // Notices may have been missed while disconnected: let every waiter try again now.
@@ -169,11 +190,13 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private async acquireWaiting(lockId: string, opts: ResolvedAcquireOptions): Promise<DbMutexHeldLock> {
     const started = performance.now();
     const deadline = started + opts.waitMs;
-    if (this.listener) await this.listener.start();
     // Registered before the first attempt, so a release between a refused attempt and the wait
     // still wakes us (the waiter remembers a notice that arrives while it is not sleeping).
     const waiter = this.waiters.add(lockId);
     try {
+      // The first attempt comes after LISTEN is active, so a release cannot fall between the two
+      // unheard; a release while the listener reconnects later is caught by onReady's wake-up.
+      await this.listenerNeeded();
       for (;;) {
         if (opts.signal?.aborted) throw opts.signal.reason;
         if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs: performance.now() - started });
@@ -191,6 +214,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       }
     } finally {
       this.waiters.remove(waiter);
+      this.listenerMaybeIdle();
     }
   }
 
@@ -254,14 +278,14 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     );
     this.held.set(ownerToken, lease);
     this.unsettled.add(lease);
+    // In the background, so an operator's force-release reaches this holder at once.
+    void this.listenerNeeded();
     if (this.closed) {
       // close() ran while this statement was in flight: do not leave the row behind.
       lease.markLost('closed');
       await lease.settle().catch(() => undefined);
       throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
     }
-    // Start listening in the background so an operator's force-release reaches us at once.
-    if (this.listener && !this.listener.ready) void this.listener.start();
     if (lease.heartbeat) this.scheduleTick(lease.leaseSeconds! * 1000 / 3);
     this.emit('acquired', { lockId, fencingToken: row.fencingToken, holder: opts.holder, waitedMs });
     return lease;
@@ -293,6 +317,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   /** @internal */
   forget(lease: Lease): void {
     this.held.delete(lease.ownerToken);
+    this.listenerMaybeIdle();
   }
 
   /** @internal */
@@ -355,6 +380,96 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private async classify(leases: Lease[]): Promise<Set<string>> {
     const rows = await this.runner.run(this.sql.classify(leases.map((l) => l.lockId), leases.map((l) => l.ownerToken)));
     return this.sql.parseClassify(rows);
+  }
+
+  // ---- the LISTEN connection: open only while this process waits for or holds a lock ------------
+
+  private listenConnector(): ListenConnector {
+    const url = this.options.listenUrl;
+    if (url === null) {
+      return {
+        open: async () => (await this.runner.openDedicated()) as PgNotifyingClient,
+        close: (client) => this.runner.closeDedicated(client),
+      };
+    }
+    // The driver module Sequelize loaded for this instance (so `pg` resolves as the host app's does).
+    const lib = (this.sequelize as unknown as { connectionManager: { lib: { Client: new (config: object) => PgNotifyingClient & { connect(): Promise<void>; end(): Promise<void> } } } })
+      .connectionManager.lib;
+    return {
+      open: async () => {
+        const client = new lib.Client({ connectionString: url });
+        try {
+          await client.connect();
+        } catch (error) {
+          client.end().catch(() => undefined);
+          throw error;
+        }
+        return client;
+      },
+      close: (client) => (client as unknown as { end(): Promise<void> }).end(),
+    };
+  }
+
+  /**
+   * Through a transaction-mode pooler (named statements off), LISTEN on a pooled connection is
+   * accepted but registers on whichever server connection ran it, which is then handed to others:
+   * notices would be lost or delivered elsewhere. Without `listenUrl`, poll instead.
+   */
+  private get listenerUsable(): boolean {
+    return this.listener !== null && (this.runner.preparedStatements || this.options.listenUrl !== null);
+  }
+
+  /** This process waits for or holds a lock: the listener must be (or become) active. */
+  private async listenerNeeded(): Promise<void> {
+    if (!this.listener) return;
+    if (!this.listenerUsable) {
+      this.say({
+        feature: 'listen',
+        code: 'DB_MUTEX_POLLING',
+        message:
+          'db-mutex: statements go unnamed (transaction-mode pooler), where LISTEN cannot work: waiters poll ' +
+          `every ~${this.options.pollIntervalMs} ms and holders learn of a force-release at their next renewal. ` +
+          'Set listenUrl to a direct connection string for prompt notices, or listen: false to silence this.',
+      });
+      return;
+    }
+    if (this.listenIdleTimer) clearTimeout(this.listenIdleTimer);
+    this.listenIdleTimer = null;
+    await this.listener.start();
+  }
+
+  /** Nobody may need the listener any more: close it after `listenIdleMs` unless someone does by then. */
+  private listenerMaybeIdle(): void {
+    if (!this.listener || this.closed || this.waiters.size > 0 || this.held.size > 0 || this.listenIdleTimer) return;
+    this.listenIdleTimer = setTimeout(() => {
+      this.listenIdleTimer = null;
+      if (this.waiters.size === 0 && this.held.size === 0) void this.listener?.stop();
+    }, this.options.listenIdleMs);
+    this.listenIdleTimer.unref();
+  }
+
+  private onUnnamedStatements(error: unknown): void {
+    this.say({
+      feature: 'preparedStatements',
+      code: 'DB_MUTEX_UNNAMED_STATEMENTS',
+      message:
+        'db-mutex: a named prepared statement was missing on (or already on) the server connection, so a ' +
+        'transaction-mode pooler is in between; lock statements now go unnamed. Set preparedStatements: false ' +
+        '(and listenUrl) to say so up front.',
+      cause: error,
+    });
+    // LISTEN through that pooler is not to be trusted: stop it now unless it has its own URL.
+    if (this.listener && !this.listenerUsable) {
+      void this.listener.stop();
+      if (this.waiters.size > 0 || this.held.size > 0) void this.listenerNeeded();
+    }
+  }
+
+  private say(event: DbMutexDegradedEvent): void {
+    if (this.degradedSaid.has(event.feature)) return;
+    this.degradedSaid.add(event.feature);
+    if (this.listenerCount('degraded') > 0) this.emit('degraded', event);
+    else process.emitWarning(event.message, { code: event.code });
   }
 
   private onNotice(notice: ReleaseNotice): void {
@@ -493,6 +608,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.closed = true;
     if (this.tickTimer) clearTimeout(this.tickTimer);
     this.tickTimer = null;
+    if (this.listenIdleTimer) clearTimeout(this.listenIdleTimer);
+    this.listenIdleTimer = null;
     this.waiters.closeAll();
     // Lost leases whose sections still run are included: their rows may still be ours to delete.
     const leases = [...this.unsettled];

@@ -4,7 +4,15 @@
  */
 export { initDbMutex, getDefaultDbMutex } from './default-mutex';
 export { DbMutex } from './db-mutex';
-export type { DbMutexEvents, ListOptions, ForceReleaseOptions, ForceReleaseResult, AuditOptions, EventsOptions } from './db-mutex';
+export type {
+  DbMutexEvents,
+  DbMutexDegradedEvent,
+  ListOptions,
+  ForceReleaseOptions,
+  ForceReleaseResult,
+  AuditOptions,
+  EventsOptions,
+} from './db-mutex';
 export { withDbMutex, dbMutex } from './with-db-mutex';
 export type { WithDbMutexOptions, DbMutexWrapperOptions } from './with-db-mutex';
 export type { DbMutexHeldLock } from './lease';

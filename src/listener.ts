@@ -4,16 +4,25 @@
  * at once when their lock was force-released. If it drops, it reconnects with backoff; in the
  * meantime waiters fall back to polling and holders to the next renewal, so a missed notice only
  * costs latency, never safety.
+ *
+ * It is open only while someone needs it: the DbMutex calls `start()` when this process begins to
+ * wait for or hold a lock and `stop()` once nobody has for a while, so an idle process costs no
+ * connection beyond its pool. `stop()` is not final: `start()` opens a new connection. `close()` is.
  */
-import type { StatementRunner } from './connection';
 import type { ReleaseNotice } from './dialects/types';
 
-interface PgNotifyingClient {
+export interface PgNotifyingClient {
   query(text: string): Promise<unknown>;
   on(event: 'notification', cb: (msg: { channel: string; payload?: string }) => void): void;
   on(event: 'error' | 'end', cb: (err?: Error) => void): void;
   removeAllListeners(event?: string): void;
   connection?: { stream?: { unref?: () => void } };
+}
+
+/** Opens and closes the connection the listener uses (the pool's settings, or `listenUrl`). */
+export interface ListenConnector {
+  open(): Promise<PgNotifyingClient>;
+  close(client: PgNotifyingClient): Promise<void>;
 }
 
 export interface ListenerHooks {
@@ -26,12 +35,14 @@ export interface ListenerHooks {
 export class ReleaseListener {
   private client: PgNotifyingClient | null = null;
   private connecting: Promise<void> | null = null;
+  /** Whether a connection is wanted now (between start() and stop()). */
+  private wanted = false;
   private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private backoffMs = 100;
 
   constructor(
-    private readonly runner: StatementRunner,
+    private readonly connector: ListenConnector,
     private readonly channel: string,
     private readonly parse: (payload: string) => ReleaseNotice | null,
     private readonly hooks: ListenerHooks,
@@ -43,21 +54,28 @@ export class ReleaseListener {
 
   /** Starts listening if not already; resolves once LISTEN is active (or the attempt failed). */
   start(): Promise<void> {
-    if (this.closed || this.client) return Promise.resolve();
+    if (this.closed) return Promise.resolve();
+    this.wanted = true;
+    if (this.client) return Promise.resolve();
     this.connecting ??= this.connect().finally(() => {
       this.connecting = null;
     });
     return this.connecting;
   }
 
+  /** Closes the connection until the next start(). */
+  async stop(): Promise<void> {
+    this.wanted = false;
+    this.cancelRetry();
+    const client = this.client;
+    this.client = null;
+    if (client) await this.discard(client);
+  }
+
   private async connect(): Promise<void> {
     let client: PgNotifyingClient | null = null;
     try {
-      client = (await this.runner.openDedicated()) as PgNotifyingClient;
-      if (this.closed) {
-        await this.runner.closeDedicated(client);
-        return;
-      }
+      client = await this.connector.open();
       client.on('notification', (msg) => {
         if (msg.channel !== this.channel || !msg.payload) return;
         const notice = this.parse(msg.payload);
@@ -67,6 +85,11 @@ export class ReleaseListener {
       client.on('error', onDown);
       client.on('end', onDown);
       await client.query(`LISTEN "${this.channel}"`);
+      // stop() or close() ran while connecting: nobody wants this connection any more.
+      if (this.closed || !this.wanted) {
+        await this.discard(client);
+        return;
+      }
       // The listener alone must not keep the process alive: timers of waiters and holders do that.
       client.connection?.stream?.unref?.();
       this.client = client;
@@ -74,7 +97,7 @@ export class ReleaseListener {
       this.hooks.onReady();
     } catch (error) {
       this.hooks.onError(error);
-      if (client) await this.runner.closeDedicated(client).catch(() => undefined);
+      if (client) await this.discard(client);
       this.scheduleRetry();
     }
   }
@@ -84,32 +107,39 @@ export class ReleaseListener {
     this.client = null;
     client.removeAllListeners('notification');
     if (error) this.hooks.onError(error);
-    this.runner.closeDedicated(client).catch(() => undefined);
+    this.connector.close(client).catch(() => undefined);
     this.scheduleRetry();
   }
 
+  private async discard(client: PgNotifyingClient): Promise<void> {
+    client.removeAllListeners();
+    client.on('error', () => undefined);
+    await this.connector.close(client).catch(() => undefined);
+  }
+
   private scheduleRetry(): void {
-    if (this.closed || this.retryTimer) return;
+    if (this.closed || !this.wanted || this.retryTimer) return;
     const delay = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, 5000);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      void this.start();
+      if (this.wanted) void this.start();
     }, delay);
     this.retryTimer.unref();
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
+  private cancelRetry(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wanted = false;
+    this.cancelRetry();
     await this.connecting?.catch(() => undefined);
     const client = this.client;
     this.client = null;
-    if (client) {
-      client.removeAllListeners();
-      client.on('error', () => undefined);
-      await this.runner.closeDedicated(client).catch(() => undefined);
-    }
+    if (client) await this.discard(client);
   }
 }

@@ -39,6 +39,30 @@ export interface DbMutexOptions {
    * and to the next renewal. Default true; ignored on databases without notifications.
    */
   listen?: boolean;
+  /**
+   * Connection string of the LISTEN connection for release notices (PostgreSQL), when lock statements go
+   * through a pooler that cannot carry LISTEN (PgBouncer in transaction mode): point it at the database
+   * server itself (or a session-mode pooler). Default: the LISTEN connection uses the Sequelize
+   * instance's own connection settings. Ignored on databases without notifications.
+   * @example 'postgres://app:secret@db.internal:5432/app'
+   */
+  listenUrl?: string | null;
+  /**
+   * How long the LISTEN connection stays open after the last waiter and holder of this DbMutex are gone,
+   * in milliseconds. It is opened again by the next wait or acquisition, so an idle process holds no
+   * connection beyond its pool. Default 10000 (Sequelize's own pool idle time).
+   */
+  listenIdleMs?: number;
+  /**
+   * Send lock statements as named prepared statements (parsed and planned once per connection).
+   * `false` sends unnamed statements, which any pooler passes on: required behind PgBouncer in
+   * transaction mode (1.18 and earlier), where a named statement prepared on one server connection is
+   * missing on the next. It also means there is a transaction pooler in front of the database, so
+   * release notices then come through `listenUrl`, or by polling when none is given (said once
+   * through the `degraded` event). A "prepared statement does not exist / already exists" error
+   * switches a DbMutex to unnamed statements by itself. Default true. PostgreSQL and MariaDB.
+   */
+  preparedStatements?: boolean;
   /** Label stored with each lock, shown to operators. Default `<hostname>:<pid>`. */
   holder?: string;
   /** Table of the locks. Default `db_mutex_locks`. */
@@ -73,6 +97,9 @@ export interface ResolvedDbMutexOptions {
   readonly pollIntervalMs: number;
   readonly statementTimeoutMs: number;
   readonly listen: boolean;
+  readonly listenUrl: string | null;
+  readonly listenIdleMs: number;
+  readonly preparedStatements: boolean;
   readonly holder: string;
   readonly tableName: string;
   readonly eventsTableName: string;
@@ -90,6 +117,7 @@ export interface ResolvedAcquireOptions {
 
 export const DEFAULT_TTL_SECONDS = 1800;
 export const DEFAULT_LEASE_SECONDS = 60;
+export const DEFAULT_LISTEN_IDLE_MS = 10_000;
 
 /** Reads `DB_MUTEX_TTL_SECONDS` the way the original read its Django setting. */
 export function ttlFromEnv(env: NodeJS.ProcessEnv = process.env): number | null | undefined {
@@ -151,6 +179,21 @@ export function validateMs(value: unknown, parameter: string, { min }: { min: nu
 
 function validateBoolean(value: unknown, parameter: string): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`${parameter} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+function validateListenUrl(value: unknown): string | null {
+  if (value === null) return null;
+  if (typeof value !== 'string') throw new TypeError(`listenUrl must be a connection string or null, got ${describe(value)}`);
+  let scheme: string;
+  try {
+    scheme = new URL(value).protocol;
+  } catch {
+    throw new TypeError('listenUrl must be a valid connection string (postgres://user@host:port/database)');
+  }
+  if (scheme !== 'postgres:' && scheme !== 'postgresql:') {
+    throw new TypeError(`listenUrl must start with postgres:// or postgresql://, got ${scheme}//`);
+  }
   return value;
 }
 
@@ -280,6 +323,9 @@ export function resolveDbMutexOptions(options: DbMutexOptions = {}, where = 'ini
     pollIntervalMs: validateMs(orDefault(options.pollIntervalMs, 500), 'pollIntervalMs', { min: 1 }),
     statementTimeoutMs: validateMs(orDefault(options.statementTimeoutMs, 10_000), 'statementTimeoutMs', { min: 1 }),
     listen: validateBoolean(orDefault(options.listen, true), 'listen'),
+    listenUrl: validateListenUrl(orDefault(options.listenUrl, null)),
+    listenIdleMs: validateMs(orDefault(options.listenIdleMs, DEFAULT_LISTEN_IDLE_MS), 'listenIdleMs', { min: 0 }),
+    preparedStatements: validateBoolean(orDefault(options.preparedStatements, true), 'preparedStatements'),
     holder: validateHolder(orDefault(options.holder, defaultHolder())),
     tableName,
     eventsTableName: validateTableName(orDefault(options.eventsTableName, 'db_mutex_events'), 'eventsTableName'),

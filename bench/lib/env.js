@@ -171,11 +171,16 @@ async function openDialect(config, lib, dialectName, log) {
       newDatabase,
       sequelizeFor,
       mutexFor,
+      /** Runs `fn` in close(), before the scratch databases are dropped (e.g. stops a PgBouncer). */
+      onClose: (fn) => {
+        cleanups.push(fn);
+      },
       track: (client) => {
         cleanups.push(() => client.end());
         return client;
       },
     };
+    env.pgbouncer = require('./pgbouncer').pgbouncers(env);
     return { env, close };
   } catch (error) {
     await close();

@@ -99,6 +99,13 @@ function rowsFor(dialect) {
     ...(dialect.notifies === false
       ? []
       : [{ key: 'notify', kind: 'ours', label: 'ours: waitMs, LISTEN/NOTIFY wake-up (default; poll fallback 500 ms)', pollIntervalMs: 500 }]),
+    // Through the bench's own PgBouncer (same server), transaction mode with the README's settings.
+    ...(dialect.notifies === false
+      ? []
+      : [
+          { key: 'pgbouncer-transaction', kind: 'ours', label: 'ours: waitMs, through PgBouncer transaction mode (preparedStatements: false, listenUrl direct)', pollIntervalMs: 500, pooler: 'transaction' },
+          { key: 'pgbouncer-session', kind: 'ours', label: 'ours: waitMs, through PgBouncer session mode (default options)', pollIntervalMs: 500, pooler: 'session' },
+        ]),
     { key: 'poll-500', kind: 'ours', label: 'ours: polling only, pollIntervalMs 500 (listen: false)', pollIntervalMs: 500, listen: false },
     { key: 'poll-10', kind: 'ours', label: 'ours: polling only, pollIntervalMs 10 (listen: false)', pollIntervalMs: 10, listen: false },
     ...leverRows(dialect),
@@ -129,9 +136,16 @@ async function run(env) {
         return all(children, { type: 'go', untilNs: String(until), baseNs: String(base) }, 'done');
       };
       try {
+        let rowUrl = url;
+        let variant = row;
+        if (row.pooler) {
+          const { mutexOptionsFor } = require('../lib/pgbouncer');
+          rowUrl = (await env.pgbouncer(row.pooler))(url);
+          variant = { ...row, mutexOptions: mutexOptionsFor(row.pooler, url) };
+        }
         await all(
           children,
-          { type: 'setup', dialect: dialect.name, url, variant: row, lockId, sectionMs: config.sectionMs, thinkMs: config.thinkMs },
+          { type: 'setup', dialect: dialect.name, url: rowUrl, variant, lockId, sectionMs: config.sectionMs, thinkMs: config.thinkMs },
           'ready',
         );
         await go(Math.min(1000, durationMs)); // warm-up: connections, listener, prepared statements

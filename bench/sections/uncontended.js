@@ -39,6 +39,7 @@ function variantsFor(env) {
       cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex: leverMutex, heartbeat: true }),
     });
   }
+  variants.push(...poolerVariants(env));
   variants.push(refusedVariant('refused', 'ours: acquire() of a lock held by another owner (rejects with DB_MUTEX_HELD)', lib, mutex));
   for (const [name, leverMutex] of env.leverMutexes) {
     const lever = dialect.LEVERS_UNDONE[name];
@@ -74,6 +75,32 @@ function variantsFor(env) {
   // The dialect's raw rows run on the same table (made by mutex.sync()).
   variants.push(...dialect.uncontendedVariants({ url: env.url, sequelize, track: env.track }));
   return variants;
+}
+
+/**
+ * The default cycle through the bench's own PgBouncer, each in a database of its own: transaction mode
+ * with the README's settings (unnamed statements, LISTEN straight to the server), session mode as is.
+ */
+function poolerVariants(env) {
+  const { lib } = env;
+  const { mutexOptionsFor } = require('../lib/pgbouncer');
+  return ['transaction', 'session'].map((mode) => {
+    let mutex;
+    return {
+      key: `pgbouncer-${mode}`,
+      group: 'pooler',
+      label:
+        mode === 'transaction'
+          ? 'ours (heartbeat on) through PgBouncer 1.18, transaction mode (preparedStatements: false, listenUrl direct)'
+          : 'ours (heartbeat on) through PgBouncer 1.18, session mode (default options)',
+      setup: async () => {
+        const through = await env.pgbouncer(mode);
+        const directUrl = await env.newDatabase();
+        mutex = await env.mutexFor(env.sequelizeFor(through(directUrl)), mutexOptionsFor(mode, directUrl));
+      },
+      cycle: (lockId) => lib.withDbMutex(lockId, noop, { mutex, heartbeat: true }),
+    };
+  });
 }
 
 /**
@@ -231,7 +258,7 @@ async function run(env) {
   const floor = results.get('floor');
   const floorMedian = floor && !floor.skipped ? floor.wallUs.median : NaN;
   const floorMin = floor && !floor.skipped ? floor.wallUs.min : NaN;
-  const groupOrder = ['ours', 'baseline', 'reference', 'lever', 'decomposition'];
+  const groupOrder = ['ours', 'pooler', 'baseline', 'reference', 'lever', 'decomposition'];
   const rows = [];
   for (const group of groupOrder) {
     for (const entry of results.values()) {

@@ -34,7 +34,8 @@ const driver: DialectDriver = {
     const client = connection as PgClient;
     const result = await client.query({
       // Named statements are parsed and planned once per connection, then only bound and executed.
-      name: statement.name,
+      // An empty name is the unnamed statement (what a transaction-mode pooler can pass on).
+      name: statement.name || undefined,
       text: statement.text,
       values: statement.values as unknown[],
       query_timeout: timeoutMs,
@@ -51,6 +52,12 @@ const driver: DialectDriver = {
   isRetryable(error) {
     // deadlock_detected: the server rolled the victim statement back as a whole.
     return (error as { code?: unknown } | null)?.code === '40P01';
+  },
+  isPreparedStatementMismatch(error) {
+    // 26000 invalid_sql_statement_name (Bind found no such statement), 42P05 duplicate_prepared_statement
+    // (Parse found one): both before execution.
+    const code = (error as { code?: unknown } | null)?.code;
+    return code === '26000' || code === '42P05';
   },
 };
 

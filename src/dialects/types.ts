@@ -104,6 +104,12 @@ export interface DialectDriver {
    */
   isRetryable?(error: unknown): boolean;
   /**
+   * True if this error says a named prepared statement is missing on, or already exists on, the server
+   * connection (a transaction-mode pooler moved the client). Such an error is raised while parsing or
+   * binding, before the statement executed.
+   */
+  isPreparedStatementMismatch?(error: unknown): boolean;
+  /**
    * Sequelize hands every non-transaction caller the same connection (SQLite). A transaction then
    * needs a private connection, or other callers' statements would run inside it (and be rolled
    * back with it).

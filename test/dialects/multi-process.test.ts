@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt } from '../helpers/built';
-import { dialect, TestContext } from '../helpers/db';
+import { dialect, poolerMutexOptions, TestContext } from '../helpers/db';
 import { ChildGroup, FIXTURES_DIR, type Child } from '../safety/helpers/children';
 
 const CONTENDER = path.relative(FIXTURES_DIR, path.join(__dirname, 'fixtures', 'contender.js'));
@@ -32,7 +32,7 @@ afterAll(async () => {
 /** Starts `count` contenders, waits until all are ready, then releases them at once. */
 async function race(count: number, config: Record<string, unknown>): Promise<Child[]> {
   const children = Array.from({ length: count }, (_, i) =>
-    group.spawn(CONTENDER, { url: ctx.db.url, ...config }, { name: `contender-${i}` }),
+    group.spawn(CONTENDER, { url: ctx.db.url, mutexOptions: poolerMutexOptions(ctx.db), ...config }, { name: `contender-${i}` }),
   );
   await Promise.all(children.map((c) => c.waitForType('ready', 30_000)));
   for (const c of children) c.tell('go');

@@ -30,6 +30,24 @@ export function serverUrl(): string {
   return url;
 }
 
+/**
+ * The pooler DATABASE_URL goes through, if any (`.ci/run` sets it): `transaction` or `session` for a
+ * PgBouncer in that pool mode. DB_MUTEX_TEST_DIRECT_URL then names the PostgreSQL server behind it,
+ * for what a pooler cannot carry (admin SQL, raw clients, LISTEN).
+ */
+export const pooler: 'transaction' | 'session' | null = (() => {
+  const v = process.env.DB_MUTEX_TEST_POOLER;
+  if (!v) return null;
+  if (v !== 'transaction' && v !== 'session') throw new Error(`DB_MUTEX_TEST_POOLER must be "transaction" or "session", got ${v}`);
+  if (!process.env.DB_MUTEX_TEST_DIRECT_URL) throw new Error('DB_MUTEX_TEST_POOLER needs DB_MUTEX_TEST_DIRECT_URL (the server behind the pooler)');
+  return v;
+})();
+
+/** The database server itself, bypassing any pooler. */
+export function directServerUrl(): string {
+  return process.env.DB_MUTEX_TEST_DIRECT_URL || serverUrl();
+}
+
 /** The Sequelize dialect a database URL selects. */
 export function dialectOf(url: string): TestDialect {
   const scheme = url.slice(0, url.indexOf(':')).toLowerCase();
@@ -58,13 +76,16 @@ export function withDatabase(url: string, database: string): string {
 
 export interface TestDatabase {
   name: string;
+  /** Through the pooler when the run has one. */
   url: string;
+  /** The same database on the server itself (equal to `url` without a pooler). */
+  directUrl: string;
   dialect: TestDialect;
   drop(): Promise<void>;
 }
 
 async function pgAdmin<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: serverUrl() });
+  const client = new Client({ connectionString: directServerUrl() });
   await client.connect();
   try {
     return await fn(client);
@@ -95,21 +116,33 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     return {
       name,
       url: withDatabase(serverUrl(), name),
+      directUrl: withDatabase(directServerUrl(), name),
       dialect,
       drop: () => pgAdmin((c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)).then(() => undefined),
     };
   }
   if (isMariaDb) {
     await mariadbAdmin(`CREATE DATABASE \`${name}\``);
-    return { name, url: withDatabase(serverUrl(), name), dialect, drop: () => mariadbAdmin(`DROP DATABASE IF EXISTS \`${name}\``) };
+    const url = withDatabase(serverUrl(), name);
+    return { name, url, directUrl: url, dialect, drop: () => mariadbAdmin(`DROP DATABASE IF EXISTS \`${name}\``) };
   }
   const dir = mkdtempSync(join(tmpdir(), 'dbm-test-'));
+  const url = `sqlite:${join(dir, `${name}.sqlite`)}`;
   return {
     name,
-    url: `sqlite:${join(dir, `${name}.sqlite`)}`,
+    url,
+    directUrl: url,
     dialect,
     drop: async () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * What a DbMutex needs behind this run's pooler (none without one): in transaction mode unnamed
+ * statements and a LISTEN connection straight to the server, as the README's "Behind PgBouncer" says.
+ */
+export function poolerMutexOptions(db: Pick<TestDatabase, 'directUrl'>): DbMutexOptions {
+  return pooler === 'transaction' ? { preparedStatements: false, listenUrl: db.directUrl } : {};
 }
 
 export function makeSequelize(url: string, options: Options = {}): Sequelize {
@@ -283,16 +316,19 @@ export class TestContext {
 
   /** A DbMutex on its own Sequelize instance (own pool), with the schema synced. */
   async mutex(options: DbMutexOptions = {}, sequelizeOptions: Options = {}): Promise<DbMutex> {
-    const m = initDbMutex(this.sequelize(sequelizeOptions), { setDefault: false, ...options });
+    const m = initDbMutex(this.sequelize(sequelizeOptions), { setDefault: false, ...poolerMutexOptions(this.db), ...options });
     this.mutexes.push(m);
     await m.sync();
     return m;
   }
 
-  /** A raw pg client on the test database (a connection separate from every pool). PostgreSQL only. */
+  /**
+   * A raw pg client on the test database (a connection separate from every pool), straight to the
+   * server even when the run goes through a pooler (LISTEN, backend pids). PostgreSQL only.
+   */
   async client(): Promise<Client> {
     if (this.dialect !== 'postgres') throw new Error(`ctx.client() is PostgreSQL-only (this run uses ${this.dialect}); use ctx.exec()`);
-    const c = new Client({ connectionString: this.db.url });
+    const c = new Client({ connectionString: this.db.directUrl });
     await c.connect();
     this.clients.push(c);
     return c;
