@@ -419,6 +419,12 @@ function statements(names: SchemaNames): DialectStatements {
       );
     },
     parseEvents: parseEventRows,
+    fencingFloor(floor) {
+      // MariaDB's SETVAL never moves a sequence backwards (a smaller value is ignored), atomically
+      // with concurrent NEXTVALs. Tokens also exceed the kept row's own token, which a floor
+      // cannot lower either.
+      return [statement(`${prefix}_floor`, `SELECT SETVAL(${seq}, :floor) AS floor`, { floor })];
+    },
   };
 }
 
