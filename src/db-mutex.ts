@@ -575,9 +575,27 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     return this.sql.parseEvents(await this.runner.run(this.sql.events(limit, lockId)));
   }
 
-  private async releaseAudited(statements: Statement[]): Promise<EventRow[]> {
+  /**
+   * Operator action after a failover to a standby that may have missed the newest fencing tokens
+   * (asynchronous replication): makes every token handed out from now on greater than `floor`, for
+   * every lock id of this table. Pass the highest token the protected resources have seen (or any
+   * bound above it). Never lowers the token source, so a floor below the current tokens, or the same
+   * floor twice, changes nothing. Safe while acquisitions run; it holds them off for a moment.
+   */
+  async advanceFencingTokens(floor: number): Promise<void> {
+    if (typeof floor !== 'number' || !Number.isSafeInteger(floor) || floor < 0) {
+      throw new RangeError(`floor must be a non-negative safe integer, got ${typeof floor === 'number' ? floor : typeof floor}`);
+    }
+    await this.transaction(this.sql.fencingFloor(floor));
+  }
+
+  private transaction(statements: Statement[]) {
     const [begin, commit, rollback] = ['BEGIN', 'COMMIT', 'ROLLBACK'].map((text) => ({ name: '', text, values: [] }));
-    const results = await this.runner.runInTransaction(statements, begin!, commit!, rollback!);
+    return this.runner.runInTransaction(statements, begin!, commit!, rollback!);
+  }
+
+  private async releaseAudited(statements: Statement[]): Promise<EventRow[]> {
+    const results = await this.transaction(statements);
     const events = this.sql.parseReleased(results[results.length - 1] ?? []);
     // Holders in this very process learn it now, without waiting for a notice or a renewal.
     for (const event of events) {

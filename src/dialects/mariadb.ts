@@ -411,6 +411,14 @@ function statements(names: SchemaNames): DialectStatements {
       );
     },
     parseEvents: parseEventRows,
+    fencingFloor(floor) {
+      // MariaDB's SETVAL never moves a sequence backwards (a smaller value is ignored), atomically
+      // with concurrent NEXTVALs. Tokens also exceed the kept row's own token, which a floor
+      // cannot lower either.
+      // SETVAL takes no placeholders: the floor (a validated safe integer) goes in as a literal,
+      // unprepared, since each value is a different text.
+      return [{ name: `${prefix}_floor`, text: `SELECT SETVAL(${seq}, ${String(floor)}) AS floor`, values: [], prepare: false }];
+    },
   };
 }
 

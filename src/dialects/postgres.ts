@@ -272,6 +272,26 @@ function statements(names: SchemaNames): DialectStatements {
       };
     },
     parseEvents: parseEventRows,
+    fencingFloor(floor) {
+      return [
+        {
+          name: `${prefix}_floor_lock`,
+          // nextval() is not transactional, so a read-then-setval could move the sequence back
+          // below tokens that concurrent acquisitions drew in between. Every draw happens inside an
+          // acquire statement, which holds ROW EXCLUSIVE on the lock table until it commits: this
+          // lock waits for those in flight and holds off new ones (and other floors) until commit.
+          text: `LOCK TABLE ${t} IN SHARE ROW EXCLUSIVE MODE`,
+          values: [],
+        },
+        {
+          name: `${prefix}_floor`,
+          // The highest token handed out is last_value once is_called, last_value - 1 before.
+          text: `SELECT setval(${seq}, $1::bigint, true) AS floor FROM ${q(sequenceName(names))}
+            WHERE (CASE WHEN is_called THEN last_value ELSE last_value - 1 END) < $1::bigint`,
+          values: [floor],
+        },
+      ];
+    },
   };
 }
 

@@ -278,6 +278,16 @@ function statements(names: SchemaNames): DialectStatements {
       );
     },
     parseEvents: parseEventRows,
+    fencingFloor(floor) {
+      // The counter holds the highest token ever handed out (one writer at a time: SQLite).
+      return [
+        statement(
+          `${prefix}_floor`,
+          `INSERT INTO ${counter} (id, value) VALUES (1, :floor) ON CONFLICT (id) DO UPDATE SET value = max(value, excluded.value)`,
+          { floor },
+        ),
+      ];
+    },
   };
 }
 

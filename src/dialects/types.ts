@@ -180,4 +180,10 @@ export interface DialectStatements {
   parseReleased(rows: Rows): EventRow[];
   events(limit: number, lockId: string | null): Statement;
   parseEvents(rows: Rows): EventRow[];
+  /**
+   * Raises the source of fencing tokens so every token handed out afterwards is greater than
+   * `floor`; never lowers it. Run as one transaction (several statements where the database needs a
+   * lock first).
+   */
+  fencingFloor(floor: number): Statement[];
 }
