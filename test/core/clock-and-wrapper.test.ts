@@ -13,32 +13,73 @@ beforeAll(async () => {
   rival = await ctx.mutex();
 });
 afterAll(() => ctx.cleanup());
-afterEach(() => jest.restoreAllMocks());
+afterEach(() => {
+  jest.useRealTimers();
+  jest.restoreAllMocks();
+});
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** This machine's real time: performance.* is never faked below, Date is. */
+const realNowMs = () => performance.timeOrigin + performance.now();
+
+/**
+ * Sets this process's whole wall clock `offsetMs` off: `Date.now()` and `new Date()` alike (jest's fake
+ * Date, ticking along with real time). Timers, the monotonic clock and I/O stay real, so the database
+ * drivers work as usual; a lease's durations are measured on the monotonic clock by design.
+ */
+function skewProcessClock(offsetMs: number): void {
+  jest.useFakeTimers({
+    doNotFake: [
+      'hrtime',
+      'nextTick',
+      'performance',
+      'queueMicrotask',
+      'requestAnimationFrame',
+      'cancelAnimationFrame',
+      'requestIdleCallback',
+      'cancelIdleCallback',
+      'setImmediate',
+      'clearImmediate',
+      'setInterval',
+      'clearInterval',
+      'setTimeout',
+      'clearTimeout',
+    ],
+    advanceTimers: true,
+    now: realNowMs() + offsetMs,
+  });
+}
+
 describe('time comes from the database', () => {
-  it('decides expiry with the database clock even when the process clock is hours off', async () => {
-    const realNow = Date.now.bind(Date);
+  it('decides expiry with the database clock even when the process clock (Date.now and new Date) is hours off', async () => {
     const hours = 5 * 3600 * 1000;
-    jest.spyOn(Date, 'now').mockImplementation(() => realNow() + hours);
+    skewProcessClock(hours);
+    const dbNowBefore = await ctx.sql.dbNowMs();
+    // The fake is in force for both ways of reading the clock (else this test would prove nothing).
+    expect(Math.abs(Date.now() - dbNowBefore - hours)).toBeLessThan(60_000);
+    expect(Math.abs(new Date().getTime() - dbNowBefore - hours)).toBeLessThan(60_000);
     const lock = await mutex.acquire('skewed', { ttlSeconds: 2, heartbeat: false });
-    const dbNow = await ctx.sql.dbNowMs();
+    const dbNowAfter = await ctx.sql.dbNowMs();
     // acquiredAt is the database's instant, nowhere near the faked process clock.
-    expect(Math.abs(lock.acquiredAt.getTime() - dbNow)).toBeLessThan(5000);
+    expect(lock.acquiredAt.getTime()).toBeGreaterThanOrEqual(dbNowBefore);
+    expect(lock.acquiredAt.getTime()).toBeLessThanOrEqual(dbNowAfter);
     // TTL counts from acquisition, by the database.
     expect(lock.expiresAt!.getTime() - lock.acquiredAt.getTime()).toBe(2000);
     // A rival whose clock is 5 hours behind still sees the lock held.
-    jest.spyOn(Date, 'now').mockImplementation(() => realNow() - hours);
-    await expect(rival.acquire('skewed')).rejects.toBeInstanceOf(DbMutexError);
+    jest.setSystemTime(realNowMs() - hours);
+    expect(Math.abs(new Date().getTime() - (await ctx.sql.dbNowMs()) + hours)).toBeLessThan(60_000);
+    await expect(rival.acquire('skewed')).rejects.toMatchObject({ code: 'DB_MUTEX_HELD' });
     // Once the database says it expired, the rival takes it over. (The wait is measured on the
     // database clock: the row's expiry minus the database's now, both read in one statement.)
     const row = (await rival.inspect('skewed'))!;
+    expect(row.expiresAt!.getTime()).toBe(lock.expiresAt!.getTime());
     await sleep(Math.max(0, row.expiresAt!.getTime() - row.dbNow.getTime()) + 50);
     const taken = await rival.acquire('skewed');
     expect(taken.fencingToken).toBeGreaterThan(lock.fencingToken);
+    expect(taken.acquiredAt.getTime()).toBeGreaterThanOrEqual(lock.expiresAt!.getTime());
     await taken.release();
-    await expect(lock.release()).rejects.toMatchObject({ name: 'DbMutexTimeoutError' });
+    await expect(lock.release()).rejects.toMatchObject({ name: 'DbMutexTimeoutError', reason: 'expired' });
   });
 
   it('reads DB_MUTEX_TTL_SECONDS like the original setting: seconds, or "none" for never', () => {
@@ -93,15 +134,32 @@ describe('the wrapper form', () => {
     expect(seen).toEqual(['report:7', 'report:8']);
   });
 
-  it('works as a standard method decorator and keeps `this`', async () => {
+  it('works as a standard method decorator: the method runs holding the lock in the database, and keeps `this`', async () => {
+    const inside: { rows: { lock_id: string; holder: string }[]; rival: unknown; concurrent: unknown }[] = [];
     class Job {
       constructor(readonly name: string) {}
       @dbMutex('decorated', { mutex })
       async run(suffix: string): Promise<string> {
+        if (this.name === 'second') return 'the second call ran'; // must not happen: it is refused before
+        // While the method runs, the database has the lock as this DbMutex's, and nobody else gets it:
+        // neither another DbMutex nor a second call of the same decorated method.
+        inside.push({
+          rows: (await ctx.sql.lockRows('decorated')).map(({ lock_id, holder }) => ({ lock_id, holder })),
+          rival: await rival.acquire('decorated').catch((e: unknown) => e),
+          concurrent: await new Job('second').run('call').catch((e: unknown) => e),
+        });
         return `${this.name}-${suffix}`;
       }
     }
     await expect(new Job('nightly').run('ok')).resolves.toBe('nightly-ok');
+    expect(inside).toHaveLength(1);
+    expect(inside[0]!.rows).toEqual([{ lock_id: 'decorated', holder: mutex.options.holder }]);
+    expect(inside[0]!.rival).toBeInstanceOf(DbMutexError);
+    expect(inside[0]!.rival).toMatchObject({ code: 'DB_MUTEX_HELD', lockId: 'decorated' });
+    expect(inside[0]!.concurrent).toBeInstanceOf(DbMutexError);
+    expect(inside[0]!.concurrent).toMatchObject({ code: 'DB_MUTEX_HELD', lockId: 'decorated' });
+    // And released afterwards.
+    expect(await ctx.sql.lockRows('decorated')).toEqual([]);
   });
 
   it('suppresses acquisition errors when asked, without running, and reports them', async () => {

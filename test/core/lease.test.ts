@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import type { DbMutex, DbMutexHeldLock } from '../../src';
 import { DbMutexError, DbMutexLostError, DbMutexTimeoutError, withDbMutex } from '../../src';
-import { itIf, notifies, TestContext } from '../helpers/db';
+import { dialect, itIf, notifies, TestContext } from '../helpers/db';
+import { connectionTag, serverConnections } from '../helpers/server-connections';
 
 let ctx: TestContext;
 let mutex: DbMutex;
@@ -9,12 +10,50 @@ let rival: DbMutex;
 
 beforeAll(async () => {
   ctx = await TestContext.create();
-  mutex = await ctx.mutex({ holder: 'lease-test' });
+  mutex = await ctx.mutex({ holder: 'lease-test' }, connectionTag('lease-test', dialect));
   rival = await ctx.mutex({ holder: 'rival' });
 });
 afterAll(() => ctx.cleanup());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `probe` until it returns something other than null/false; fails after `withinMs`, which is a
+ * hang guard far beyond the expected time, not a claim about speed.
+ */
+async function until<T>(probe: () => Promise<T | null | false> | T | null | false, withinMs: number, what: string): Promise<T> {
+  const deadline = performance.now() + withinMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== null && value !== false) return value;
+    if (performance.now() > deadline) throw new Error(`${what}: not within ${withinMs} ms`);
+    await sleep(25);
+  }
+}
+
+/** Resolves once `m` has been refused `lockId` `times` times (a waiter that tried and now waits). */
+function refusals(m: DbMutex, lockId: string, times = 1): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = 0;
+    const onContended = (e: { lockId: string }) => {
+      if (e.lockId !== lockId || ++seen < times) return;
+      m.off('contended', onContended);
+      resolve();
+    };
+    m.on('contended', onContended);
+  });
+}
+
+/** A rival's attempt: refused (false) or, unexpectedly, granted (the lock, released at once); other errors throw. */
+async function rivalGets(lockId: string): Promise<boolean> {
+  try {
+    await (await rival.acquire(lockId)).release();
+    return true;
+  } catch (error) {
+    if (error instanceof DbMutexError && error.code === 'DB_MUTEX_HELD') return false;
+    throw error;
+  }
+}
 
 /** Sequelize `logging` that records the names of the lock statements (e.g. `dbm_db_mutex_locks_renew`). */
 function statementNames(into: string[]) {
@@ -38,39 +77,60 @@ function aborted(signal: AbortSignal, withinMs: number): Promise<unknown> {
 }
 
 describe('heartbeat lease', () => {
-  it('keeps the lock through a job three leases long and completes without error', async () => {
-    let rivalRefusals = 0;
+  it('keeps the lock through a job three leases long (by the database clock) and completes without error', async () => {
+    const leaseSeconds = 2;
+    let attempts = 0;
+    let granted = 0;
     const result = await withDbMutex('long-job', async (lock) => {
-      for (let i = 0; i < 6; i++) {
-        await sleep(500);
-        await rival.acquire('long-job').catch((e: unknown) => {
-          if (e instanceof DbMutexError) rivalRefusals++;
-        });
+      // Three leases measured on the database clock, so a slow machine makes the job longer, not shorter.
+      while ((await ctx.sql.dbNowMs()) < lock.acquiredAt.getTime() + 3 * leaseSeconds * 1000) {
+        await sleep(250);
+        attempts++;
+        if (await rivalGets('long-job')) granted++;
       }
       expect(lock.signal.aborted).toBe(false);
+      // Renewed through it all: the last heartbeat is more than two leases after the acquisition.
+      const row = (await rival.inspect('long-job'))!;
+      expect(row.fencingToken).toBe(lock.fencingToken);
+      expect(row.heartbeatAt.getTime()).toBeGreaterThan(lock.acquiredAt.getTime() + 2 * leaseSeconds * 1000);
       return 'finished';
-    }, { mutex, leaseSeconds: 1 });
+    }, { mutex, leaseSeconds });
     expect(result).toBe('finished');
-    expect(rivalRefusals).toBe(6);
+    expect(attempts).toBeGreaterThanOrEqual(3);
+    expect(granted).toBe(0);
   });
 
   it('stores the last heartbeat and the holder identity on the row', async () => {
     const lock = await mutex.acquire('identity', { leaseSeconds: 0.6 });
     const first = (await mutex.inspect('identity'))!;
-    await sleep(700);
-    const later = (await mutex.inspect('identity'))!;
-    expect(later.heartbeatAt.getTime()).toBeGreaterThan(first.heartbeatAt.getTime());
+    const later = await until(async () => {
+      const row = (await mutex.inspect('identity'))!;
+      return row.heartbeatAt.getTime() > first.heartbeatAt.getTime() ? row : null;
+    }, 20_000, 'no renewal stored on the row');
     expect(later).toMatchObject({ hostname: hostname(), pid: process.pid, holder: 'lease-test', leaseSeconds: 0.6, stale: false });
     await lock.release();
   });
 
-  it('aborts the signal within one renewal period when an operator deletes the row, and withDbMutex reports the reason', async () => {
+  it('aborts the signal at the first renewal after an operator deletes the row (within one renewal period), and withDbMutex reports the reason', async () => {
+    const names: string[] = [];
+    const watched = await ctx.mutex({ holder: 'lease-test' }, { logging: statementNames(names) });
+    let after: string[] = [];
+    let reason: unknown;
     const error = await withDbMutex('deleted', async (lock) => {
       await ctx.sql.deleteLock('deleted');
-      const reason = await aborted(lock.signal, 1500);
-      expect(reason).toBeInstanceOf(DbMutexLostError);
+      const mark = names.length;
+      // Nothing but a renewal can tell it (a DELETE behind the library's back sends no notice).
+      reason = await aborted(lock.signal, 30_000);
+      after = names.slice(mark);
       return 'stopped early';
-    }, { mutex, leaseSeconds: 1.5 }).catch((e: unknown) => e);
+    }, { mutex: watched, leaseSeconds: 1.5 }).catch((e: unknown) => e);
+    expect(reason).toBeInstanceOf(DbMutexLostError);
+    // Counted in renewal statements, not milliseconds: the abort came with the first renewal that ran
+    // after the deletion (one more may have been on its way when the row was deleted), followed by
+    // the read that tells "released by someone else" from "expired".
+    expect(renewals(after).length).toBeGreaterThanOrEqual(1);
+    expect(renewals(after).length).toBeLessThanOrEqual(2);
+    expect(after.slice(-2)).toEqual([expect.stringMatching(/_renew$/), expect.stringMatching(/_classify$/)]);
     expect(error).toBeInstanceOf(DbMutexTimeoutError);
     expect((error as DbMutexTimeoutError).reason).toBe('released-by-other');
     expect((error as DbMutexTimeoutError).result).toBe('stopped early');
@@ -78,7 +138,8 @@ describe('heartbeat lease', () => {
 
   itIf(notifies)('aborts the holder at once when another process force-releases it (release notice, not the next renewal)', async () => {
     const lock = await mutex.acquire('forced', { leaseSeconds: 60 });
-    await sleep(100); // the listener connects in the background after the first acquisition
+    // The listener connects in the background after an acquisition: wait until the server has it.
+    await until(async () => (await serverConnections(ctx, 'lease-test')).listening === 1, 20_000, 'no LISTEN connection of the holder');
     const outcome = await rival.forceRelease({ lockId: 'forced', fencingToken: lock.fencingToken, operator: 'ops', reason: 'stuck' });
     expect(outcome.status).toBe('released');
     // The next renewal is 20 s away, so only the notice can abort it this soon.
@@ -90,15 +151,16 @@ describe('heartbeat lease', () => {
     const lock = await mutex.acquire('forced-polled', { leaseSeconds: 1.5 });
     const outcome = await rival.forceRelease({ lockId: 'forced-polled', fencingToken: lock.fencingToken, operator: 'ops', reason: 'stuck' });
     expect(outcome.status).toBe('released');
-    // Renewals run every 0.5 s; the first one after the release finds the row gone.
-    const reason = (await aborted(lock.signal, 3000)) as DbMutexLostError;
+    // Renewals run every 0.5 s; the first one after the release finds the row gone. (The bound is a
+    // hang guard; the renewal count is checked by the operator-deletion test above.)
+    const reason = (await aborted(lock.signal, 30_000)) as DbMutexLostError;
     expect(reason.reason).toBe('released-by-other');
     await expect(lock.release()).rejects.toMatchObject({ reason: 'released-by-other' });
   });
 
   it('loses the lock at the TTL even while the heartbeat runs', async () => {
     const error = await withDbMutex('capped', async (lock) => {
-      const reason = (await aborted(lock.signal, 4000)) as DbMutexLostError;
+      const reason = (await aborted(lock.signal, 30_000)) as DbMutexLostError;
       expect(reason.reason).toBe('expired');
       return 'ran past the cap';
     }, { mutex, ttlSeconds: 1.5, leaseSeconds: 1 }).catch((e: unknown) => e);
@@ -119,22 +181,29 @@ describe('heartbeat lease', () => {
     await lock.release();
   });
 
-  it('renews 500 held locks with a constant number of statements per renewal period', async () => {
+  it('renews 500 held locks with one statement per renewal period', async () => {
     const names: string[] = [];
     const many = await ctx.mutex({}, { logging: statementNames(names) });
     const locks: DbMutexHeldLock[] = [];
     // A 3 s lease (renewed every second) leaves the 500 releases at the end time to run even on a
     // busy machine; with a shorter one, the last rows may expire while they wait their turn.
-    for (let i = 0; i < 500; i++) locks.push(await many.acquire(`batch-${i}`, { leaseSeconds: 3 }));
+    const leaseSeconds = 3;
+    for (let i = 0; i < 500; i++) locks.push(await many.acquire(`batch-${i}`, { leaseSeconds }));
+    const windowStart = await ctx.sql.dbNowMs();
     names.length = 0;
-    await sleep(3200); // about three renewal periods of 1 s
-    expect(renewals(names).length).toBeGreaterThanOrEqual(2);
-    expect(renewals(names).length).toBeLessThanOrEqual(4);
-    // Nothing but renewals: no per-lock statements, no follow-up reads.
+    await until(() => renewals(names).length >= 3, 60_000, 'three renewals');
+    const windowMs = (await ctx.sql.dbNowMs()) - windowStart;
+    // Renewals never come more often than one per period, whatever the number of locks (a slow
+    // machine only spaces them further apart): over the window, measured by the database clock...
+    expect(renewals(names).length).toBeLessThanOrEqual(Math.floor(windowMs / ((leaseSeconds * 1000) / 3)) + 1);
+    // ...and nothing but renewals: no per-lock statements, no follow-up reads.
     expect(names).toEqual(renewals(names));
     expect(locks.every((l) => l.isHeld())).toBe(true);
+    // One statement renewed them all: every row carries the same heartbeat instant, the database's
+    // now() of that statement, after the acquisitions.
     const rows = await many.list({ filter: 'batch-' });
     expect(rows).toHaveLength(500);
+    expect(new Set(rows.map((r) => r.heartbeatAt.getTime())).size).toBe(1);
     expect(rows.every((r) => r.heartbeatAt.getTime() > r.acquiredAt.getTime())).toBe(true);
     await Promise.all(locks.map((l) => l.release()));
   });
@@ -164,8 +233,9 @@ describe('waiting acquire', () => {
   itIf(notifies)('wakes a waiter through the release notice, long before its polling interval', async () => {
     const slowPoller = await ctx.mutex({ pollIntervalMs: 60_000 });
     const held = await mutex.acquire('notify-me');
+    const refused = refusals(slowPoller, 'notify-me');
     const waiting = slowPoller.acquire('notify-me', { waitMs: 50_000 });
-    await sleep(200);
+    await refused; // it tried, was refused, and now waits (its next poll is 30-90 s away)
     await held.release();
     const lock = await waiting; // would take ~30-90 s by polling alone; the test times out long before
     expect(lock.isHeld()).toBe(true);
@@ -175,8 +245,9 @@ describe('waiting acquire', () => {
   itIf(!notifies)('hands a released lock to a waiter of another DbMutex by jittered polling (no release notices here)', async () => {
     const poller = await ctx.mutex({ pollIntervalMs: 200 });
     const held = await mutex.acquire('poll-me');
+    const refused = refusals(poller, 'poll-me');
     const waiting = poller.acquire('poll-me', { waitMs: 20_000 });
-    await sleep(300);
+    await refused;
     await held.release();
     const lock = await waiting; // polls every 100-300 ms; the wait bound is far longer
     expect(lock.isHeld()).toBe(true);
@@ -193,33 +264,47 @@ describe('waiting acquire', () => {
     await held.release();
   });
 
-  it('does not hold a pooled connection per waiter: ten waiters share a pool of two', async () => {
-    // Listening connections exist only where releases notify (PostgreSQL's LISTEN).
-    const listening = async () =>
-      notifies
-        ? Number((await ctx.exec<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`))[0]!.n)
-        : 0;
-    const before = await listening();
-    const small = await ctx.mutex({ pollIntervalMs: 100 }, { pool: { max: 2, acquire: 5000 } });
+  it('does not hold a connection per waiter: ten waiters share a pool of two (counted by the database)', async () => {
+    const before = await serverConnections(ctx, 'pooled-waiters');
+    const small = await ctx.mutex({ pollIntervalMs: 100 }, { pool: { max: 2, acquire: 5000 }, ...connectionTag('pooled-waiters', dialect) });
+    // Held without a heartbeat, so the holder's pool stays quiet while the waiters are counted.
+    const held = await rival.acquire('pooled', { heartbeat: false });
+    const allRefused = refusals(small, 'pooled', 10);
     let done = 0;
-    await Promise.all(
+    const running = Promise.all(
       Array.from({ length: 10 }, () =>
         withDbMutex('pooled', async () => {
           await sleep(20);
           done++;
-        }, { mutex: small, waitMs: 20_000 }),
+        }, { mutex: small, waitMs: 60_000 }),
       ),
     );
+    await allRefused; // all ten are waiting now
+    const samples: { total: number; listening: number }[] = [];
+    for (let i = 0; i < 5; i++) {
+      const now = await serverConnections(ctx, 'pooled-waiters');
+      samples.push({ total: now.total - before.total, listening: now.listening - before.listening });
+      await sleep(100);
+    }
+    await held.release();
+    await running;
     expect(done).toBe(10);
-    // One listening connection for the DbMutex (where there is one at all), not one per waiter.
-    expect((await listening()) - before).toBe(notifies ? 1 : 0);
+    // At most the pool's two connections, plus, where releases notify (PostgreSQL), exactly one
+    // listening connection of this DbMutex while its waiters wait: never one per waiter.
+    expect(samples.some((sample) => sample.total >= 1)).toBe(true); // the count does see this DbMutex
+    for (const sample of samples) {
+      expect(sample.total).toBeLessThanOrEqual(2 + (notifies ? 1 : 0));
+      expect(sample.listening).toBe(notifies ? 1 : 0);
+    }
   });
 
   it('stops waiting when the caller\'s signal aborts', async () => {
     const held = await rival.acquire('cancelled');
     const controller = new AbortController();
+    const refused = refusals(mutex, 'cancelled');
     const waiting = mutex.acquire('cancelled', { waitMs: 30_000, signal: controller.signal });
-    setTimeout(() => controller.abort(new Error('user gave up')), 100);
+    await refused;
+    controller.abort(new Error('user gave up'));
     await expect(waiting).rejects.toThrow('user gave up');
     await held.release();
   });
@@ -275,11 +360,14 @@ describe('events and shutdown', () => {
 
   it('withDbMutex reports DbMutexTimeoutError with reason "closed" when close() ends its lock mid-section', async () => {
     const m = await ctx.mutex();
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
     const running = withDbMutex('closed-mid-section', async (lock) => {
-      await aborted(lock.signal, 5000);
+      entered();
+      await aborted(lock.signal, 30_000);
       return 'noticed';
     }, { mutex: m }).catch((e: unknown) => e);
-    await sleep(50);
+    await inside;
     await m.close();
     const error = (await running) as DbMutexTimeoutError;
     expect(error).toBeInstanceOf(DbMutexTimeoutError);
@@ -290,7 +378,7 @@ describe('events and shutdown', () => {
   it('close() also deletes the row of a lock that was already lost while its section still runs', async () => {
     const m = await ctx.mutex();
     const lock = await m.acquire('lost-then-closed', { ttlSeconds: 0.3, heartbeat: false });
-    await aborted(lock.signal, 3000); // expired by the TTL, nobody took it over: the row is still ours
+    await aborted(lock.signal, 30_000); // expired by the TTL, nobody took it over: the row is still ours
     expect(await rival.inspect('lost-then-closed')).not.toBeNull();
     await m.close();
     expect(await rival.inspect('lost-then-closed')).toBeNull();
@@ -301,8 +389,9 @@ describe('events and shutdown', () => {
     const m = await ctx.mutex();
     const lock = await m.acquire('closing');
     const held = await rival.acquire('closing-wait');
-    const waiting = m.acquire('closing-wait', { waitMs: 10_000 }).catch((e: unknown) => e);
-    await sleep(50);
+    const refused = refusals(m, 'closing-wait');
+    const waiting = m.acquire('closing-wait', { waitMs: 30_000 }).catch((e: unknown) => e);
+    await refused;
     await m.close();
     expect(lock.signal.aborted).toBe(true);
     expect(((await waiting) as DbMutexError).code).toBe('DB_MUTEX_CLOSED');
@@ -313,15 +402,37 @@ describe('events and shutdown', () => {
 });
 
 describe('listen: false', () => {
-  it('opens no LISTEN connection and still hands the lock over by polling', async () => {
+  it('still hands the lock over, by polling', async () => {
     const quiet = await ctx.mutex({ listen: false, pollIntervalMs: 50 });
     const held = await rival.acquire('no-listen');
-    const waiting = quiet.acquire('no-listen', { waitMs: 10_000 });
-    await sleep(100);
+    const refused = refusals(quiet, 'no-listen');
+    const waiting = quiet.acquire('no-listen', { waitMs: 30_000 });
+    await refused;
     await held.release();
     const lock = await waiting;
     expect(lock.isHeld()).toBe(true);
     await lock.release();
-    expect((quiet as unknown as { listener: unknown }).listener).toBeNull();
+  });
+
+  // Only PostgreSQL listens at all; on the others there is no LISTEN connection to leave out.
+  itIf(notifies)('opens no LISTEN connection while waiting or holding (counted by the server), where the default opens one', async () => {
+    const quiet = await ctx.mutex({ listen: false, pollIntervalMs: 50 }, connectionTag('no-listen', dialect));
+    const loud = await ctx.mutex({ pollIntervalMs: 50 }, connectionTag('listen', dialect));
+    const held = await rival.acquire('no-listen-2');
+    const refused = refusals(quiet, 'no-listen-2');
+    const waiting = quiet.acquire('no-listen-2', { waitMs: 30_000 });
+    await refused;
+    const whileWaiting = await serverConnections(ctx, 'no-listen');
+    // The same moment for a DbMutex with the default: holding a lock, it has its listener.
+    const loudLock = await loud.acquire('listening');
+    await until(async () => (await serverConnections(ctx, 'listen')).listening === 1, 20_000, 'the default DbMutex never listened');
+    await held.release();
+    const lock = await waiting;
+    const whileHolding = await serverConnections(ctx, 'no-listen');
+    expect(whileWaiting).toMatchObject({ listening: 0 });
+    expect(whileHolding).toMatchObject({ listening: 0 });
+    expect(whileWaiting.total).toBeGreaterThanOrEqual(1); // its pooled connection is seen: the count is real
+    await lock.release();
+    await loudLock.release();
   });
 });

@@ -47,6 +47,15 @@ async function lockTable(): Promise<string[]> {
   return (await ctx.sql.lockRows()).map((r) => r.lock_id).sort();
 }
 
+/** Audit entries with an id above `afterId`, oldest first. */
+async function eventsAfter(afterId: number): Promise<{ id: number; action: string; lock_id: string }[]> {
+  const rows = await ctx.exec<{ id: unknown; action: string; lock_id: string }>(
+    'SELECT id, action, lock_id FROM db_mutex_events WHERE id > ? ORDER BY id',
+    [afterId],
+  );
+  return rows.map((r) => ({ id: Number(r.id), action: String(r.action), lock_id: String(r.lock_id) }));
+}
+
 describe('CLI fuzzing', () => {
   beforeAll(async () => {
     await ensureBuilt();
@@ -60,8 +69,11 @@ describe('CLI fuzzing', () => {
     'ends every junk command line with status 0, 1 or 2, one line of error, no stack trace, and no unasked write',
     async () => {
       const codes: Record<number, number> = {};
+      const releasedBy: string[][] = [];
+      let lastEventId = 0;
       await fc.assert(
         fc.asyncProperty(argv, async (args) => {
+          const before = await lockTable();
           let out = '';
           let err = '';
           const code = await runCli(args, {
@@ -77,18 +89,51 @@ describe('CLI fuzzing', () => {
             // Errors are one line (the top-level help text printed for a missing command is the exception).
             expect({ args, lines: err.trimEnd().split('\n').length }).toEqual({ args, lines: 1 });
           }
+          // Every write is the one this command line asked for: a lock disappears only through a
+          // successful `release <that id>`, audited as a force-release of exactly that lock.
+          const after = await lockTable();
+          const events = await eventsAfter(lastEventId);
+          lastEventId = events.at(-1)?.id ?? lastEventId;
+          expect({ args, added: after.filter((id) => !before.includes(id)) }).toEqual({ args, added: [] });
+          const removed = before.filter((id) => !after.includes(id));
+          if (removed.length === 0) {
+            expect({ args, events }).toEqual({ args, events: [] });
+            return;
+          }
+          expect({ args, code, command: args[0], removed: removed.length, named: args.includes(removed[0]!) }).toEqual({
+            args,
+            code: 0,
+            command: 'release',
+            removed: 1,
+            named: true,
+          });
+          expect({ args, events: events.map((e) => [e.action, e.lock_id]) }).toEqual({ args, events: [['force-release', removed[0]]] });
+          expect({ args, reported: out.includes(removed[0]!) }).toEqual({ args, reported: true });
+          releasedBy.push(args);
         }),
-        { numRuns: scaled(120) },
+        {
+          numRuns: scaled(120),
+          // Besides the random lines: releases that must happen (so the check above sees writes, not
+          // only their absence), and commands next to them that must not write.
+          examples: [
+            [['release', 'keep/a']],
+            [['release', '--json', '--', '-dash']],
+            [['release', 'keep b', '--fencing-token', '999999']],
+            [['release-stale']],
+            [['purge-expired', '--json']],
+            [['events', '--lock', 'keep b']],
+          ],
+        },
       );
-      // Only force-releases of the fixture locks can have happened, each recorded in the audit trail.
-      const events = await ctx.exec<{ action: string; lock_id: string }>('SELECT action, lock_id FROM db_mutex_events');
-      for (const e of events) {
-        expect(e.action).toBe('force-release');
-        expect(FIXTURE_IDS).toContain(e.lock_id);
-      }
+      // Overall: the audit trail holds exactly the releases the command lines above asked for.
+      const events = await eventsAfter(0);
+      expect(events.map((e) => [e.action, e.lock_id])).toEqual(releasedBy.map(() => ['force-release', expect.any(String)]));
       const released = new Set(events.map((e) => e.lock_id));
       expect(await lockTable()).toEqual(FIXTURE_IDS.filter((id) => !released.has(id)).sort());
-      note(`CLI (in-process runCli): exit statuses ${JSON.stringify(codes)}, ${released.size} fixture locks released on request, no stack trace`);
+      note(
+        `CLI (in-process runCli): exit statuses ${JSON.stringify(codes)}, ${released.size} fixture locks released, each by its own ` +
+          `release command (${releasedBy.map((a) => JSON.stringify(a)).join(', ') || 'none'}), no stack trace`,
+      );
     },
     timeoutMs(120_000),
   );

@@ -7,6 +7,7 @@
  */
 import fc from 'fast-check';
 import { DbMutexError, DbMutexTimeoutError, type DbMutex, type DbMutexHeldLock, type DbMutexLostReason } from '../../src';
+import type { Lease } from '../../src/lease';
 import { TestContext } from '../helpers/db';
 import { note } from './helpers/report';
 import { scaled, timeoutMs } from './helpers/soak';
@@ -25,6 +26,8 @@ interface ModelRow {
 
 interface ModelHandle {
   lockId: string;
+  /** Index of the DbMutex (holder) that acquired it. */
+  holder: number;
   fencingToken: number;
   /** held: not released and no loss reported yet; lost: a call reported the loss; released: release() ran. */
   state: 'held' | 'lost' | 'released';
@@ -36,6 +39,17 @@ interface ModelHandle {
    * recorded the loss as `expired`, even if the row is taken over later.
    */
   expiredWhileCurrent: boolean;
+  /** An operator force-released its row while it was this acquisition's. */
+  forceReleased: boolean;
+}
+
+/**
+ * Nothing has taken this acquisition's right to the lock away: its row never expired and no operator
+ * released it while it was its own. Such a handle may rightly believe it holds the lock (a revoked one
+ * may still believe it until it finds out; that is what fencing tokens are for).
+ */
+function unrevoked(h: ModelHandle): boolean {
+  return !h.expiredWhileCurrent && !h.forceReleased;
 }
 
 class LockModel {
@@ -96,6 +110,8 @@ class Acquire implements Cmd {
       r.holders[this.holder]!.acquire(this.lockId, { heartbeat: this.heartbeat, ttlSeconds: this.ttlSeconds, leaseSeconds: 30 }),
     );
     if (!free) {
+      // An unexpected success is still a lock to clean up, whatever the verdict.
+      if (result.ok) strays.push(result.value as DbMutexHeldLock);
       expect(result.ok).toBe(false);
       expect((result as { error: unknown }).error).toBeInstanceOf(DbMutexError);
       expect(((result as { error: DbMutexError }).error).code).toBe('DB_MUTEX_HELD');
@@ -106,7 +122,15 @@ class Acquire implements Cmd {
     // Fencing tokens only ever grow, across release, expiry, takeover and force-release.
     expect(lock.fencingToken).toBeGreaterThan(m.lastToken.get(this.lockId) ?? 0);
     m.lastToken.set(this.lockId, lock.fencingToken);
-    m.handles.push({ lockId: this.lockId, fencingToken: lock.fencingToken, state: 'held', heartbeat: this.heartbeat, expiredWhileCurrent: false });
+    m.handles.push({
+      lockId: this.lockId,
+      holder: this.holder,
+      fencingToken: lock.fencingToken,
+      state: 'held',
+      heartbeat: this.heartbeat,
+      expiredWhileCurrent: false,
+      forceReleased: false,
+    });
     r.handles.push(lock);
     m.rows.set(this.lockId, { fencingToken: lock.fencingToken, handle: m.handles.length - 1, expired: false });
   }
@@ -200,6 +224,7 @@ class ForceRelease implements Cmd {
         status: 'released',
         event: { action: 'force-release', lockId: this.lockId, fencingToken: row.fencingToken, operator: 'model-operator' },
       });
+      m.handles[row.handle]!.forceReleased = true;
       m.rows.delete(this.lockId);
     }
   }
@@ -217,7 +242,10 @@ class PurgeExpired implements Cmd {
   toString = () => 'purgeExpired()';
 }
 
-/** After every step: the table is the model, and no two holders can both rightly believe they hold a lock. */
+/**
+ * After every step: the table is the model, the database's holder of each lock is the acquisition the
+ * model says should hold it, and no two handles can both rightly believe they hold a lock.
+ */
 async function compare(m: LockModel, r: Real): Promise<void> {
   const rows = await r.operator.list();
   const actual = Object.fromEntries(
@@ -228,20 +256,31 @@ async function compare(m: LockModel, r: Real): Promise<void> {
   );
   const expected = Object.fromEntries([...m.rows].map(([id, row]) => [id, { fencingToken: row.fencingToken, expired: row.expired }]));
   expect(actual).toEqual(expected);
+  const tableRows = await r.ctx.sql.lockRows(null, r.operator.options.tableName);
   for (const lockId of LOCK_IDS) {
     const row = m.rows.get(lockId);
-    const rightful = r.handles.filter(
-      (lock) => lock.lockId === lockId && lock.isHeld() && row !== undefined && !row.expired && lock.fencingToken === row.fencingToken,
-    );
-    expect(rightful.length).toBeLessThanOrEqual(1);
-    // The rightful holder is never told it lost the lock.
-    if (row && !row.expired) {
+    // Who should hold it (the model) and who does (the database): the same acquisition, named by its
+    // owner token (which no other acquisition has), and the same holder.
+    const dbRow = tableRows.find((t) => t.lock_id === lockId);
+    if (row) {
       const h = m.handles[row.handle]!;
-      if (h.state === 'held') {
-        expect(r.handles[row.handle]!.isHeld()).toBe(true);
-        expect(r.handles[row.handle]!.signal.aborted).toBe(false);
-      }
+      expect(dbRow).toEqual({
+        lock_id: lockId,
+        owner_token: (r.handles[row.handle] as Lease).ownerToken,
+        fencing_token: row.fencingToken,
+        holder: `model-holder-${h.holder}`,
+      });
+    } else {
+      expect(dbRow).toBeUndefined();
     }
+    // Mutual exclusion, counted over the handles themselves rather than over tokens: those that believe
+    // they hold the lock and whose right to it nothing has revoked. At most one, and exactly the
+    // model's current holder while its row is live (the rightful holder is never told it lost the lock).
+    const rightful = r.handles.flatMap((lock, i) => (lock.lockId === lockId && lock.isHeld() && unrevoked(m.handles[i]!) ? [i] : []));
+    expect(rightful.length).toBeLessThanOrEqual(1);
+    const shouldHold = row && !row.expired && m.handles[row.handle]!.state === 'held' ? [row.handle] : [];
+    expect({ lockId, rightful }).toEqual({ lockId, rightful: shouldHold });
+    for (const i of shouldHold) expect(r.handles[i]!.signal.aborted).toBe(false);
   }
 }
 
@@ -273,11 +312,13 @@ const commands = [
 let ctx: TestContext;
 let real: Omit<Real, 'handles'>;
 let previous: DbMutexHeldLock[] = [];
+/** Locks a failing step got unexpectedly (released with the next run's leftovers). */
+const strays: DbMutexHeldLock[] = [];
 
 
 async function freshRun(): Promise<{ model: LockModel; real: Real }> {
   // Leftovers of the previous run: settle them (errors expected) and empty the table.
-  await Promise.all(previous.map((lock) => lock.release().catch(() => undefined)));
+  await Promise.all([...previous, ...strays.splice(0)].map((lock) => lock.release().catch(() => undefined)));
   await ctx.exec(`DELETE FROM ${ctx.quote(real.operator.options.tableName)}`);
   const r: Real = { ...real, handles: [] };
   previous = r.handles;
