@@ -17,7 +17,7 @@
  * that touch are allowed by the detector, and every section lasts several milliseconds, so an overlap
  * still shows (and always shows as a lost update too).
  */
-import { Transaction, type Options, type Sequelize } from 'sequelize';
+import { QueryTypes, Transaction, type Options, type Sequelize } from 'sequelize';
 import { dialect, type TestContext, type TestDialect } from '../../helpers/db';
 import type { Section } from './contention';
 import { pause } from './watch';
@@ -248,7 +248,12 @@ function probes(ctx: TestContext) {
 async function holdInTransaction(ctx: TestContext, type: Transaction.TYPES | undefined, statement: string | null) {
   const s: Sequelize = ctx.sequelize({ pool: { max: 1 } });
   const t = await s.transaction(type ? { type } : {});
-  if (statement) await s.query(statement, { transaction: t });
+  try {
+    if (statement) await s.query(statement, { transaction: t, type: QueryTypes.SELECT });
+  } catch (error) {
+    await t.rollback();
+    throw error;
+  }
   return async () => {
     await t.commit();
   };
@@ -415,8 +420,18 @@ function mariadb(ctx: TestContext): SafetyDialect {
       return {
         mechanism: 'a BEFORE trigger waiting for a row lock the test holds',
         afterTokenDrawn: true,
+        // A statement waiting at the gate shows its trigger's locking read in the process list (its
+        // transaction does not always show as LOCK WAIT in INNODB_TRX: the read waits while the
+        // optimizer looks up the row); any other statement waiting for a row lock shows there.
         waitForWaiting: (n, signal) =>
-          pollUntil(() => one(`SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'`), n, signal),
+          pollUntil(
+            () =>
+              one(`SELECT COUNT(DISTINCT id) AS n FROM (
+                SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO LIKE 'SELECT id INTO ignored FROM safety_gate %'
+                UNION SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT') AS waiting`),
+            n,
+            signal,
+          ),
         open,
         stalls: () => readStalls(ctx, STALL_COLUMNS((c) => `CAST(${c} AS CHAR)`)),
       };
