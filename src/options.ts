@@ -240,6 +240,9 @@ export const DB_MUTEX_OPTION_KEYS = optionKeys<DbMutexOptions>({
   tableName: true,
   eventsTableName: true,
   setDefault: true,
+  listenUrl: true,
+  listenIdleMs: true,
+  preparedStatements: true,
 });
 
 /** Every key of AcquireOptions. */

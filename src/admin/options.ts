@@ -56,6 +56,7 @@ const ADMIN_ROUTER_OPTION_KEYS = optionKeys<DbMutexAdminRouterOptions>({
   pageSize: true,
   secret: true,
   onError: true,
+  allowedOrigins: true,
 });
 
 export const DEFAULT_PAGE_SIZE = 50;

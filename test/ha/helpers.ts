@@ -23,7 +23,7 @@ export function describeFailover(name: string, fn: () => void): void {
 export async function clusterContext(cluster: PgCluster, database: string): Promise<TestContext> {
   const url = await cluster.createDatabase(database);
   // The pair is disposed as a whole: nothing to drop per database.
-  return new TestContext({ name: database, url, dialect: 'postgres', drop: async () => undefined });
+  return new TestContext({ name: database, url, directUrl: url, dialect: 'postgres', drop: async () => undefined });
 }
 
 export function messagesOf(child: Child, type: string): ChildMessage[] {
