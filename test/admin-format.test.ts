@@ -2,7 +2,7 @@
  * The dashboard's pure pieces, without a database: human durations, page cursors (including the
  * millisecond-window workaround), input parsing and signed messages.
  */
-import { decodeCursor, encodeCursor, listWindow, rowHash, takePage } from '../src/admin/cursor';
+import { decodeCursor, EARLIEST_CURSOR_MS, encodeCursor, LATEST_CURSOR_MS, listWindow, rowHash, takePage } from '../src/admin/cursor';
 import { Signer, checkSameOrigin, requestOrigins } from '../src/admin/csrf';
 import { decodeFlash, encodeFlash } from '../src/admin/flash';
 import { formatDuration, lockView } from '../src/admin/format';
@@ -100,6 +100,15 @@ describe('page cursors', () => {
       'A'.repeat(9000),
     ];
     for (const raw of junk) expectHttpError(() => decodeCursor(raw), 400, 'INVALID_CURSOR');
+  });
+
+  it('refuses times outside years 1000 to 9999, the range every supported database can compare', () => {
+    const at = (ms: number) => encodeCursor({ acquiredMs: ms, lockId: 'a', seen: [] });
+    expect(decodeCursor(at(EARLIEST_CURSOR_MS))?.acquiredMs).toBe(Date.parse('1000-01-01T00:00:00.000Z'));
+    expect(decodeCursor(at(LATEST_CURSOR_MS))?.acquiredMs).toBe(Date.parse('9999-12-31T23:59:59.999Z'));
+    for (const ms of [EARLIEST_CURSOR_MS - 1, LATEST_CURSOR_MS + 1, -210866803200001, 8.64e15, -8.64e15]) {
+      expectHttpError(() => decodeCursor(at(ms)), 400, 'INVALID_CURSOR');
+    }
   });
 
   it('pages through locks that share one millisecond without repeating or skipping any', () => {

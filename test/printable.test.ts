@@ -92,13 +92,14 @@ describe('printableJson', () => {
     expect(printableJson('a\u200bb')).toBe('"a\\u200bb"');
   });
 
-  it('round-trips any JSON value exactly and prints only visible characters', () => {
+  it('parses back to what plain JSON gives for any value, and prints only visible characters', () => {
     const escaped = MUST_ESCAPE.map(([, char]) => char).filter((char) => char !== '\t' && char !== '\n');
     fc.assert(
       fc.property(fc.jsonValue(), fc.string({ unit: 'binary' }), (value, text) => {
         for (const v of [{ value }, { text }]) {
           const json = printableJson(v, 2);
-          expect(JSON.parse(json)).toEqual(v);
+          // Exactly what plain JSON gives (which writes -0 as 0, for one).
+          expect(JSON.parse(json)).toEqual(JSON.parse(JSON.stringify(v)));
           for (const char of escaped) expect(json.includes(char)).toBe(false);
         }
       }),

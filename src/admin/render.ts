@@ -42,7 +42,7 @@ export interface LayoutData {
  * reads (title, aria-label) take `printable(text)` through `<%= %>` instead; attributes a form posts
  * back keep the exact text through `<%= %>` alone.
  */
-export function showHtml(text: string | null | undefined): string {
+function showHtml(text: string | null | undefined): string {
   return printableParts(text ?? '')
     .map((part) => {
       const escaped = ejs.escapeXML(part.text);
