@@ -99,14 +99,14 @@ describePostgres('the demo (npm start) on an existing database (PostgreSQL)', ()
       }
     }
     // Competing for the same locks: a worker was refused a job while the other worker was running it.
-    const describe = (s: Section) => `${s.who} ${s.lockId} #${s.token} [${s.start}, ${s.end}]`;
+    const show = (s: Section) => `${s.who} ${s.lockId} #${s.token} [${s.start}, ${s.end}]`;
     const competed = refusals.filter(
       (r) => r.code === 'DB_MUTEX_HELD' && sections.some((s) => s.lockId === r.lockId && s.who !== r.who && s.start <= r.t && r.t <= s.end),
     );
     expect(competed.length).toBeGreaterThan(0);
     expect(refusals.filter((r) => r.code !== 'DB_MUTEX_HELD')).toEqual([]);
     // Two runs of the same job never overlapped in time, across every process of the demo.
-    expect(overlaps(sections).map(([a, b]) => `${describe(a)} overlaps ${describe(b)}`)).toEqual([]);
+    expect(overlaps(sections).map(([a, b]) => `${show(a)} overlaps ${show(b)}`)).toEqual([]);
     expect(sections.filter((s) => jobs.includes(s.lockId)).length).toBeGreaterThanOrEqual(4);
 
     // Each finished run of these jobs is logged by its own worker, on one line naming its outcome and token.
