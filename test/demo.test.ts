@@ -12,6 +12,7 @@ import { claimInstance, DemoAlreadyRunningError } from '../examples/demo/single-
 import { ensureBuilt, ROOT } from './helpers/built';
 import { dialect, TestContext } from './helpers/db';
 import { cleanEnv, descendants, DemoProcess, freePort, isRunning, killAll, waitUntil } from './helpers/demo-process';
+import { overlaps, readTrace, TRACER, type Section } from './helpers/demo-trace';
 
 const MAIN = path.join(ROOT, 'dist-examples', 'demo', 'main.js');
 const READY = /Ready\. Dashboard: (http:\/\/localhost:\d+\/admin\/locks)/;
@@ -31,13 +32,19 @@ describePostgres('the demo (npm start) on an existing database (PostgreSQL)', ()
   let port: number;
   let env: NodeJS.ProcessEnv;
   let workerPids: number[] = [];
+  let traceDir: string;
+  let traceFile: string;
 
   beforeAll(async () => {
     await ensureBuilt();
     await buildDemo();
     ctx = await TestContext.create();
     port = await freePort();
-    env = cleanEnv({ DATABASE_URL: ctx.db.url, PORT: String(port) });
+    // Every process of the demo records its critical sections (test/fixtures/demo/trace.js).
+    traceDir = mkdtempSync(path.join(tmpdir(), 'db-mutex-demo-trace-'));
+    traceFile = path.join(traceDir, 'sections.jsonl');
+    const nodeOptions = [process.env.NODE_OPTIONS, `--require ${JSON.stringify(TRACER)}`].filter(Boolean).join(' ');
+    env = cleanEnv({ DATABASE_URL: ctx.db.url, PORT: String(port), DEMO_TRACE_FILE: traceFile, NODE_OPTIONS: nodeOptions });
     demo = DemoProcess.start(process.execPath, [MAIN], { cwd: ROOT, env });
     await demo.waitFor(READY, 90_000);
     workerPids = descendants(demo.pid)
@@ -52,6 +59,7 @@ describePostgres('the demo (npm start) on an existing database (PostgreSQL)', ()
       await demo.exited;
     }
     await ctx?.cleanup();
+    if (traceDir) rmSync(traceDir, { recursive: true, force: true });
   });
 
   it('prints the dashboard URL on the port from PORT and says that only loopback clients are admitted', () => {
@@ -73,19 +81,49 @@ describePostgres('the demo (npm start) on an existing database (PostgreSQL)', ()
     for (const lockId of ['nightly-report', 'cache:warmup', 'search:reindex']) expect(html).toContain(lockId);
   });
 
-  it('runs the jobs in both workers, competing for the same locks, and logs each outcome on one line', async () => {
+  it('runs the jobs in both workers, competing for the same locks, never two runs of one job at once, and logs each outcome on one line', async () => {
     await demo.waitFor(/\[worker-[12]\] jobs\/nightly-report ran \(fencing \d+\)\n/, 30_000);
     await demo.waitFor(/\[worker-[12]\] jobs\/nightly-report skipped: locked/, 30_000);
     await demo.waitFor(/\[worker-[12]\] jobs\/import-legacy-feed started \(fencing \d+\)/, 30_000);
     // Every third billing run in a worker outlives its TTL: at the latest on the third run overall.
     await demo.waitFor(/\[worker-[12]\] jobs\/billing-sync lost its lock \(expired\) after [\d.]+ s \(fencing \d+\)/, 45_000);
-    const ran = [...demo.output.matchAll(/\[(worker-[12])\] jobs\/\S+ ran /g)].map((m) => m[1]);
-    expect(new Set(ran).size).toBeGreaterThanOrEqual(1);
-    expect(demo.output).toMatch(/\[worker-1\] /);
-    expect(demo.output).toMatch(/\[worker-2\] /);
-    // Two workers never ran the same job at the same time: each "ran" line has its own fencing token.
-    const tokens = [...demo.output.matchAll(/ ran \(fencing (\d+)\)/g)].map((m) => m[1]);
-    expect(new Set(tokens).size).toBe(tokens.length);
+
+    const { sections, refusals } = readTrace(traceFile);
+    const jobs = ['jobs/nightly-report', 'jobs/billing-sync'];
+    const workers = ['worker-1', 'worker-2'];
+    // Both workers took part in every job: each acquired it or was refused it at least once.
+    for (const lockId of jobs) {
+      for (const who of workers) {
+        const tried = sections.some((s) => s.who === who && s.lockId === lockId) || refusals.some((r) => r.who === who && r.lockId === lockId);
+        expect({ who, lockId, tried }).toEqual({ who, lockId, tried: true });
+      }
+    }
+    // Competing for the same locks: a worker was refused a job while the other worker was running it.
+    const show = (s: Section) => `${s.who} ${s.lockId} #${s.token} [${s.start}, ${s.end}]`;
+    const competed = refusals.filter(
+      (r) => r.code === 'DB_MUTEX_HELD' && sections.some((s) => s.lockId === r.lockId && s.who !== r.who && s.start <= r.t && r.t <= s.end),
+    );
+    expect(competed.length).toBeGreaterThan(0);
+    expect(refusals.filter((r) => r.code !== 'DB_MUTEX_HELD')).toEqual([]);
+    // Two runs of the same job never overlapped in time, across every process of the demo.
+    expect(overlaps(sections).map(([a, b]) => `${show(a)} overlaps ${show(b)}`)).toEqual([]);
+    expect(sections.filter((s) => jobs.includes(s.lockId)).length).toBeGreaterThanOrEqual(4);
+
+    // Each finished run of these jobs is logged by its own worker, on one line naming its outcome and token.
+    const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    for (const s of sections.filter((x) => jobs.includes(x.lockId) && x.end !== Infinity)) {
+      const line =
+        s.lostReason === null
+          ? `[${s.who}] ${s.lockId} ran (fencing ${s.token})\n`
+          : `[${s.who}] ${s.lockId} lost its lock (${s.lostReason}) after `;
+      const pattern = s.lostReason === null ? escape(line) : `${escape(line)}[\\d.]+ s \\(fencing ${s.token}\\)`;
+      await demo.waitFor(new RegExp(pattern), 15_000);
+    }
+    // And no worker claims a run the trace does not have.
+    for (const m of demo.output.matchAll(/\[(worker-[12])\] (jobs\/\S+) ran \(fencing (\d+)\)/g)) {
+      const [, who, lockId, token] = m;
+      expect(sections.filter((s) => s.who === who && s.lockId === lockId && s.token === Number(token))).toHaveLength(1);
+    }
   }, 120_000);
 
   it('lets only one of two simultaneous imports run; the other gets 409 Conflict naming the lock', async () => {
