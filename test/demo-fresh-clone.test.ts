@@ -65,8 +65,9 @@ async function copyWorktree(from: string, to: string): Promise<void> {
     // A committed node_modules symlink (a worktree's link to another checkout's modules) would make
     // npm ci empty the checkout it points to.
     if (lstatSync(path.join(repo, 'node_modules'), { throwIfNoEntry: false })?.isSymbolicLink()) rmSync(path.join(repo, 'node_modules'));
-    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: repo, env: cleanEnv(), timeout: 20 * MINUTE });
-  }, 25 * MINUTE);
+    // Generous: on a busy machine, compiling sqlite3 from source alone has taken over 15 minutes.
+    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: repo, env: cleanEnv(), timeout: 45 * MINUTE });
+  }, 50 * MINUTE);
 
   afterAll(async () => {
     if (!dir) return;
