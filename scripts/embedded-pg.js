@@ -168,16 +168,35 @@ function claimRelocatedFolder(plan) {
   );
 }
 
+/** Readable (and, for folders and programs, enterable/runnable) by everyone, whatever umask npm ran with. */
+function openToAll(target) {
+  const st = fs.lstatSync(target);
+  if (st.isSymbolicLink()) return;
+  if (st.isDirectory()) {
+    fs.chmodSync(target, st.mode | 0o555);
+    for (const entry of fs.readdirSync(target)) openToAll(path.join(target, entry));
+  } else {
+    fs.chmodSync(target, st.mode | 0o444 | ((st.mode & 0o100) !== 0 ? 0o111 : 0));
+  }
+}
+
 /**
  * The binaries, copied into the cluster folder when the server's user cannot run them where npm put them.
- * Copied again when the installed package changes; a copy in progress is never taken for a finished one.
+ * Copied again when the installed package changes (npm gives every file the same mtime, so the version
+ * and the server binary's size tell); a copy in progress is never taken for a finished one.
  */
 function stageBinaries(plan) {
   if (!plan.copyBinaries) return plan.binaries;
   const target = path.join(plan.dir, 'pg');
   const stamp = path.join(target, 'COPIED-FROM');
   const source = plan.binaries.home;
-  const signature = `${source}\n${fs.statSync(plan.binaries.postgres).mtimeMs}\n`;
+  let version = 'unknown';
+  try {
+    version = JSON.parse(fs.readFileSync(path.join(path.dirname(source), 'package.json'), 'utf8')).version;
+  } catch {
+    // Not an npm package layout: the path and the size still tell most changes apart.
+  }
+  const signature = `${source}\n${version}\n${fs.statSync(plan.binaries.postgres).size}\n`;
   let current = null;
   try {
     current = fs.readFileSync(stamp, 'utf8');
@@ -190,6 +209,7 @@ function stageBinaries(plan) {
     fs.rmSync(partial, { recursive: true, force: true });
     // verbatimSymlinks: the packages' lib/ symlinks are relative and must stay so in the copy.
     fs.cpSync(source, partial, { recursive: true, verbatimSymlinks: true });
+    openToAll(partial);
     fs.writeFileSync(path.join(partial, 'COPIED-FROM'), signature);
     fs.renameSync(partial, target);
   }

@@ -12,7 +12,7 @@
  * (tracked and untracked files, minus the git-ignored ones).
  */
 import { execFile, type ExecFileOptions } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers/built';
@@ -62,8 +62,12 @@ async function copyWorktree(from: string, to: string): Promise<void> {
     repo = path.join(dir, 'repo');
     if (FROM_WORKTREE) await copyWorktree(ROOT, repo);
     else await run('git', ['clone', '--quiet', ROOT, repo], { timeout: 5 * MINUTE });
-    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: repo, env: cleanEnv(), timeout: 20 * MINUTE });
-  }, 25 * MINUTE);
+    // A committed node_modules symlink (a worktree's link to another checkout's modules) would make
+    // npm ci empty the checkout it points to.
+    if (lstatSync(path.join(repo, 'node_modules'), { throwIfNoEntry: false })?.isSymbolicLink()) rmSync(path.join(repo, 'node_modules'));
+    // Generous: on a busy machine, compiling sqlite3 from source alone has taken over 15 minutes.
+    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: repo, env: cleanEnv(), timeout: 45 * MINUTE });
+  }, 50 * MINUTE);
 
   afterAll(async () => {
     if (!dir) return;

