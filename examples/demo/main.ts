@@ -14,9 +14,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { Sequelize } from 'sequelize';
 import { createDemoApp } from './app';
-import { externalDatabase, migrateAndSeed, startEmbeddedDatabase, type DemoDatabase } from './database';
+import { externalDatabase, migrateAndSeed, openSequelize, startEmbeddedDatabase, type DemoDatabase } from './database';
 import { errorMessage, logger } from './log';
 import { initDbMutex } from './package';
 import { DATA_DIR, INSTANCE_FILE, REPO_ROOT } from './paths';
@@ -142,7 +141,7 @@ async function main(): Promise<void> {
   checkpoint();
 
   // 4. The app, with its own pool and DbMutex (the dashboard's, and the import route's locks).
-  const sequelize = new Sequelize(database.url, { logging: false, pool: { max: 5 } });
+  const sequelize = openSequelize(database.url, { logging: false, pool: { max: 5 } });
   cleanups.push({ name: "the app's database pool", run: () => sequelize.close() });
   const mutex = initDbMutex(sequelize, { holder: 'demo-app', setDefault: false });
   cleanups.push({ name: "the app's DbMutex", run: () => mutex.close() });
