@@ -11,6 +11,7 @@ import { getDefaultDbMutex } from './default-mutex';
 import { DbMutexError } from './errors';
 import type { DbMutexHeldLock } from './lease';
 import {
+  ACQUIRE_OPTION_KEYS,
   optionKeys,
   rejectUnknownOptions,
   resolveAcquireOptions,
@@ -46,15 +47,10 @@ export interface DbMutexHandlerOptions<Req extends Request = Request, Res extend
 }
 
 /** A route's lock never joins a transaction, and its request cannot cancel waiting: no `signal`, no `transaction`. */
-const HANDLER_OPTION_KEYS = optionKeys<DbMutexHandlerOptions>({
-  ttlSeconds: true,
-  leaseSeconds: true,
-  heartbeat: true,
-  waitMs: true,
-  holder: true,
-  mutex: true,
-  onHeld: true,
-});
+const HANDLER_OPTION_KEYS = [
+  ...ACQUIRE_OPTION_KEYS.filter((key) => key !== 'signal' && key !== 'transaction'),
+  ...optionKeys<Omit<DbMutexHandlerOptions, keyof AcquireOptions>>({ mutex: true, onHeld: true }),
+];
 
 /**
  * Wraps an Express route handler so it runs under `lockId` (a string, or a function of the request):

@@ -3,7 +3,7 @@ import { getDefaultDbMutex } from './default-mutex';
 import type { DbMutex } from './db-mutex';
 import { DbMutexError } from './errors';
 import type { DbMutexHeldLock, Lease } from './lease';
-import { optionKeys, rejectUnknownOptions, validateOptionsObject, type AcquireOptions } from './options';
+import { ACQUIRE_OPTION_KEYS, optionKeys, rejectUnknownOptions, validateOptionsObject, type AcquireOptions } from './options';
 
 export interface WithDbMutexOptions extends AcquireOptions {
   /** Which DbMutex; default the one from `initDbMutex`. */
@@ -51,16 +51,7 @@ export async function withDbMutex<T>(
   return result as T;
 }
 
-const WITH_DB_MUTEX_OPTION_KEYS = optionKeys<WithDbMutexOptions>({
-  ttlSeconds: true,
-  leaseSeconds: true,
-  heartbeat: true,
-  waitMs: true,
-  holder: true,
-  signal: true,
-  transaction: true,
-  mutex: true,
-});
+const WITH_DB_MUTEX_OPTION_KEYS = [...ACQUIRE_OPTION_KEYS, ...optionKeys<Omit<WithDbMutexOptions, keyof AcquireOptions>>({ mutex: true })];
 
 export interface DbMutexWrapperOptions extends WithDbMutexOptions {
   /**
@@ -72,18 +63,10 @@ export interface DbMutexWrapperOptions extends WithDbMutexOptions {
   onSuppressed?: (error: DbMutexError, args: unknown[]) => void;
 }
 
-const WRAPPER_OPTION_KEYS = optionKeys<DbMutexWrapperOptions>({
-  ttlSeconds: true,
-  leaseSeconds: true,
-  heartbeat: true,
-  waitMs: true,
-  holder: true,
-  signal: true,
-  transaction: true,
-  mutex: true,
-  suppressAcquisitionErrors: true,
-  onSuppressed: true,
-});
+const WRAPPER_OPTION_KEYS = [
+  ...WITH_DB_MUTEX_OPTION_KEYS,
+  ...optionKeys<Omit<DbMutexWrapperOptions, keyof WithDbMutexOptions>>({ suppressAcquisitionErrors: true, onSuppressed: true }),
+];
 
 /**
  * Wrapper form: `dbMutex('nightly')(fn)` returns a function with fn's parameters that runs fn under

@@ -6,7 +6,9 @@
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { Sequelize, type Options } from 'sequelize';
 import type { Log } from './log';
+import { parseDatabaseUrl, redactUrl, sequelizeOptions } from './package';
 import { EMBEDDED_DIR, REPO_ROOT } from './paths';
 
 /** Where the embedded cluster lives (scripts/embedded-pg.js, `planEmbeddedPostgres`). */
@@ -61,12 +63,12 @@ const START_TIMEOUT_MS = 180_000;
 const STOP_TIMEOUT_MS = 30_000;
 
 export function describeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.username ? `${u.username}@` : ''}${u.host}${u.pathname}`;
-  } catch {
-    return '(DATABASE_URL is not a valid URL)';
-  }
+  return redactUrl(url);
+}
+
+/** A Sequelize instance for `url`, built from the parsed parts: Sequelize never sees (or prints) the URL. */
+export function openSequelize(url: string, options: Options): Sequelize {
+  return new Sequelize(sequelizeOptions(parseDatabaseUrl(url), options));
 }
 
 export function externalDatabase(url: string): DemoDatabase {

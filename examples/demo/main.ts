@@ -15,9 +15,16 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { Sequelize } from 'sequelize';
 import { createDemoApp } from './app';
-import { describeDemoCluster, externalDatabase, migrateAndSeed, planDemoCluster, startEmbeddedDatabase, type DemoDatabase } from './database';
+import {
+  describeDemoCluster,
+  externalDatabase,
+  migrateAndSeed,
+  openSequelize,
+  planDemoCluster,
+  startEmbeddedDatabase,
+  type DemoDatabase,
+} from './database';
 import { errorMessage, logger } from './log';
 import { initDbMutex } from './package';
 import { INSTANCE_FILE } from './paths';
@@ -143,7 +150,7 @@ async function main(): Promise<void> {
   checkpoint();
 
   // 4. The app, with its own pool and DbMutex (the dashboard's, and the import route's locks).
-  const sequelize = new Sequelize(database.url, { logging: false, pool: { max: 5 } });
+  const sequelize = openSequelize(database.url, { logging: false, pool: { max: 5 } });
   cleanups.push({ name: "the app's database pool", run: () => sequelize.close() });
   const mutex = initDbMutex(sequelize, { holder: 'demo-app', setDefault: false });
   cleanups.push({ name: "the app's DbMutex", run: () => mutex.close() });

@@ -4,6 +4,7 @@
  * npm installs) at run time, and takes the types from the sources so that type-checking needs no build.
  */
 import type * as SequelizeDbMutex from '../../src';
+import type * as DatabaseUrl from '../../src/cli/database-url';
 
 function load(): typeof SequelizeDbMutex {
   try {
@@ -15,6 +16,13 @@ function load(): typeof SequelizeDbMutex {
 }
 
 const pkg = load();
+
+/**
+ * DATABASE_URL is read by the same parser as the `db-mutex` CLI's, so the demo too hands Sequelize options
+ * instead of the URL (whose own parsing can print the password in a warning) and shows it without password.
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const { parseDatabaseUrl, sequelizeOptions, redactUrl } = require('../../dist/cli/database-url') as typeof DatabaseUrl;
 
 export const { initDbMutex, withDbMutex, dbMutexHandler, createDbMutexAdminRouter, DbMutexError, DbMutexTimeoutError } = pkg;
 export type { DbMutex, DbMutexHeldLock, LockRow } from '../../src';

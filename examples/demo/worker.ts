@@ -7,7 +7,7 @@
  * is gone: the IPC channel closes even if the supervisor was SIGKILLed, and its pid changes if the channel
  * was somehow kept, so a worker never outlives the demo.
  */
-import { Sequelize } from 'sequelize';
+import { openSequelize } from './database';
 import { createJobs, type DemoJob, type JobContext } from './jobs';
 import { errorMessage, logger } from './log';
 import { initDbMutex } from './package';
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
 
-  const sequelize = new Sequelize(url, { logging: false, pool: { max: 5 } });
+  const sequelize = openSequelize(url, { logging: false, pool: { max: 5 } });
   // The holder label is what the dashboard shows in its Holder column.
   const mutex = initDbMutex(sequelize, { holder: name, setDefault: false });
   mutex.on('renewalFailed', ({ error }) => log(`could not renew its leases: ${errorMessage(error)}`));

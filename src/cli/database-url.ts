@@ -97,7 +97,8 @@ export function parseDatabaseUrl(url: string): ParsedDatabaseUrl {
   if (hostPort.startsWith('[')) {
     const close = hostPort.indexOf(']');
     if (close < 0) throw new DatabaseUrlError('DATABASE_URL has an IPv6 host without its closing "]"');
-    host = hostPort.slice(1, close);
+    // A zone id is escaped in URLs (`[fe80::1%25eth0]`); the socket layer wants it plain.
+    host = decode(hostPort.slice(1, close), 'host');
     const after = hostPort.slice(close + 1);
     if (after !== '' && !after.startsWith(':')) throw new DatabaseUrlError('DATABASE_URL has text after the IPv6 host that is not ":port"');
     portText = after === '' ? undefined : after.slice(1);

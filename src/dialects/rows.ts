@@ -25,8 +25,8 @@ export function truthy(v: unknown): boolean {
 /** Columns: holder, expires_ms (the first row), as a refused acquire statement returns them. */
 export function parseHolderRow(rows: Rows): CurrentHolder | null {
   const r = rows[0];
-  if (!r || r.holder === null || r.holder === undefined) return null;
-  return { holder: String(r.holder), expiresAt: dateOrNull(r.expires_ms) };
+  if (!r || typeof r.holder !== 'string') return null;
+  return { holder: r.holder, expiresAt: dateOrNull(r.expires_ms) };
 }
 
 /**
