@@ -25,10 +25,11 @@ import { safetyDialect } from '../safety/helpers/dialect';
 import { note } from '../safety/helpers/report';
 import { clusterContext, describeFailover, messagesOf, waitUntil } from './helpers';
 
-/** Long enough to outlast the outage plus one renewal period, on a busy machine. */
-const LEASE_SECONDS = 24;
-/** The primary stays down this long before the standby is promoted: at least one renewal period. */
-const OUTAGE_MS = (LEASE_SECONDS * 1000) / 3;
+/**
+ * The primary stays down until every holder has seen a renewal fail (up to one renewal period, a
+ * third of the lease) and then for the promotion: the lease leaves a third for a slow machine.
+ */
+const LEASE_SECONDS = 30;
 const LOCK_IDS = ['ha/0', 'ha/1', 'ha/2'];
 
 let cluster: PgCluster;
@@ -88,7 +89,12 @@ describeFailover('failover to a synchronous standby while locks are held', () =>
     // The failover: primary gone at once, the standby promoted after a while, PgBouncer repointed.
     const down = performance.now();
     await cluster.stopPrimary();
-    await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
+    const failedBefore = [...holders.values()].map((w) => messagesOf(w, 'renewalFailed').length);
+    await waitUntil(
+      () => [...holders.values()].every((w, i) => messagesOf(w, 'renewalFailed').length > failedBefore[i]!),
+      LEASE_SECONDS * 1000,
+      'every holder to see a renewal fail while the primary is down',
+    );
     await cluster.promoteStandby();
     await cluster.repointToStandby();
     const outageMs = performance.now() - down;
@@ -131,7 +137,7 @@ describeFailover('failover to a synchronous standby while locks are held', () =>
 
     const reported = workers.flatMap((w) => messagesOf(w, 'section'));
     const findings = analyse(await safetyDialect(ctx).readSections(), await safetyDialect(ctx).readCounters());
-    const renewalFailures = [...holders.values()].map((w) => messagesOf(w, 'renewalFailed').length);
+    const renewalFailures = [...holders.values()].map((w, i) => messagesOf(w, 'renewalFailed').length - failedBefore[i]!);
     note(
       `synchronous failover: outage ${Math.round(outageMs)} ms (primary stopped -> standby promoted -> PgBouncer repointed), ` +
         `lease ${LEASE_SECONDS} s; heartbeats paused ${pausedMs.map((ms) => `${ms} ms`).join(', ')} (last renewal on the old primary -> ` +
