@@ -283,7 +283,10 @@ if (require.main === module) {
   const main = async () => {
     if (command === 'start') {
       const [poolMode, backendPort, port] = rest;
-      const b = await startPgBouncer({ poolMode, backendPort: Number(backendPort), port: port ? Number(port) : undefined });
+      // Pool sizes that never make the test suite queue: in session mode every client pins a server
+      // connection, as it would without the pooler; the server's max_connections is the real limit.
+      const settings = { max_client_conn: 2000, default_pool_size: 90 };
+      const b = await startPgBouncer({ poolMode, backendPort: Number(backendPort), port: port ? Number(port) : undefined, settings });
       process.stdout.write(`${b.dir}\n${b.port}\n`);
     } else if (command === 'stop' && rest[0]) {
       await stopDir(rest[0]);
