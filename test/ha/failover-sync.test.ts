@@ -15,15 +15,11 @@
  * - fencing tokens never go backwards: every token drawn after the failover is greater than every
  *   token drawn before it.
  */
-import type { DbMutex } from '../../src';
-import { ensureBuilt } from '../helpers/built';
-import type { TestContext } from '../helpers/db';
-import { PgCluster } from '../helpers/pg-cluster';
-import { ChildGroup, type Child } from '../safety/helpers/children';
+import type { Child } from '../safety/helpers/children';
 import { analyse, checkTokenOrder, summarise } from '../safety/helpers/contention';
 import { safetyDialect } from '../safety/helpers/dialect';
 import { note } from '../safety/helpers/report';
-import { clusterContext, describeFailover, messagesOf, waitUntil } from './helpers';
+import { describeFailover, messagesOf, useFailoverPair, waitUntil } from './helpers';
 
 /**
  * The primary stays down until every holder has seen a renewal fail (up to one renewal period, a
@@ -32,27 +28,15 @@ import { clusterContext, describeFailover, messagesOf, waitUntil } from './helpe
 const LEASE_SECONDS = 30;
 const LOCK_IDS = ['ha/0', 'ha/1', 'ha/2'];
 
-let cluster: PgCluster;
-let ctx: TestContext;
-let observer: DbMutex;
-const children = new ChildGroup();
-
 describeFailover('failover to a synchronous standby while locks are held', () => {
+  const pair = useFailoverPair({ synchronous: true }, 'failover_sync');
   beforeAll(async () => {
-    await ensureBuilt();
-    cluster = await PgCluster.start({ synchronous: true });
-    ctx = await clusterContext(cluster, 'failover_sync');
-    observer = await ctx.mutex();
-    await safetyDialect(ctx).createProbeTables(LOCK_IDS);
-    await ctx.exec('CREATE UNIQUE INDEX safety_log_once ON safety_log (lock_id, fencing_token)');
-  }, 180_000);
-  afterAll(async () => {
-    await children.dispose();
-    await ctx?.cleanup().catch(() => undefined);
-    await cluster?.dispose();
-  }, 120_000);
+    await safetyDialect(pair.ctx).createProbeTables(LOCK_IDS);
+    await pair.ctx.exec('CREATE UNIQUE INDEX safety_log_once ON safety_log (lock_id, fencing_token)');
+  });
 
   it('keeps every lock across the failover, never overlaps sections, hands locks to waiters and never rewinds fencing tokens', async () => {
+    const { cluster, ctx, observer, children } = pair;
     const workers = Array.from({ length: 6 }, (_, worker) =>
       children.spawn(
         'failover-worker.js',
