@@ -1,6 +1,6 @@
 /** Help texts of the `db-mutex` CLI (kept apart so the command code stays readable). */
 
-export const COMMANDS = ['list', 'release', 'release-stale', 'purge-expired', 'events'] as const;
+export const COMMANDS = ['list', 'release', 'release-stale', 'purge-expired', 'events', 'fence-floor'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const OPTIONS = `Options for every command:
@@ -27,6 +27,7 @@ Commands:
   release-stale   force-release every stale lock: expired or heartbeat overdue (audited)
   purge-expired   delete every expired lock (audited)
   events          the audit trail of releases and purges, newest first
+  fence-floor <n> after a failover: every later fencing token is greater than n
 
 ${OPTIONS}
   --version             print the version
@@ -117,5 +118,21 @@ ${OPTIONS}
 ${ENVIRONMENT}
 
 Exit status: 0 (also when the trail is empty); 2 on errors.
+`,
+  'fence-floor': `Usage: db-mutex fence-floor <n> [--json]
+
+After a failover to a standby that may have missed the newest fencing tokens (asynchronous
+replication), makes every fencing token handed out from now on greater than n, for every lock id of
+the table. Pass the highest token your protected resources have seen, or any bound above it. Never
+lowers the tokens: a smaller n, or the same n twice, changes nothing. Safe while apps acquire.
+Not recorded in the audit trail (it releases nothing).
+
+  --json                print {"status":"done","floor":n}
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+Exit status: 0 done (also when the tokens were already past n); 2 usage or database error.
 `,
 };

@@ -45,7 +45,11 @@ const COMMAND_OPTIONS: Readonly<Record<CommandName, Record<string, OptionSpec>>>
   'release-stale': AUDIT_OPTIONS,
   'purge-expired': AUDIT_OPTIONS,
   events: { lock: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  'fence-floor': { json: { type: 'boolean' } },
 };
+
+/** The one positional argument a command takes, by what its usage calls it. */
+const POSITIONAL: Partial<Record<CommandName, string>> = { release: 'the lock id', 'fence-floor': 'the floor <n>' };
 
 const DEFAULT_LIST_LIMIT = 1000;
 const DEFAULT_EVENTS_LIMIT = 50;
@@ -132,9 +136,9 @@ function parse(command: CommandName, args: string[]): Parsed {
       allowPositionals: true,
       strict: true,
     });
-    const expected = command === 'release' ? 1 : 0;
+    const expected = POSITIONAL[command] ? 1 : 0;
     if (values.help !== true) {
-      if (positionals.length < expected) throw new UsageError('missing the lock id');
+      if (positionals.length < expected) throw new UsageError(`missing ${POSITIONAL[command]}`);
       if (positionals.length > expected) {
         throw new UsageError(`unexpected argument "${positionals[expected]}"`);
       }
@@ -202,8 +206,14 @@ function validateInputs(parsed: Parsed, io: CliIo) {
   if (eventsLock !== undefined) wrap(() => validateLockId(eventsLock, '--lock'));
   const operator = wrap(() => validateHolder(stringOption(values, 'operator') ?? defaultOperator(io.env), '--operator'));
   if (operator.trim() === '') throw new UsageError('--operator must not be empty');
+  const floorArg = parsed.command === 'fence-floor' ? parsed.positionals[0]! : undefined;
+  const floor = floorArg === undefined ? undefined : /^[0-9]+$/.test(floorArg) ? Number(floorArg) : NaN;
+  if (floor !== undefined && !Number.isSafeInteger(floor)) {
+    throw new UsageError(`the floor must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, got "${printable(floorArg!)}"`);
+  }
   return {
     lockId,
+    floor,
     operator,
     fencingToken: positiveInteger(values, 'fencing-token', Number.MAX_SAFE_INTEGER),
     limit: positiveInteger(values, 'limit', parsed.command === 'events' ? MAX_EVENTS_LIMIT : MAX_LIST_LIMIT),
@@ -393,6 +403,13 @@ const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
       if (v.reason) lines.push(`    reason: ${printable(v.reason)}`);
     });
     io.stdout(`${lines.join('\n')}\n`);
+    return 0;
+  },
+
+  async 'fence-floor'(mutex, { values }, { floor }, io) {
+    await mutex.advanceFencingTokens(floor!);
+    if (values.json === true) io.stdout(json({ status: 'done', floor }));
+    else io.stdout(`Every fencing token handed out from now on is greater than ${floor}.\n`);
     return 0;
   },
 };

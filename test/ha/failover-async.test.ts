@@ -17,13 +17,9 @@
  * - `advanceFencingTokens(old maximum)` on the new primary puts the order back: later tokens exceed
  *   every token of the lost primary.
  */
-import type { DbMutex } from '../../src';
-import { ensureBuilt } from '../helpers/built';
-import type { TestContext } from '../helpers/db';
-import { PgCluster } from '../helpers/pg-cluster';
-import { ChildGroup, type Child, type ChildMessage } from '../safety/helpers/children';
+import type { Child, ChildMessage } from '../safety/helpers/children';
 import { note } from '../safety/helpers/report';
-import { clusterContext, describeFailover } from './helpers';
+import { describeFailover, useFailoverPair, type FailoverPair } from './helpers';
 
 const LEASE_SECONDS = 15;
 /**
@@ -32,15 +28,10 @@ const LEASE_SECONDS = 15;
  */
 const CHURN = 100;
 
-let cluster: PgCluster;
-let ctx: TestContext;
-let observer: DbMutex;
-const children = new ChildGroup();
-
-function worker(name: string, lockId: string): Child {
-  return children.spawn(
+function worker(pair: FailoverPair, name: string, lockId: string): Child {
+  return pair.children.spawn(
     'failover-worker.js',
-    { url: ctx.db.url, worker: 0, lockId, leaseSeconds: LEASE_SECONDS, once: true, probe: false },
+    { url: pair.ctx.db.url, worker: 0, lockId, leaseSeconds: LEASE_SECONDS, once: true, probe: false },
     { name },
   );
 }
@@ -50,21 +41,12 @@ async function entered(child: Child): Promise<ChildMessage> {
 }
 
 describeFailover('failover to an asynchronous standby that missed the newest commits', () => {
-  beforeAll(async () => {
-    await ensureBuilt();
-    cluster = await PgCluster.start({ synchronous: false });
-    ctx = await clusterContext(cluster, 'failover_async');
-    observer = await ctx.mutex();
-  }, 180_000);
-  afterAll(async () => {
-    await children.dispose();
-    await ctx?.cleanup().catch(() => undefined);
-    await cluster?.dispose();
-  }, 120_000);
+  const pair = useFailoverPair({ synchronous: false }, 'failover_async');
 
   it('loses what the standby never got, tells every holder whose row vanished, rewinds tokens, and a token floor restores their order', async () => {
+    const { cluster, observer } = pair;
     // Replicated: P1 holds lock A.
-    const p1 = worker('P1', 'async/a');
+    const p1 = worker(pair, 'P1', 'async/a');
     const a1 = (await entered(p1)).fencingToken as number;
     await cluster.waitForStandbyReplay();
     await cluster.detachStandby();
@@ -72,13 +54,13 @@ describeFailover('failover to an asynchronous standby that missed the newest com
     // From here on, only the old primary knows: P1 releases A, P2 takes it, tokens move on, P3 takes B.
     p1.tell('release');
     expect(await p1.waitForType('section', 30_000)).toMatchObject({ outcome: 'ok' });
-    const p2 = worker('P2', 'async/a');
+    const p2 = worker(pair, 'P2', 'async/a');
     const a2 = (await entered(p2)).fencingToken as number;
     for (let i = 0; i < CHURN; i++) await (await observer.acquire('async/churn')).release();
-    const p3 = worker('P3', 'async/b');
+    const p3 = worker(pair, 'P3', 'async/b');
     const b3 = (await entered(p3)).fencingToken as number;
     // P4 waits for B through the failover.
-    const p4 = worker('P4', 'async/b');
+    const p4 = worker(pair, 'P4', 'async/b');
     await p4.waitForType('contended', 60_000);
 
     const down = performance.now();

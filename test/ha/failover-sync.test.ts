@@ -15,43 +15,28 @@
  * - fencing tokens never go backwards: every token drawn after the failover is greater than every
  *   token drawn before it.
  */
-import type { DbMutex } from '../../src';
-import { ensureBuilt } from '../helpers/built';
-import type { TestContext } from '../helpers/db';
-import { PgCluster } from '../helpers/pg-cluster';
-import { ChildGroup, type Child } from '../safety/helpers/children';
+import type { Child } from '../safety/helpers/children';
 import { analyse, checkTokenOrder, summarise } from '../safety/helpers/contention';
 import { safetyDialect } from '../safety/helpers/dialect';
 import { note } from '../safety/helpers/report';
-import { clusterContext, describeFailover, messagesOf, waitUntil } from './helpers';
+import { describeFailover, messagesOf, useFailoverPair, waitUntil } from './helpers';
 
-/** Long enough to outlast the outage plus one renewal period, on a busy machine. */
-const LEASE_SECONDS = 24;
-/** The primary stays down this long before the standby is promoted: at least one renewal period. */
-const OUTAGE_MS = (LEASE_SECONDS * 1000) / 3;
+/**
+ * The primary stays down until every holder has seen a renewal fail (up to one renewal period, a
+ * third of the lease) and then for the promotion: the lease leaves a third for a slow machine.
+ */
+const LEASE_SECONDS = 30;
 const LOCK_IDS = ['ha/0', 'ha/1', 'ha/2'];
 
-let cluster: PgCluster;
-let ctx: TestContext;
-let observer: DbMutex;
-const children = new ChildGroup();
-
 describeFailover('failover to a synchronous standby while locks are held', () => {
+  const pair = useFailoverPair({ synchronous: true }, 'failover_sync');
   beforeAll(async () => {
-    await ensureBuilt();
-    cluster = await PgCluster.start({ synchronous: true });
-    ctx = await clusterContext(cluster, 'failover_sync');
-    observer = await ctx.mutex();
-    await safetyDialect(ctx).createProbeTables(LOCK_IDS);
-    await ctx.exec('CREATE UNIQUE INDEX safety_log_once ON safety_log (lock_id, fencing_token)');
-  }, 180_000);
-  afterAll(async () => {
-    await children.dispose();
-    await ctx?.cleanup().catch(() => undefined);
-    await cluster?.dispose();
-  }, 120_000);
+    await safetyDialect(pair.ctx).createProbeTables(LOCK_IDS);
+    await pair.ctx.exec('CREATE UNIQUE INDEX safety_log_once ON safety_log (lock_id, fencing_token)');
+  });
 
   it('keeps every lock across the failover, never overlaps sections, hands locks to waiters and never rewinds fencing tokens', async () => {
+    const { cluster, ctx, observer, children } = pair;
     const workers = Array.from({ length: 6 }, (_, worker) =>
       children.spawn(
         'failover-worker.js',
@@ -88,7 +73,12 @@ describeFailover('failover to a synchronous standby while locks are held', () =>
     // The failover: primary gone at once, the standby promoted after a while, PgBouncer repointed.
     const down = performance.now();
     await cluster.stopPrimary();
-    await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
+    const failedBefore = [...holders.values()].map((w) => messagesOf(w, 'renewalFailed').length);
+    await waitUntil(
+      () => [...holders.values()].every((w, i) => messagesOf(w, 'renewalFailed').length > failedBefore[i]!),
+      LEASE_SECONDS * 1000,
+      'every holder to see a renewal fail while the primary is down',
+    );
     await cluster.promoteStandby();
     await cluster.repointToStandby();
     const outageMs = performance.now() - down;
@@ -131,7 +121,7 @@ describeFailover('failover to a synchronous standby while locks are held', () =>
 
     const reported = workers.flatMap((w) => messagesOf(w, 'section'));
     const findings = analyse(await safetyDialect(ctx).readSections(), await safetyDialect(ctx).readCounters());
-    const renewalFailures = [...holders.values()].map((w) => messagesOf(w, 'renewalFailed').length);
+    const renewalFailures = [...holders.values()].map((w, i) => messagesOf(w, 'renewalFailed').length - failedBefore[i]!);
     note(
       `synchronous failover: outage ${Math.round(outageMs)} ms (primary stopped -> standby promoted -> PgBouncer repointed), ` +
         `lease ${LEASE_SECONDS} s; heartbeats paused ${pausedMs.map((ms) => `${ms} ms`).join(', ')} (last renewal on the old primary -> ` +
