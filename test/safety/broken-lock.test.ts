@@ -103,7 +103,7 @@ describe(`the same checks against deliberately broken runs on ${dialect}`, () =>
   it(
     'catches fencing tokens drawn before the lock was won (token order), though the sections never overlap',
     async () => {
-      const { violations } = await brokenRun('early-token', 4, scaled(10), 30_000);
+      const { violations } = await brokenRun('early-token', CONTENTION_WORKERS, scaled(10), 30_000);
       expect(Object.keys(violations)).toEqual(['tokenOrder']);
     },
     timeoutMs(90_000),
