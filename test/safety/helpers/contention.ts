@@ -85,19 +85,6 @@ export function analyse(sections: readonly Section[], counters: ReadonlyMap<stri
   };
 }
 
-/** A short, readable summary for assertion messages (the full lists can be thousands long). */
-export function summarise(findings: Findings): string {
-  return JSON.stringify({
-    sections: findings.sections,
-    overlaps: findings.overlaps.length,
-    firstOverlaps: findings.overlaps.slice(0, 3),
-    tokenOrderViolations: findings.tokenOrderViolations.length,
-    lostUpdates: findings.lostUpdates.slice(0, 5),
-  });
-}
-
-export type ContentionImpl = 'library' | 'broken' | 'early-token' | 'outlives-ttl' | 'under-reports';
-
 export interface ContentionOptions {
   url: string;
   workers: number;
