@@ -85,6 +85,8 @@ export function analyse(sections: readonly Section[], counters: ReadonlyMap<stri
   };
 }
 
+export type ContentionImpl = 'library' | 'broken' | 'early-token' | 'outlives-ttl' | 'under-reports';
+
 export interface ContentionOptions {
   url: string;
   workers: number;
