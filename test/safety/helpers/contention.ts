@@ -7,6 +7,7 @@
  * number of sections. The detector is tested against a deliberately broken lock (broken-lock.test.ts),
  * so a green contention test means something.
  */
+import { notifies } from '../../helpers/db';
 import type { ChildGroup } from './children';
 import type { SafetyDialect } from './dialect';
 
@@ -84,17 +85,6 @@ export function analyse(sections: readonly Section[], counters: ReadonlyMap<stri
   };
 }
 
-/** A short, readable summary for assertion messages (the full lists can be thousands long). */
-export function summarise(findings: Findings): string {
-  return JSON.stringify({
-    sections: findings.sections,
-    overlaps: findings.overlaps.length,
-    firstOverlaps: findings.overlaps.slice(0, 3),
-    tokenOrderViolations: findings.tokenOrderViolations.length,
-    lostUpdates: findings.lostUpdates.slice(0, 5),
-  });
-}
-
 export type ContentionImpl = 'library' | 'broken' | 'early-token' | 'outlives-ttl' | 'under-reports';
 
 export interface ContentionOptions {
@@ -114,9 +104,10 @@ export interface ContentionOptions {
   leaseSeconds?: number;
   sectionSleepMs?: number;
   /**
-   * How often a waiting worker polls where releases are not notified (MariaDB, SQLite). Default 25 ms:
-   * the library's 500 ms default would leave the lock idle most of the run and starve the probe of
-   * contention; on PostgreSQL releases wake waiters at once and this only matters as a fallback.
+   * How often a waiting worker polls. Default: 25 ms where releases are not notified (MariaDB,
+   * SQLite; the library's 500 ms default would leave the lock idle most of the run and starve the
+   * probe of contention), the library's 500 ms on PostgreSQL (releases wake waiters at once; polling
+   * is only the fallback).
    */
   pollIntervalMs?: number;
   /** Extra node arguments per worker index (e.g. a clock-offset preload). */
@@ -160,7 +151,7 @@ export async function runContention(db: SafetyDialect, children: ChildGroup, o: 
         impl: o.impl ?? 'library',
         leaseSeconds: o.leaseSeconds ?? 10,
         sectionSleepMs: o.sectionSleepMs ?? 2,
-        pollIntervalMs: o.pollIntervalMs ?? 25,
+        pollIntervalMs: o.pollIntervalMs ?? (notifies ? 500 : 25),
         // The SQL of this database (see helpers/dialect.ts): the fixture itself is dialect-free.
         sql: db.probeSql,
       },

@@ -104,6 +104,20 @@ const SECTION_COLUMNS = (asText: (c: string) => string) =>
   `SELECT lock_id, ${asText('fencing_token')} AS fencing_token, worker, ${asText('started_us')} AS started_us,
     ${asText('ended_us')} AS ended_us FROM safety_log ORDER BY id`;
 
+/** The section statements, which differ per dialect only in the clock and the cast to text. */
+function sectionSql(clockUs: string, asText: (c: string) => string) {
+  return {
+    readSections: SECTION_COLUMNS(asText),
+    probe: {
+      readCounter: `SELECT value, ${asText(clockUs)} AS now_us FROM safety_counter WHERE lock_id = :lockId`,
+      writeCounter: 'UPDATE safety_counter SET value = :value WHERE lock_id = :lockId',
+      logSection: `INSERT INTO safety_log (lock_id, fencing_token, worker, started_us, ended_us)
+        VALUES (:lockId, :fencingToken, :worker, :startedUs, ${clockUs})`,
+      brokenRelease: 'DELETE FROM broken_locks WHERE token = :token',
+    },
+  };
+}
+
 /** Database clock in integer microseconds since the epoch, per dialect (see the file comment). */
 const CLOCK_US = {
   postgres: '(extract(epoch from clock_timestamp()) * 1000000)::bigint',
@@ -117,6 +131,7 @@ const CLOCK_US = {
 // whose rows it drops (it picks its driver method from the statement's first words).
 const BROKEN_INSERT_NOTE = '/* broken lock: take */';
 
+const SECTIONS_POSTGRES = sectionSql(CLOCK_US.postgres, (c) => `${c}::text`);
 const POSTGRES_PROBES: ProbeText = {
   createProbeTables: [
     'CREATE TABLE IF NOT EXISTS safety_counter (lock_id text PRIMARY KEY, value integer NOT NULL)',
@@ -130,21 +145,18 @@ const POSTGRES_PROBES: ProbeText = {
     'CREATE SEQUENCE IF NOT EXISTS broken_fencing_seq',
   ],
   emptyBrokenLockTables: ['TRUNCATE broken_locks'],
-  readSections: SECTION_COLUMNS((c) => `${c}::text`),
+  ...SECTIONS_POSTGRES,
   probe: {
-    readCounter: `SELECT value, ${CLOCK_US.postgres}::text AS now_us FROM safety_counter WHERE lock_id = :lockId`,
-    writeCounter: 'UPDATE safety_counter SET value = :value WHERE lock_id = :lockId',
-    logSection: `INSERT INTO safety_log (lock_id, fencing_token, worker, started_us, ended_us)
-      VALUES (:lockId, :fencingToken, :worker, :startedUs, ${CLOCK_US.postgres})`,
+    ...SECTIONS_POSTGRES.probe,
     // Look first, insert after, with nothing (no unique key, no single statement) tying the two together.
     brokenCheck: 'SELECT count(*)::int AS n FROM broken_locks WHERE lock_id = :lockId',
     brokenInsert: `${BROKEN_INSERT_NOTE} INSERT INTO broken_locks (lock_id, token) VALUES (:lockId, nextval('broken_fencing_seq'))
       RETURNING token::text AS token`,
-    brokenRelease: 'DELETE FROM broken_locks WHERE token = :token',
     drawToken: "SELECT nextval('broken_fencing_seq')::text AS token",
   },
 };
 
+const SECTIONS_MARIADB = sectionSql(CLOCK_US.mariadb, (c) => `CAST(${c} AS CHAR)`);
 const MARIADB_PROBES: ProbeText = {
   createProbeTables: [
     'CREATE TABLE IF NOT EXISTS safety_counter (lock_id VARCHAR(255) PRIMARY KEY, value INT NOT NULL) ENGINE=InnoDB',
@@ -159,20 +171,17 @@ const MARIADB_PROBES: ProbeText = {
     'CREATE SEQUENCE IF NOT EXISTS broken_fencing_seq',
   ],
   emptyBrokenLockTables: ['TRUNCATE TABLE broken_locks'],
-  readSections: SECTION_COLUMNS((c) => `CAST(${c} AS CHAR)`),
+  ...SECTIONS_MARIADB,
   probe: {
-    readCounter: `SELECT value, CAST(${CLOCK_US.mariadb} AS CHAR) AS now_us FROM safety_counter WHERE lock_id = :lockId`,
-    writeCounter: 'UPDATE safety_counter SET value = :value WHERE lock_id = :lockId',
-    logSection: `INSERT INTO safety_log (lock_id, fencing_token, worker, started_us, ended_us)
-      VALUES (:lockId, :fencingToken, :worker, :startedUs, ${CLOCK_US.mariadb})`,
+    ...SECTIONS_MARIADB.probe,
     brokenCheck: 'SELECT CAST(COUNT(*) AS CHAR) AS n FROM broken_locks WHERE lock_id = :lockId',
     brokenInsert: `${BROKEN_INSERT_NOTE} INSERT INTO broken_locks (lock_id, token) VALUES (:lockId, NEXTVAL(broken_fencing_seq))
       RETURNING CAST(token AS CHAR) AS token`,
-    brokenRelease: 'DELETE FROM broken_locks WHERE token = :token',
     drawToken: 'SELECT CAST(NEXTVAL(broken_fencing_seq) AS CHAR) AS token',
   },
 };
 
+const SECTIONS_SQLITE = sectionSql(CLOCK_US.sqlite, (c) => `CAST(${c} AS TEXT)`);
 const SQLITE_PROBES: ProbeText = {
   createProbeTables: [
     'CREATE TABLE IF NOT EXISTS safety_counter (lock_id TEXT PRIMARY KEY, value INTEGER NOT NULL)',
@@ -187,15 +196,11 @@ const SQLITE_PROBES: ProbeText = {
     'CREATE TABLE IF NOT EXISTS broken_tokens (token INTEGER PRIMARY KEY AUTOINCREMENT)',
   ],
   emptyBrokenLockTables: ['DELETE FROM broken_locks'],
-  readSections: SECTION_COLUMNS((c) => `CAST(${c} AS TEXT)`),
+  ...SECTIONS_SQLITE,
   probe: {
-    readCounter: `SELECT value, CAST(${CLOCK_US.sqlite} AS TEXT) AS now_us FROM safety_counter WHERE lock_id = :lockId`,
-    writeCounter: 'UPDATE safety_counter SET value = :value WHERE lock_id = :lockId',
-    logSection: `INSERT INTO safety_log (lock_id, fencing_token, worker, started_us, ended_us)
-      VALUES (:lockId, :fencingToken, :worker, :startedUs, ${CLOCK_US.sqlite})`,
+    ...SECTIONS_SQLITE.probe,
     brokenCheck: 'SELECT count(*) AS n FROM broken_locks WHERE lock_id = :lockId',
     brokenInsert: `${BROKEN_INSERT_NOTE} INSERT INTO broken_locks (lock_id) VALUES (:lockId) RETURNING CAST(token AS TEXT) AS token`,
-    brokenRelease: 'DELETE FROM broken_locks WHERE token = :token',
     drawToken: `${BROKEN_INSERT_NOTE} INSERT INTO broken_tokens DEFAULT VALUES RETURNING CAST(token AS TEXT) AS token`,
   },
 };
@@ -273,6 +278,26 @@ async function readStalls(ctx: TestContext, sql: string) {
   }));
 }
 
+/**
+ * PostgreSQL and MariaDB, once their trigger is installed: shuts the gate (the test's transaction
+ * takes the row lock the trigger waits for) and arms it for `holder`.
+ */
+async function shutGate(
+  ctx: TestContext,
+  holder: string,
+  how: { countWaiting: () => Promise<number>; readStalls: string },
+): Promise<AcquireGate> {
+  const open = await holdInTransaction(ctx, undefined, 'SELECT id FROM safety_gate WHERE id = 1 FOR UPDATE');
+  await ctx.exec('INSERT INTO safety_gate_target (holder) VALUES (?)', [holder]);
+  return {
+    mechanism: 'a BEFORE trigger waiting for a row lock the test holds',
+    afterTokenDrawn: true,
+    waitForWaiting: (n, signal) => pollUntil(how.countWaiting, n, signal),
+    open,
+    stalls: () => readStalls(ctx, how.readStalls),
+  };
+}
+
 /** Polls `count()` until it reaches `n` (true) or `signal` aborts (false). */
 async function pollUntil(count: () => Promise<number>, n: number, signal: AbortSignal): Promise<boolean> {
   while (!signal.aborted) {
@@ -311,20 +336,11 @@ function postgres(ctx: TestContext): SafetyDialect {
       await ctx.exec(`DROP TRIGGER IF EXISTS safety_gate ON ${ctx.quote(tableName)}`);
       await ctx.exec(`CREATE TRIGGER safety_gate BEFORE INSERT OR UPDATE ON ${ctx.quote(tableName)}
         FOR EACH ROW EXECUTE FUNCTION safety_gate_wait()`);
-      const open = await holdInTransaction(ctx, undefined, 'SELECT id FROM safety_gate WHERE id = 1 FOR UPDATE');
-      await ctx.exec('INSERT INTO safety_gate_target (holder) VALUES (?)', [holder]);
-      return {
-        mechanism: 'a BEFORE trigger waiting for a row lock the test holds',
-        afterTokenDrawn: true,
-        waitForWaiting: (n, signal) =>
-          pollUntil(
-            () => one(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`),
-            n,
-            signal,
-          ),
-        open,
-        stalls: () => readStalls(ctx, STALL_COLUMNS((c) => `${c}::text`)),
-      };
+      return shutGate(ctx, holder, {
+        countWaiting: () =>
+          one(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`),
+        readStalls: STALL_COLUMNS((c) => `${c}::text`),
+      });
     },
     async installSlowTrigger(tableName) {
       await ctx.exec('CREATE TABLE IF NOT EXISTS safety_slowness (id integer PRIMARY KEY, ms integer NOT NULL, holder text)');
@@ -415,26 +431,16 @@ function mariadb(ctx: TestContext): SafetyDialect {
           END IF;
         END`);
       await triggerPair(tableName, 'safety_gate', 'safety_gate_wait');
-      const open = await holdInTransaction(ctx, undefined, 'SELECT id FROM safety_gate WHERE id = 1 FOR UPDATE');
-      await ctx.exec('INSERT INTO safety_gate_target (holder) VALUES (?)', [holder]);
-      return {
-        mechanism: 'a BEFORE trigger waiting for a row lock the test holds',
-        afterTokenDrawn: true,
+      return shutGate(ctx, holder, {
         // A statement waiting at the gate shows its trigger's locking read in the process list (its
         // transaction does not always show as LOCK WAIT in INNODB_TRX: the read waits while the
         // optimizer looks up the row); any other statement waiting for a row lock shows there.
-        waitForWaiting: (n, signal) =>
-          pollUntil(
-            () =>
-              one(`SELECT COUNT(DISTINCT id) AS n FROM (
-                SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO LIKE 'SELECT id INTO ignored FROM safety_gate %'
-                UNION SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT') AS waiting`),
-            n,
-            signal,
-          ),
-        open,
-        stalls: () => readStalls(ctx, STALL_COLUMNS((c) => `CAST(${c} AS CHAR)`)),
-      };
+        countWaiting: () =>
+          one(`SELECT COUNT(DISTINCT id) AS n FROM (
+            SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO LIKE 'SELECT id INTO ignored FROM safety_gate %'
+            UNION SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT') AS waiting`),
+        readStalls: STALL_COLUMNS((c) => `CAST(${c} AS CHAR)`),
+      });
     },
     async installSlowTrigger(tableName) {
       await ctx.exec('CREATE TABLE IF NOT EXISTS safety_slowness (id INT PRIMARY KEY, ms INT NOT NULL, holder VARCHAR(255)) ENGINE=InnoDB');
