@@ -95,6 +95,8 @@ export function summarise(findings: Findings): string {
   });
 }
 
+export type ContentionImpl = 'library' | 'broken' | 'early-token' | 'outlives-ttl' | 'under-reports';
+
 export interface ContentionOptions {
   url: string;
   workers: number;
@@ -102,9 +104,21 @@ export interface ContentionOptions {
   lockIds: readonly string[];
   /** 0: refuse at once and retry after a short random pause; > 0: wait for the lock. */
   waitMs: number;
-  impl?: 'library' | 'broken';
+  /**
+   * 'library' (default): withDbMutex. The rest are deliberately broken runs that the checks must catch
+   * (broken-lock.test.ts): 'broken', a check-then-insert lock in raw SQL; 'early-token', the library's
+   * lock but a fencing token drawn before the lock was won; 'outlives-ttl', sections that run past
+   * the lock's TTL with no heartbeat; 'under-reports', a worker that reports one section fewer than it ran.
+   */
+  impl?: ContentionImpl;
   leaseSeconds?: number;
   sectionSleepMs?: number;
+  /**
+   * How often a waiting worker polls where releases are not notified (MariaDB, SQLite). Default 25 ms:
+   * the library's 500 ms default would leave the lock idle most of the run and starve the probe of
+   * contention; on PostgreSQL releases wake waiters at once and this only matters as a fallback.
+   */
+  pollIntervalMs?: number;
   /** Extra node arguments per worker index (e.g. a clock-offset preload). */
   nodeArgs?: (worker: number) => string[];
   env?: (worker: number) => NodeJS.ProcessEnv;
@@ -132,7 +146,8 @@ export interface ContentionResult {
 /** Starts the workers together, waits for all of them, and analyses what they logged. */
 export async function runContention(db: SafetyDialect, children: ChildGroup, o: ContentionOptions): Promise<ContentionResult> {
   await db.createProbeTables(o.lockIds);
-  if (o.impl === 'broken') await db.createBrokenLockTables();
+  // The broken lock's tables also hold the token source of 'early-token'.
+  if (o.impl !== undefined && o.impl !== 'library') await db.createBrokenLockTables();
   const workers = Array.from({ length: o.workers }, (_, worker) =>
     children.spawn(
       'contention-worker.js',
@@ -145,6 +160,9 @@ export async function runContention(db: SafetyDialect, children: ChildGroup, o: 
         impl: o.impl ?? 'library',
         leaseSeconds: o.leaseSeconds ?? 10,
         sectionSleepMs: o.sectionSleepMs ?? 2,
+        pollIntervalMs: o.pollIntervalMs ?? 25,
+        // The SQL of this database (see helpers/dialect.ts): the fixture itself is dialect-free.
+        sql: db.probeSql,
       },
       { name: `worker ${worker}`, nodeArgs: o.nodeArgs?.(worker), env: o.env?.(worker) },
     ),
@@ -176,4 +194,41 @@ export async function runContention(db: SafetyDialect, children: ChildGroup, o: 
 export function checkTokenOrder(violations: Findings['tokenOrderViolations']): string {
   expect(violations.slice(0, 3)).toEqual([]);
   return 'fencing tokens increased in section order';
+}
+
+/** The checks a contention run must pass; each is shown to fail on a deliberately broken run (broken-lock.test.ts). */
+export type ContentionCheck = 'sections' | 'sectionsReported' | 'overlaps' | 'lostUpdates' | 'tokenOrder' | 'lost';
+
+/**
+ * Which checks a run fails, with what it found; {} for a run that shows mutual exclusion:
+ * - sections: the sections logged in the database are the ones expected (none missing, none extra);
+ * - sectionsReported: the workers report having completed exactly the sections expected;
+ * - overlaps: no two sections of one lock id intersect (database clock);
+ * - lostUpdates: every lock id's non-atomic counter equals the sections that ran on it;
+ * - tokenOrder: fencing tokens increase in the order the sections ran;
+ * - lost: no section ended with the lock lost or expired under it (DbMutexTimeoutError).
+ */
+export function contentionViolations(result: ContentionResult, expectedSections: number): Partial<Record<ContentionCheck, unknown>> {
+  const { findings } = result;
+  const out: Partial<Record<ContentionCheck, unknown>> = {};
+  if (findings.sections !== expectedSections) out.sections = { logged: findings.sections, expected: expectedSections };
+  if (result.sectionsReported !== expectedSections) out.sectionsReported = { reported: result.sectionsReported, expected: expectedSections };
+  if (findings.overlaps.length > 0) out.overlaps = { count: findings.overlaps.length, first: findings.overlaps.slice(0, 3) };
+  if (findings.lostUpdates.length > 0) out.lostUpdates = findings.lostUpdates.slice(0, 5);
+  if (findings.tokenOrderViolations.length > 0) {
+    out.tokenOrder = { count: findings.tokenOrderViolations.length, first: findings.tokenOrderViolations.slice(0, 3) };
+  }
+  if (result.lost.length > 0) out.lost = { count: result.lost.length, first: result.lost.slice(0, 3) };
+  return out;
+}
+
+/** One line with the numbers the closing note quotes: sections, overlaps, lost updates (and the rest). */
+export function runLine(label: string, result: ContentionResult): string {
+  const f = result.findings;
+  const lostIncrements = f.lostUpdates.reduce((n, u) => n + Math.abs(u.sections - u.counter), 0);
+  return (
+    `${label}: ${f.sections} sections logged (${result.sectionsReported} reported), ${f.overlaps.length} overlaps, ` +
+    `${lostIncrements} lost updates (${f.lostUpdates.length} lock ids), ${f.tokenOrderViolations.length} token order violations, ` +
+    `${result.lost.length} lost locks, in ${Math.round(result.elapsedMs)} ms`
+  );
 }

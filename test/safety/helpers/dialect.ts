@@ -1,21 +1,81 @@
 /**
- * Everything dialect-specific on the test side of the safety suite: the probe tables the critical
- * sections write to, and the fault injectors (a slow-statement trigger, backend termination, listener
- * counting). Generic helpers (expiring a lock, the database clock in ms) come from TestContext's
- * `ctx.sql`; the SQL the child processes run lives in test/fixtures/safety/probe-sql.js. A new
- * dialect adds an entry here and there; until then its safety files are skipped, not failed.
+ * Everything dialect-specific on the test side of the safety suite, in one place:
+ * - the probe tables the critical sections write to, and the SQL the contention workers run on them
+ *   (`probeSql`, handed to each worker in its configuration, so the fixtures stay dialect-free);
+ * - the deliberately broken lock of the detector self-test;
+ * - the acquisition gate of fencing-order.test.ts (holds one holder's acquire statement inside the
+ *   database until the test opens it);
+ * - the fault injectors of connection-faults.test.ts (slow-statement trigger, backend termination,
+ *   listener counting).
+ * Generic helpers (expiring a lock, the database clock in ms) come from TestContext's `ctx.sql`.
+ *
+ * Section times are the database clock as integer microseconds since the epoch (no driver date
+ * parsing). PostgreSQL: clock_timestamp() (the time of the call, not of the transaction). MariaDB:
+ * SYSDATE(6) (the time of the call; NOW(6) would be the statement's start, which also lies inside the
+ * section but is further from its end). SQLite: julianday('now'), which has millisecond resolution
+ * (its clock has no finer one), so a section's interval is rounded to whole milliseconds; sections
+ * that touch are allowed by the detector, and every section lasts several milliseconds, so an overlap
+ * still shows (and always shows as a lost update too).
  */
-import type { Options } from 'sequelize';
+import { Transaction, type Options, type Sequelize } from 'sequelize';
 import { dialect, type TestContext, type TestDialect } from '../../helpers/db';
 import type { Section } from './contention';
+import { pause } from './watch';
+
+/** The SQL a contention worker runs (Sequelize `:name` replacements). */
+export interface ProbeSql {
+  /** The counter of a lock id, and the database clock (µs) as `now_us`: the start of a section. */
+  readCounter: string;
+  writeCounter: string;
+  /** Logs a finished section; its end is the database clock at this statement. */
+  logSection: string;
+  /** The broken lock: how many rows hold this lock id (`n`). */
+  brokenCheck: string;
+  /** The broken lock: inserts a row and returns its fencing token (`token`, text). */
+  brokenInsert: string;
+  brokenRelease: string;
+  /** A fencing token from the broken lock's token source (`token`, text), for the 'early-token' run. */
+  drawToken: string;
+}
+
+/** A stall of one holder's acquire statement, held inside the database until `open()`. */
+export interface AcquireGate {
+  /** How the stall is made on this database, for the report. */
+  readonly mechanism: string;
+  /**
+   * Whether the stall sits between drawing the fencing token and claiming the row (PostgreSQL,
+   * MariaDB: a BEFORE trigger), or before the statement starts (SQLite: the file's write lock, under
+   * which the token is drawn, so a statement can never stall between the two).
+   */
+  readonly afterTokenDrawn: boolean;
+  /**
+   * Resolves true once `n` statements are seen waiting inside the database; false (at once) where the
+   * database cannot show waiting statements (SQLite). Polls until `signal` aborts.
+   */
+  waitForWaiting(n: number, signal: AbortSignal): Promise<boolean>;
+  /** Lets the held statements go on. */
+  open(): Promise<void>;
+  /**
+   * The stalls the database recorded (PostgreSQL, MariaDB: the trigger logs the token the held
+   * statement had drawn and when it waited, by the database clock); [] on SQLite.
+   */
+  stalls(): Promise<{ holder: string; drawnToken: number; startedUs: number; endedUs: number }[]>;
+}
 
 export interface SafetyDialect {
   /** Counter rows (one per lock id, value 0) and the section log, empty. */
   createProbeTables(lockIds: readonly string[]): Promise<void>;
+  /** The statements a contention worker runs on the probe tables (and on the broken lock's). */
+  readonly probeSql: ProbeSql;
   /** Tables of the deliberately broken lock the detector self-test uses. */
   createBrokenLockTables(): Promise<void>;
   readSections(): Promise<Section[]>;
   readCounters(): Promise<Map<string, number>>;
+  /**
+   * Arms a gate on the lock table: the next acquire statement of `holder` stalls inside the database
+   * (after drawing its token, where the database allows) until the gate is opened. One-shot.
+   */
+  gateAcquisitions(tableName: string, holder: string): Promise<AcquireGate>;
   /** A trigger on the lock table that makes INSERT/UPDATE statements on it sleep (0 = off). */
   installSlowTrigger(tableName: string): Promise<void>;
   /** How long each INSERT/UPDATE sleeps; with `holder`, only rows written for that holder label. */
@@ -30,29 +90,144 @@ export interface SafetyDialect {
   countBackends(applicationName: string): Promise<number>;
 }
 
-function postgres(ctx: TestContext): SafetyDialect {
-  const one = async (sql: string, params: unknown[] = []) => Number((await ctx.exec<{ n: unknown }>(sql, params))[0]!.n);
+/** Per-dialect SQL of the probes (the rest of SafetyDialect is built on it generically). */
+interface ProbeText {
+  createProbeTables: string[];
+  emptyProbeTables: string[];
+  createBrokenLockTables: string[];
+  emptyBrokenLockTables: string[];
+  readSections: string;
+  probe: ProbeSql;
+}
+
+const SECTION_COLUMNS = (asText: (c: string) => string) =>
+  `SELECT lock_id, ${asText('fencing_token')} AS fencing_token, worker, ${asText('started_us')} AS started_us,
+    ${asText('ended_us')} AS ended_us FROM safety_log ORDER BY id`;
+
+/** Database clock in integer microseconds since the epoch, per dialect (see the file comment). */
+const CLOCK_US = {
+  postgres: '(extract(epoch from clock_timestamp()) * 1000000)::bigint',
+  // Sequelize pins the session time zone ('+00:00'), and UNIX_TIMESTAMP reads SYSDATE's value in
+  // that same zone, so the result is the true epoch.
+  mariadb: 'CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED)',
+  sqlite: "(CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000)",
+};
+
+// A leading comment keeps Sequelize's SQLite query from treating `INSERT … RETURNING` as an insert
+// whose rows it drops (it picks its driver method from the statement's first words).
+const BROKEN_INSERT_NOTE = '/* broken lock: take */';
+
+const POSTGRES_PROBES: ProbeText = {
+  createProbeTables: [
+    'CREATE TABLE IF NOT EXISTS safety_counter (lock_id text PRIMARY KEY, value integer NOT NULL)',
+    `CREATE TABLE IF NOT EXISTS safety_log (id bigserial PRIMARY KEY, lock_id text NOT NULL,
+      fencing_token bigint NOT NULL, worker integer NOT NULL, started_us bigint NOT NULL, ended_us bigint NOT NULL)`,
+  ],
+  emptyProbeTables: ['TRUNCATE safety_counter, safety_log'],
+  // No primary key on the lock id on purpose: nothing stops two rows for one lock id.
+  createBrokenLockTables: [
+    'CREATE TABLE IF NOT EXISTS broken_locks (lock_id text NOT NULL, token bigint NOT NULL)',
+    'CREATE SEQUENCE IF NOT EXISTS broken_fencing_seq',
+  ],
+  emptyBrokenLockTables: ['TRUNCATE broken_locks'],
+  readSections: SECTION_COLUMNS((c) => `${c}::text`),
+  probe: {
+    readCounter: `SELECT value, ${CLOCK_US.postgres}::text AS now_us FROM safety_counter WHERE lock_id = :lockId`,
+    writeCounter: 'UPDATE safety_counter SET value = :value WHERE lock_id = :lockId',
+    logSection: `INSERT INTO safety_log (lock_id, fencing_token, worker, started_us, ended_us)
+      VALUES (:lockId, :fencingToken, :worker, :startedUs, ${CLOCK_US.postgres})`,
+    // Look first, insert after, with nothing (no unique key, no single statement) tying the two together.
+    brokenCheck: 'SELECT count(*)::int AS n FROM broken_locks WHERE lock_id = :lockId',
+    brokenInsert: `${BROKEN_INSERT_NOTE} INSERT INTO broken_locks (lock_id, token) VALUES (:lockId, nextval('broken_fencing_seq'))
+      RETURNING token::text AS token`,
+    brokenRelease: 'DELETE FROM broken_locks WHERE token = :token',
+    drawToken: "SELECT nextval('broken_fencing_seq')::text AS token",
+  },
+};
+
+const MARIADB_PROBES: ProbeText = {
+  createProbeTables: [
+    'CREATE TABLE IF NOT EXISTS safety_counter (lock_id VARCHAR(255) PRIMARY KEY, value INT NOT NULL) ENGINE=InnoDB',
+    `CREATE TABLE IF NOT EXISTS safety_log (id BIGINT AUTO_INCREMENT PRIMARY KEY, lock_id VARCHAR(255) NOT NULL,
+      fencing_token BIGINT NOT NULL, worker INT NOT NULL, started_us BIGINT NOT NULL, ended_us BIGINT NOT NULL) ENGINE=InnoDB`,
+  ],
+  emptyProbeTables: ['TRUNCATE TABLE safety_counter', 'TRUNCATE TABLE safety_log'],
+  // The token is the primary key (so a release locks one index record, not a scan), the lock id is
+  // not unique: nothing stops two rows for one lock id.
+  createBrokenLockTables: [
+    'CREATE TABLE IF NOT EXISTS broken_locks (token BIGINT PRIMARY KEY, lock_id VARCHAR(255) NOT NULL) ENGINE=InnoDB',
+    'CREATE SEQUENCE IF NOT EXISTS broken_fencing_seq',
+  ],
+  emptyBrokenLockTables: ['TRUNCATE TABLE broken_locks'],
+  readSections: SECTION_COLUMNS((c) => `CAST(${c} AS CHAR)`),
+  probe: {
+    readCounter: `SELECT value, CAST(${CLOCK_US.mariadb} AS CHAR) AS now_us FROM safety_counter WHERE lock_id = :lockId`,
+    writeCounter: 'UPDATE safety_counter SET value = :value WHERE lock_id = :lockId',
+    logSection: `INSERT INTO safety_log (lock_id, fencing_token, worker, started_us, ended_us)
+      VALUES (:lockId, :fencingToken, :worker, :startedUs, ${CLOCK_US.mariadb})`,
+    brokenCheck: 'SELECT CAST(COUNT(*) AS CHAR) AS n FROM broken_locks WHERE lock_id = :lockId',
+    brokenInsert: `${BROKEN_INSERT_NOTE} INSERT INTO broken_locks (lock_id, token) VALUES (:lockId, NEXTVAL(broken_fencing_seq))
+      RETURNING CAST(token AS CHAR) AS token`,
+    brokenRelease: 'DELETE FROM broken_locks WHERE token = :token',
+    drawToken: 'SELECT CAST(NEXTVAL(broken_fencing_seq) AS CHAR) AS token',
+  },
+};
+
+const SQLITE_PROBES: ProbeText = {
+  createProbeTables: [
+    'CREATE TABLE IF NOT EXISTS safety_counter (lock_id TEXT PRIMARY KEY, value INTEGER NOT NULL)',
+    `CREATE TABLE IF NOT EXISTS safety_log (id INTEGER PRIMARY KEY AUTOINCREMENT, lock_id TEXT NOT NULL,
+      fencing_token INTEGER NOT NULL, worker INTEGER NOT NULL, started_us INTEGER NOT NULL, ended_us INTEGER NOT NULL)`,
+  ],
+  emptyProbeTables: ['DELETE FROM safety_counter', 'DELETE FROM safety_log'],
+  // AUTOINCREMENT never hands out a token twice, even after deletes; the lock id is not unique.
+  createBrokenLockTables: [
+    'CREATE TABLE IF NOT EXISTS broken_locks (token INTEGER PRIMARY KEY AUTOINCREMENT, lock_id TEXT NOT NULL)',
+    // SQLite has no sequences: a token source of its own, which never hands out a number twice.
+    'CREATE TABLE IF NOT EXISTS broken_tokens (token INTEGER PRIMARY KEY AUTOINCREMENT)',
+  ],
+  emptyBrokenLockTables: ['DELETE FROM broken_locks'],
+  readSections: SECTION_COLUMNS((c) => `CAST(${c} AS TEXT)`),
+  probe: {
+    readCounter: `SELECT value, CAST(${CLOCK_US.sqlite} AS TEXT) AS now_us FROM safety_counter WHERE lock_id = :lockId`,
+    writeCounter: 'UPDATE safety_counter SET value = :value WHERE lock_id = :lockId',
+    logSection: `INSERT INTO safety_log (lock_id, fencing_token, worker, started_us, ended_us)
+      VALUES (:lockId, :fencingToken, :worker, :startedUs, ${CLOCK_US.sqlite})`,
+    brokenCheck: 'SELECT count(*) AS n FROM broken_locks WHERE lock_id = :lockId',
+    brokenInsert: `${BROKEN_INSERT_NOTE} INSERT INTO broken_locks (lock_id) VALUES (:lockId) RETURNING CAST(token AS TEXT) AS token`,
+    brokenRelease: 'DELETE FROM broken_locks WHERE token = :token',
+    drawToken: `${BROKEN_INSERT_NOTE} INSERT INTO broken_tokens DEFAULT VALUES RETURNING CAST(token AS TEXT) AS token`,
+  },
+};
+
+const PROBES: Record<TestDialect, ProbeText> = {
+  postgres: POSTGRES_PROBES,
+  mariadb: MARIADB_PROBES,
+  mysql: MARIADB_PROBES,
+  sqlite: SQLITE_PROBES,
+};
+
+/** The generic half of every dialect: probe tables, sections and counters through `ctx.exec`. */
+function probes(ctx: TestContext) {
+  const text = PROBES[ctx.dialect];
+  const run = async (statements: readonly string[]) => {
+    for (const sql of statements) await ctx.exec(sql);
+  };
   return {
-    async createProbeTables(lockIds) {
-      await ctx.exec('CREATE TABLE IF NOT EXISTS safety_counter (lock_id text PRIMARY KEY, value integer NOT NULL)');
-      await ctx.exec(`CREATE TABLE IF NOT EXISTS safety_log (id bigserial PRIMARY KEY, lock_id text NOT NULL,
-        fencing_token bigint NOT NULL, worker integer NOT NULL, started_us bigint NOT NULL, ended_us bigint NOT NULL)`);
-      await ctx.exec('TRUNCATE safety_counter, safety_log');
+    probeSql: text.probe,
+    async createProbeTables(lockIds: readonly string[]) {
+      await run(text.createProbeTables);
+      await run(text.emptyProbeTables);
       for (const lockId of lockIds) await ctx.exec('INSERT INTO safety_counter (lock_id, value) VALUES (?, 0)', [lockId]);
     },
     async createBrokenLockTables() {
-      // No primary key on purpose: nothing stops two rows for one lock id.
-      await ctx.exec('CREATE TABLE IF NOT EXISTS broken_locks (lock_id text NOT NULL, token bigint NOT NULL)');
-      await ctx.exec('CREATE SEQUENCE IF NOT EXISTS broken_fencing_seq');
-      await ctx.exec('TRUNCATE broken_locks');
+      await run(text.createBrokenLockTables);
+      await run(text.emptyBrokenLockTables);
     },
-    async readSections() {
-      const rows = await ctx.exec<Record<string, string>>(
-        `SELECT lock_id, fencing_token::text AS fencing_token, worker, started_us::text AS started_us,
-          ended_us::text AS ended_us FROM safety_log ORDER BY id`,
-      );
+    async readSections(): Promise<Section[]> {
+      const rows = await ctx.exec<Record<string, unknown>>(text.readSections);
       return rows.map((x) => ({
-        lockId: x.lock_id!,
+        lockId: String(x.lock_id),
         fencingToken: Number(x.fencing_token),
         worker: Number(x.worker),
         startUs: Number(x.started_us),
@@ -60,8 +235,91 @@ function postgres(ctx: TestContext): SafetyDialect {
       }));
     },
     async readCounters() {
-      const rows = await ctx.exec<{ lock_id: string; value: number }>('SELECT lock_id, value FROM safety_counter');
-      return new Map(rows.map((x) => [x.lock_id, Number(x.value)]));
+      const rows = await ctx.exec<{ lock_id: string; value: unknown }>('SELECT lock_id, value FROM safety_counter');
+      return new Map(rows.map((x) => [String(x.lock_id), Number(x.value)]));
+    },
+  };
+}
+
+/**
+ * The gate: the test holds a row lock on `safety_gate` (or, on SQLite, the file's write lock) in an
+ * open transaction of its own connection; the held statement waits for it. Opening = committing.
+ */
+async function holdInTransaction(ctx: TestContext, type: Transaction.TYPES | undefined, statement: string | null) {
+  const s: Sequelize = ctx.sequelize({ pool: { max: 1 } });
+  const t = await s.transaction(type ? { type } : {});
+  if (statement) await s.query(statement, { transaction: t });
+  return async () => {
+    await t.commit();
+  };
+}
+
+const STALL_COLUMNS = (asText: (c: string) => string) =>
+  `SELECT holder, ${asText('drawn_token')} AS drawn_token, ${asText('started_us')} AS started_us, ${asText('ended_us')} AS ended_us
+    FROM safety_stalls ORDER BY id`;
+
+async function readStalls(ctx: TestContext, sql: string) {
+  const rows = await ctx.exec<Record<string, unknown>>(sql);
+  return rows.map((r) => ({
+    holder: String(r.holder),
+    drawnToken: Number(r.drawn_token),
+    startedUs: Number(r.started_us),
+    endedUs: Number(r.ended_us),
+  }));
+}
+
+/** Polls `count()` until it reaches `n` (true) or `signal` aborts (false). */
+async function pollUntil(count: () => Promise<number>, n: number, signal: AbortSignal): Promise<boolean> {
+  while (!signal.aborted) {
+    if ((await count()) >= n) return true;
+    await pause(20);
+  }
+  return false;
+}
+
+function postgres(ctx: TestContext): SafetyDialect {
+  const one = async (sql: string, params: unknown[] = []) => Number((await ctx.exec<{ n: unknown }>(sql, params))[0]!.n);
+  return {
+    ...probes(ctx),
+    async gateAcquisitions(tableName, holder) {
+      await ctx.exec('CREATE TABLE IF NOT EXISTS safety_gate (id integer PRIMARY KEY)');
+      await ctx.exec('INSERT INTO safety_gate (id) VALUES (1) ON CONFLICT DO NOTHING');
+      await ctx.exec('CREATE TABLE IF NOT EXISTS safety_gate_target (holder text PRIMARY KEY)');
+      await ctx.exec(`CREATE TABLE IF NOT EXISTS safety_stalls (id bigserial PRIMARY KEY, holder text NOT NULL,
+        drawn_token bigint NOT NULL, started_us bigint NOT NULL, ended_us bigint NOT NULL)`);
+      await ctx.exec('TRUNCATE safety_stalls, safety_gate_target');
+      // A BEFORE ROW trigger runs once the statement's values (the drawn token among them) are
+      // computed and before the row is claimed: the wait lands between the two. The target row makes
+      // it one-shot (deleted by the statement it held) and limits it to one holder.
+      await ctx.exec(`CREATE OR REPLACE FUNCTION safety_gate_wait() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE started bigint;
+        BEGIN
+          IF EXISTS (SELECT 1 FROM safety_gate_target WHERE holder = NEW.holder) THEN
+            started := ${CLOCK_US.postgres};
+            PERFORM 1 FROM safety_gate WHERE id = 1 FOR SHARE;
+            DELETE FROM safety_gate_target WHERE holder = NEW.holder;
+            INSERT INTO safety_stalls (holder, drawn_token, started_us, ended_us)
+              VALUES (NEW.holder, NEW.fencing_token, started, ${CLOCK_US.postgres});
+          END IF;
+          RETURN NEW;
+        END $$`);
+      await ctx.exec(`DROP TRIGGER IF EXISTS safety_gate ON ${ctx.quote(tableName)}`);
+      await ctx.exec(`CREATE TRIGGER safety_gate BEFORE INSERT OR UPDATE ON ${ctx.quote(tableName)}
+        FOR EACH ROW EXECUTE FUNCTION safety_gate_wait()`);
+      const open = await holdInTransaction(ctx, undefined, 'SELECT id FROM safety_gate WHERE id = 1 FOR UPDATE');
+      await ctx.exec('INSERT INTO safety_gate_target (holder) VALUES (?)', [holder]);
+      return {
+        mechanism: 'a BEFORE trigger waiting for a row lock the test holds',
+        afterTokenDrawn: true,
+        waitForWaiting: (n, signal) =>
+          pollUntil(
+            () => one(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`),
+            n,
+            signal,
+          ),
+        open,
+        stalls: () => readStalls(ctx, STALL_COLUMNS((c) => `${c}::text`)),
+      };
     },
     async installSlowTrigger(tableName) {
       await ctx.exec('CREATE TABLE IF NOT EXISTS safety_slowness (id integer PRIMARY KEY, ms integer NOT NULL, holder text)');
@@ -112,14 +370,121 @@ function postgres(ctx: TestContext): SafetyDialect {
   };
 }
 
-const DIALECTS: Partial<Record<TestDialect, (ctx: TestContext) => SafetyDialect>> = { postgres };
+/** For the fault injectors a database has no equivalent of: an error that says so, never a silent pass. */
+function unavailable(what: string, why: string): never {
+  throw new Error(`${what} is not available on ${dialect}: ${why}`);
+}
 
-/** Whether this run's dialect has the safety suite's probes and fault injectors yet. */
-export const SAFETY_SUPPORTED = DIALECTS[dialect] !== undefined;
+function mariadb(ctx: TestContext): SafetyDialect {
+  const one = async (sql: string, params: unknown[] = []) => Number((await ctx.exec<{ n: unknown }>(sql, params))[0]!.n);
+  /** MariaDB triggers have one event each: the same procedure behind a BEFORE INSERT and a BEFORE UPDATE trigger. */
+  const triggerPair = async (tableName: string, name: string, procedure: string) => {
+    for (const event of ['INSERT', 'UPDATE']) {
+      const trigger = `${name}_${event.toLowerCase()}`;
+      await ctx.exec(`DROP TRIGGER IF EXISTS ${trigger}`);
+      await ctx.exec(`CREATE TRIGGER ${trigger} BEFORE ${event} ON ${ctx.quote(tableName)} FOR EACH ROW CALL ${procedure}(NEW.holder, NEW.fencing_token)`);
+    }
+  };
+  return {
+    ...probes(ctx),
+    async gateAcquisitions(tableName, holder) {
+      await ctx.exec('CREATE TABLE IF NOT EXISTS safety_gate (id INT PRIMARY KEY) ENGINE=InnoDB');
+      await ctx.exec('INSERT IGNORE INTO safety_gate (id) VALUES (1)');
+      await ctx.exec('CREATE TABLE IF NOT EXISTS safety_gate_target (holder VARCHAR(255) PRIMARY KEY) ENGINE=InnoDB');
+      await ctx.exec(`CREATE TABLE IF NOT EXISTS safety_stalls (id BIGINT AUTO_INCREMENT PRIMARY KEY, holder VARCHAR(255) NOT NULL,
+        drawn_token BIGINT NOT NULL, started_us BIGINT NOT NULL, ended_us BIGINT NOT NULL) ENGINE=InnoDB`);
+      await ctx.exec('TRUNCATE TABLE safety_stalls');
+      await ctx.exec('TRUNCATE TABLE safety_gate_target');
+      // The acquire is INSERT … VALUES (…, NEXTVAL(seq), …) ON DUPLICATE KEY UPDATE: the VALUES (the
+      // drawn token among them) are computed before the BEFORE INSERT trigger, and the row is written
+      // (or found taken) after it, so the wait lands between the two. A locking read waits for the
+      // row lock the test holds (innodb_lock_wait_timeout, 50 s by default, is far beyond the test).
+      await ctx.exec(`CREATE OR REPLACE PROCEDURE safety_gate_wait(IN who VARCHAR(255), IN drawn BIGINT)
+        BEGIN
+          DECLARE started BIGINT; DECLARE ignored INT;
+          IF EXISTS (SELECT 1 FROM safety_gate_target WHERE holder = who) THEN
+            SET started = ${CLOCK_US.mariadb};
+            SELECT id INTO ignored FROM safety_gate WHERE id = 1 LOCK IN SHARE MODE;
+            DELETE FROM safety_gate_target WHERE holder = who;
+            INSERT INTO safety_stalls (holder, drawn_token, started_us, ended_us) VALUES (who, drawn, started, ${CLOCK_US.mariadb});
+          END IF;
+        END`);
+      await triggerPair(tableName, 'safety_gate', 'safety_gate_wait');
+      const open = await holdInTransaction(ctx, undefined, 'SELECT id FROM safety_gate WHERE id = 1 FOR UPDATE');
+      await ctx.exec('INSERT INTO safety_gate_target (holder) VALUES (?)', [holder]);
+      return {
+        mechanism: 'a BEFORE trigger waiting for a row lock the test holds',
+        afterTokenDrawn: true,
+        waitForWaiting: (n, signal) =>
+          pollUntil(() => one(`SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'`), n, signal),
+        open,
+        stalls: () => readStalls(ctx, STALL_COLUMNS((c) => `CAST(${c} AS CHAR)`)),
+      };
+    },
+    async installSlowTrigger(tableName) {
+      await ctx.exec('CREATE TABLE IF NOT EXISTS safety_slowness (id INT PRIMARY KEY, ms INT NOT NULL, holder VARCHAR(255)) ENGINE=InnoDB');
+      await ctx.exec('INSERT INTO safety_slowness (id, ms) VALUES (1, 0) ON DUPLICATE KEY UPDATE ms = 0, holder = NULL');
+      // As on PostgreSQL, the BEFORE trigger sleeps after the VALUES were computed and before the row
+      // is written. SLEEP() ends early when the statement is killed or hits max_statement_time.
+      await ctx.exec(`CREATE OR REPLACE PROCEDURE safety_slow_down(IN who VARCHAR(255), IN drawn BIGINT)
+        BEGIN
+          DECLARE delay INT; DECLARE target VARCHAR(255);
+          SELECT ms, holder INTO delay, target FROM safety_slowness WHERE id = 1;
+          IF delay > 0 AND (target IS NULL OR target = who) THEN DO SLEEP(delay / 1000); END IF;
+        END`);
+      await triggerPair(tableName, 'safety_slow', 'safety_slow_down');
+    },
+    async setSlowness(ms, holder) {
+      await ctx.exec('UPDATE safety_slowness SET ms = ?, holder = ? WHERE id = 1', [ms, holder ?? null]);
+    },
+    labelledConnection: () =>
+      unavailable('labelling connections', 'MariaDB shows no client-chosen label in its process list (performance_schema is off)'),
+    terminateBackends: () => unavailable('terminating labelled connections', 'see labelledConnection'),
+    countListenerBackends: () => unavailable('counting LISTEN backends', 'MariaDB has no LISTEN; waiters poll'),
+    countBackends: () => unavailable('counting labelled connections', 'see labelledConnection'),
+  };
+}
+
+function sqlite(ctx: TestContext): SafetyDialect {
+  const noSleep = 'SQLite has no sleep in SQL and the sqlite3 driver has no user-defined functions';
+  const noServer = 'SQLite has no server and no connections to see or kill';
+  return {
+    ...probes(ctx),
+    async gateAcquisitions() {
+      // Every SQLite write statement takes the file's write lock before it reads anything and draws
+      // the token under it, so no statement can stall between drawing and claiming. The nearest stall
+      // is the write lock itself, held by the test's own transaction: every acquire waits (busy
+      // timeout) until it is released, the held holder's as well as its rival's.
+      const open = await holdInTransaction(ctx, Transaction.TYPES.IMMEDIATE, null);
+      return {
+        mechanism: "the file's write lock, held by the test (BEGIN IMMEDIATE)",
+        afterTokenDrawn: false,
+        waitForWaiting: async () => false,
+        open,
+        stalls: async () => [],
+      };
+    },
+    installSlowTrigger: () => unavailable('a slow-statement trigger', noSleep),
+    setSlowness: () => unavailable('a slow-statement trigger', noSleep),
+    labelledConnection: () => unavailable('labelling connections', noServer),
+    terminateBackends: () => unavailable('terminating connections', noServer),
+    countListenerBackends: () => unavailable('counting LISTEN backends', noServer),
+    countBackends: () => unavailable('counting connections', noServer),
+  };
+}
+
+const DIALECTS: Record<TestDialect, (ctx: TestContext) => SafetyDialect> = { postgres, mariadb, mysql: mariadb, sqlite };
 
 /**
- * `describe` where the run's dialect has the safety probes, `describe.skip` elsewhere. The restart
- * test (a throw-away embedded server) and LISTEN counting are PostgreSQL facts: `onlyOn('postgres')`.
+ * Whether this run's dialect has the connection-fault injectors (labelled backends, LISTEN counting)
+ * that connection-faults.test.ts and leaks.test.ts use. The probes (contention, broken lock,
+ * acquisition gate) exist on every dialect.
+ */
+export const SAFETY_SUPPORTED = dialect === 'postgres';
+
+/**
+ * `describe` where the run's dialect has the connection-fault injectors, `describe.skip` elsewhere.
+ * The restart test (a throw-away embedded server) and LISTEN counting are PostgreSQL facts: `onlyOn('postgres')`.
  */
 export const describeSafety: jest.Describe = SAFETY_SUPPORTED ? describe : describe.skip;
 
@@ -128,7 +493,5 @@ export function onlyOn(...dialects: TestDialect[]): jest.Describe {
 }
 
 export function safetyDialect(ctx: TestContext): SafetyDialect {
-  const make = DIALECTS[ctx.dialect];
-  if (!make) throw new Error(`the safety suite has no probes or fault injectors for ${ctx.dialect} yet`);
-  return make(ctx);
+  return DIALECTS[ctx.dialect](ctx);
 }
