@@ -37,6 +37,11 @@ function recordEvents(mutex: DbMutex) {
   return events;
 }
 
+/** An Error (the driver's may come from another realm than the test's, so not `instanceof`). */
+function expectError(value: unknown): void {
+  expect(Object.prototype.toString.call(value)).toBe('[object Error]');
+}
+
 /** The watcher took samples and none of them found the lock expired or taken while it was believed held. */
 function expectNeverSilentlyHeld(watch: HeldWatch): void {
   expect(watch.samples).toBeGreaterThan(0);
@@ -144,7 +149,7 @@ describe(`connection faults on ${dialect}`, () => {
       const error = await slow.acquire('slow-acquire').catch((e: unknown) => e);
       const elapsedMs = performance.now() - started;
       note(`${slowness.how}: acquire with statementTimeoutMs ${STATEMENT_TIMEOUT_MS} failed after ${Math.round(elapsedMs)} ms with "${String((error as Error).message)}"`);
-      expect(error).toBeInstanceOf(Error);
+      expectError(error);
       expect((error as Error).message).toMatch(slowness.timeoutMessage);
       // The slowed statement would take SLOW_STATEMENT_MS (SQLite: forever): it was given up on, not waited for.
       expect(elapsedMs).toBeLessThan(SLOW_STATEMENT_MS);
@@ -267,7 +272,7 @@ describe(`connection faults on ${dialect}`, () => {
       );
       await Promise.all(workers.map((w) => w.waitForType('ready', 30_000)));
       await writer.startCheckpoints(10);
-      await pause(6000);
+      await pause(4000);
       const checkpoints = await writer.stopCheckpoints();
       for (const w of workers) w.tell('stop');
       await Promise.all(workers.map((w) => w.waitForExit(20_000)));
@@ -345,9 +350,9 @@ async function unwritableFileProbe(
     );
     expectNeverSilentlyHeld(watch);
     expect(events.lost).toEqual(['unreachable']);
-    expect(refused).toBeInstanceOf(Error);
+    expectError(refused);
     expect((refused as { code?: unknown }).code).toMatch(/^SQLITE_/);
-    expect(releaseRefused).toBeInstanceOf(Error);
+    expectError(releaseRefused);
     await expect(lock.release()).rejects.toMatchObject({ name: 'DbMutexTimeoutError', reason: 'unreachable' });
     // Writable again: locks work, and the lost holder's row runs out by itself (its release failed).
     const again = await holderMutex.acquire(`${what}-new`);

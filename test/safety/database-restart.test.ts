@@ -200,7 +200,6 @@ describe(`the ${dialect} database unavailable while locks are held`, () => {
     await Promise.all(workers.map((w) => w.waitForExit(20_000)));
 
     const sections = sectionsOf(workers);
-    require('fs').writeFileSync('/tmp/pf/sections.json', JSON.stringify({ stopUs, downUs, restartUs, upUs, sections, all: workers.map((w) => w.messages) }, null, 1));
     const inOutage = releasedDuringOutage(sections, downUs, restartUs);
     note(
       `${outage.what.long}: unavailable ${Math.round((upUs - stopUs) / 1000)} ms (taking it down took ${Math.round((downUs - stopUs) / 1000)} ms, ` +
