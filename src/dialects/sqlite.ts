@@ -27,12 +27,36 @@ import type { AcquireParams, AcquiredRow, Dialect, DialectDriver, DialectStateme
 interface SqliteDatabase {
   all(sql: string, params: unknown[], callback: (error: Error | null, rows: Rows) => void): unknown;
   configure(option: 'busyTimeout', value: number): void;
+  serialize(callback: () => void): void;
 }
 
+/** The last statement queued on each connection by this library (see `all`). */
+const queues = new WeakMap<object, Promise<unknown>>();
+
+/**
+ * Runs one statement, never alongside another on the same connection. node-sqlite3 runs the
+ * statements of one connection in parallel unless told otherwise, and SQLite's autocommit
+ * transaction then spans all of them: when one fails (SQLITE_BUSY, say, because another process
+ * holds the write lock) while another is active, the connection's whole transaction is rolled back,
+ * including a statement that had already reported success. An acquire (an orphan clean-up of an
+ * earlier timed-out acquire running next to it) could thus return its row and then never have
+ * written it: two holders at once, found by database-restart.test.ts on SQLite. So the library's own
+ * statements wait for each other, and each is scheduled in serialized mode, which also makes it wait
+ * for Sequelize's queries on the shared connection (Sequelize schedules those serialized too).
+ */
 function all(db: SqliteDatabase, sql: string, params: readonly unknown[]): Promise<Rows> {
-  return new Promise((resolve, reject) => {
-    db.all(sql, params as unknown[], (error, rows) => (error ? reject(error) : resolve(rows ?? [])));
-  });
+  const run = () =>
+    new Promise<Rows>((resolve, reject) => {
+      db.serialize(() => {
+        db.all(sql, params as unknown[], (error, rows) => (error ? reject(error) : resolve(rows ?? [])));
+      });
+    });
+  const next = (queues.get(db) ?? Promise.resolve()).then(run);
+  queues.set(
+    db,
+    next.catch(() => undefined),
+  );
+  return next;
 }
 
 /** Busy timeout set on each connection; connections whose file mode was already checked. */

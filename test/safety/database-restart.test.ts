@@ -1,47 +1,133 @@
 /**
- * Claim 2 (server restart): PostgreSQL restarted while locks are held, on a throw-away server of this
- * file's own. Every holder is told (its signal aborts, withDbMutex throws DbMutexTimeoutError), and
- * across the outage and after it no two processes are ever inside the section of one lock at once.
+ * Claim 2 (database outage): the database becomes unavailable while locks are held. Every holder is
+ * told (its signal aborts, withDbMutex throws DbMutexTimeoutError), a section whose release falls in
+ * the outage is never passed off as clean, and across the outage and after it no two processes are
+ * ever inside the section of one lock at once. The outage is each database's own:
+ * - PostgreSQL: a throw-away embedded server of this file's own, stopped (fast shutdown) and started
+ *   again on the same port and data;
+ * - MariaDB (both drivers): a throw-away server of this file's own (`mariadb-install-db` into a
+ *   temporary folder, its own loopback port), SIGKILLed (a crash, InnoDB recovery at the next start)
+ *   for the long outage and shut down cleanly for the brief one, then started again;
+ * - SQLite has no server to stop: its outage is another process holding the file's write lock
+ *   (`BEGIN IMMEDIATE`) past every statement's busy timeout; reads keep working, no write can.
  *
  * Sections are timed on the host's monotonic clock, shared by all processes and unaffected by the
  * outage; the database clock cannot be read while the database is down.
  */
 import { initDbMutex } from '../../src';
 import { ensureBuilt } from '../helpers/built';
-import { makeSequelize } from '../helpers/db';
+import { createTestDatabase, dialect, makeSequelize, type TestDatabase } from '../helpers/db';
 import { ChildGroup, type Child, type ChildMessage } from './helpers/children';
 import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from './helpers/contention';
-import { onlyOn } from './helpers/dialect';
 import { note } from './helpers/report';
-import { ThrowawayServer } from './helpers/throwaway-server';
+import { SqliteWriter } from './helpers/sqlite-faults';
+import { ThrowawayMariaDb, ThrowawayServer } from './helpers/throwaway-server';
 import { pause } from './helpers/watch';
 
-let server: ThrowawayServer;
-const children = new ChildGroup();
+/** Each statement of the workers gives up after this long (on SQLite: how long it waits for the write lock). */
+const STATEMENT_TIMEOUT_MS = 500;
+/**
+ * Timer latency allowed beyond the lease before a holder is told: the library's own deadline is exact
+ * (it starts before the last renewal was sent), but on a loaded 2-core machine a timer may fire late.
+ */
+const TIMER_SLACK_MS = 500;
 
+/** A database that can be made unavailable and available again. */
+interface Outage {
+  /** What the outage is, for the notes. */
+  readonly what: { long: string; brief: string };
+  /** A new database with the lock schema, on the database this outage hits. */
+  freshDatabase(name: string): Promise<string>;
+  /** Makes the database unavailable; resolves once it surely is. */
+  begin(kind: 'long' | 'brief'): Promise<void>;
+  /** Makes it available again; resolves once it is. */
+  end(): Promise<void>;
+  dispose(): Promise<void>;
+}
 
-const nowUs = () => Number(process.hrtime.bigint() / 1000n);
-
-async function freshDatabase(name: string): Promise<string> {
-  const url = await server.createDatabase(name);
+async function syncSchema(url: string): Promise<void> {
   const sequelize = makeSequelize(url);
   const mutex = initDbMutex(sequelize, { setDefault: false });
   await mutex.sync();
   await mutex.close();
   await sequelize.close();
-  return url;
 }
+
+function serverOutage(server: ThrowawayServer | ThrowawayMariaDb): Outage {
+  const pg = server instanceof ThrowawayServer;
+  return {
+    what: pg
+      ? { long: 'PostgreSQL stopped (fast shutdown)', brief: 'PostgreSQL stopped (fast shutdown)' }
+      : { long: 'MariaDB SIGKILLed', brief: 'MariaDB shut down (SIGTERM)' },
+    async freshDatabase(name) {
+      const url = await server.createDatabase(name);
+      await syncSchema(url);
+      return url;
+    },
+    begin: (kind) => (server instanceof ThrowawayServer ? server.stop() : kind === 'long' ? server.kill() : server.shutdown()),
+    end: () => server.start(),
+    dispose: () => server.dispose(),
+  };
+}
+
+function sqliteOutage(): Outage {
+  const group = new ChildGroup();
+  const databases: TestDatabase[] = [];
+  let writer: SqliteWriter | null = null;
+  return {
+    what: { long: 'SQLite write lock held by another process', brief: 'SQLite write lock held by another process' },
+    async freshDatabase() {
+      const db = await createTestDatabase();
+      databases.push(db);
+      await syncSchema(db.url);
+      writer = SqliteWriter.spawn(group, db.url.slice('sqlite:'.length), 'SQLite write-lock holder');
+      return db.url;
+    },
+    begin: () => writer!.hold(),
+    end: () => writer!.rollback(),
+    async dispose() {
+      await group.dispose();
+      for (const db of databases) await db.drop();
+    },
+  };
+}
+
+async function startOutage(): Promise<Outage> {
+  if (dialect === 'postgres') return serverOutage(await ThrowawayServer.start());
+  if (dialect === 'mariadb' || dialect === 'mysql') return serverOutage(await ThrowawayMariaDb.start(dialect));
+  return sqliteOutage();
+}
+
+let outage: Outage;
+const children = new ChildGroup();
+
+const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 
 function spawnWorkers(url: string, count: number, config: Record<string, unknown>): Child[] {
   return Array.from({ length: count }, (_, i) =>
-    children.spawn('restart-worker.js', { url, lockId: `restart/${i % 2}`, holdMs: 150, ...config }, { name: `worker ${i}` }),
+    children.spawn(
+      'restart-worker.js',
+      { url, lockId: `restart/${i % 2}`, holdMs: 150, statementTimeoutMs: STATEMENT_TIMEOUT_MS, ...config },
+      { name: `worker ${i}` },
+    ),
   );
 }
 
-function sectionsOf(workers: readonly Child[]): (Section & ChildMessage)[] {
+type ReportedSection = Section & ChildMessage & { settledUs: number; outcome: string };
+
+function sectionsOf(workers: readonly Child[]): ReportedSection[] {
   return workers.flatMap((w, worker) =>
-    w.messages.filter((m) => m.type === 'section').map((m) => ({ ...m, worker }) as unknown as Section & ChildMessage),
+    w.messages.filter((m) => m.type === 'section').map((m) => ({ ...m, worker }) as unknown as ReportedSection),
   );
+}
+
+/**
+ * Sections whose release could only have run while the database was surely unavailable: the
+ * release statement is sent after `endUs` and answered before `settledUs`, and the outage surely
+ * lasted from `downUs` (the outage had begun) to `upUs` (before the command that ends it was sent).
+ */
+function releasedDuringOutage(sections: readonly ReportedSection[], downUs: number, upUs: number): ReportedSection[] {
+  return sections.filter((s) => s.endUs >= downUs && s.settledUs <= upUs);
 }
 
 async function waitForSections(workers: readonly Child[], perWorker: number, sinceUs: number, timeout: number): Promise<void> {
@@ -59,20 +145,26 @@ async function waitForSections(workers: readonly Child[], perWorker: number, sin
   );
 }
 
-onlyOn('postgres')('PostgreSQL restarted while locks are held', () => {
+function outcomeCounts(sections: readonly ReportedSection[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of sections) out[s.outcome] = (out[s.outcome] ?? 0) + 1;
+  return out;
+}
+
+describe(`the ${dialect} database unavailable while locks are held`, () => {
   beforeAll(async () => {
     await ensureBuilt();
-    server = await ThrowawayServer.start();
+    outage = await startOutage();
   }, 180_000);
   afterEach(() => children.dispose());
   afterAll(async () => {
     await children.dispose();
-    await server?.dispose();
+    await outage?.dispose();
   }, 60_000);
 
-  it('tells every holder when the database is down for longer than the lease, and keeps sections apart afterwards', async () => {
+  it('tells every holder when the database is unavailable for longer than the lease, and keeps sections apart afterwards', async () => {
     const LEASE_SECONDS = 2;
-    const url = await freshDatabase('safety_restart_long');
+    const url = await outage.freshDatabase('safety_restart_long');
     const workers = spawnWorkers(url, 4, { leaseSeconds: LEASE_SECONDS });
     await Promise.all(workers.map((w) => w.waitForType('ready', 30_000)));
 
@@ -90,28 +182,36 @@ onlyOn('postgres')('PostgreSQL restarted while locks are held', () => {
     await pause(1000); // a renewal or two
 
     const stopUs = nowUs();
-    await server.stop();
-    const stoppedUs = nowUs();
+    await outage.begin('long');
+    const downUs = nowUs();
     const holders = [...entered.values()];
     const told = await Promise.all(
       holders.map((w) => w.waitFor((m) => m.type === 'section' && m.long === true, (LEASE_SECONDS + 10) * 1000, 'the end of the held section')),
     );
     for (const w of workers) w.tell('short');
-    // Keep the server down past every lease, then bring it back on the same port.
-    await pause(Math.max(0, stopUs / 1000 + (LEASE_SECONDS + 1) * 1000 - nowUs() / 1000));
+    // Keep the database unavailable well past every lease (and every failed release), then bring it back.
+    await pause(Math.max(0, stopUs / 1000 + (LEASE_SECONDS + 2) * 1000 - nowUs() / 1000));
     const restartUs = nowUs();
-    await server.start();
+    await outage.end();
     const upUs = nowUs();
 
     await waitForSections(workers, 3, upUs, 60_000);
     for (const w of workers) w.tell('stop');
     await Promise.all(workers.map((w) => w.waitForExit(20_000)));
 
+    const sections = sectionsOf(workers);
+    const inOutage = releasedDuringOutage(sections, downUs, restartUs);
     note(
-      `server down ${Math.round((upUs - stopUs) / 1000)} ms (stop took ${Math.round((stoppedUs - stopUs) / 1000)} ms, ` +
-        `start ${Math.round((upUs - restartUs) / 1000)} ms), lease ${LEASE_SECONDS} s; holders told after ` +
-        told.map((m) => `${Math.round(((m.endUs as number) - stopUs) / 1000)} ms`).join(', '),
+      `${outage.what.long}: unavailable ${Math.round((upUs - stopUs) / 1000)} ms (taking it down took ${Math.round((downUs - stopUs) / 1000)} ms, ` +
+        `bringing it back ${Math.round((upUs - restartUs) / 1000)} ms), lease ${LEASE_SECONDS} s; holders told ` +
+        told.map((m) => `${Math.round(((m.abortedUs as number) - downUs) / 1000)} ms`).join(', ') +
+        ` after it was down; ${sections.length} sections ${JSON.stringify(outcomeCounts(sections))}, ` +
+        `${inOutage.length} released during the outage`,
     );
+    // The held sections ended and failed to release while the database was away: the outage
+    // window check has something to check.
+    expect(inOutage.length).toBeGreaterThanOrEqual(2);
+    expect(inOutage.filter((s) => s.outcome === 'ok')).toEqual([]);
     for (const m of told) {
       expect(m).toMatchObject({
         outcome: 'lost',
@@ -119,40 +219,71 @@ onlyOn('postgres')('PostgreSQL restarted while locks are held', () => {
         signalReason: { name: 'DbMutexLostError', reason: 'unreachable' },
         error: { name: 'DbMutexTimeoutError', code: 'DB_MUTEX_LOST', reason: 'unreachable' },
       });
-      // Told within the lease (counted from its last renewal, before the stop), plus timer latency.
-      expect((m.endUs as number) - stopUs).toBeLessThanOrEqual(LEASE_SECONDS * 1_000_000 + 250_000);
+      // Told within the lease, which runs from the last renewal sent, before the database went away.
+      expect(m.abortedUs as number).toBeGreaterThan(stopUs);
+      expect((m.abortedUs as number) - downUs).toBeLessThanOrEqual(LEASE_SECONDS * 1_000_000 + TIMER_SLACK_MS * 1000);
+      // And before the database was back, i.e. before any other process could have taken the lock.
+      expect(m.abortedUs as number).toBeLessThan(restartUs);
     }
-    const sections = sectionsOf(workers);
     const afterRestart = sections.filter((s) => s.startUs > upUs);
-    expect(afterRestart.every((s) => s.outcome === 'ok')).toBe(true);
+    expect(afterRestart.filter((s) => s.outcome !== 'ok')).toEqual([]);
     expect(findOverlaps(sections)).toEqual([]);
     note(checkTokenOrder(findTokenOrderViolations(sections)));
   }, 150_000);
 
-  it('keeps sections apart when the database restarts in the middle of contention', async () => {
+  it('reports a section released while the database is briefly unavailable as a failed release, and keeps sections apart mid-contention', async () => {
     const LEASE_SECONDS = 5;
-    const url = await freshDatabase('safety_restart_brief');
+    const url = await outage.freshDatabase('safety_restart_brief');
     const workers = spawnWorkers(url, 4, { leaseSeconds: LEASE_SECONDS, startShort: true });
     await Promise.all(workers.map((w) => w.waitForType('ready', 30_000)));
     await waitForSections(workers, 2, 0, 30_000);
 
+    // From now on sections last until the test ends them: one holder per lock id, in the section
+    // when the database goes away, ending it while the database is surely unavailable (well within
+    // the lease, so the lock is not lost: the release is what meets the outage).
+    const longSinceUs = nowUs();
+    for (const w of workers) w.tell('long');
+    const holders = new Map<string, Child>();
+    const deadline = performance.now() + 20_000;
+    while (holders.size < 2 && performance.now() < deadline) {
+      for (const w of workers) {
+        const m = w.messages.find((x) => x.type === 'enter' && x.long === true && (x.startUs as number) > longSinceUs);
+        if (m && !holders.has(m.lockId as string)) holders.set(m.lockId as string, w);
+      }
+      await pause(20);
+    }
+    expect([...holders.keys()].sort()).toEqual(['restart/0', 'restart/1']);
     const stopUs = nowUs();
-    await server.stop();
-    await server.start();
+    await outage.begin('brief');
+    const downUs = nowUs();
+    for (const w of holders.values()) w.tell('end');
+    const ended = await Promise.all(
+      [...holders.values()].map((w) => w.waitFor((m) => m.type === 'section' && m.long === true, 10_000, 'the end of the held section')),
+    );
+    for (const w of workers) w.tell('short');
+    const restartUs = nowUs();
+    await outage.end();
     const upUs = nowUs();
     await waitForSections(workers, 3, upUs, 60_000);
     for (const w of workers) w.tell('stop');
     await Promise.all(workers.map((w) => w.waitForExit(20_000)));
 
     const sections = sectionsOf(workers);
-    const outcomes: Record<string, number> = {};
-    for (const s of sections) outcomes[s.outcome as string] = (outcomes[s.outcome as string] ?? 0) + 1;
-    note(`brief restart (${Math.round((upUs - stopUs) / 1000)} ms down, lease ${LEASE_SECONDS} s): sections ${JSON.stringify(outcomes)}`);
+    const inOutage = releasedDuringOutage(sections, downUs, restartUs);
+    note(
+      `${outage.what.brief}, briefly (${Math.round((upUs - stopUs) / 1000)} ms, lease ${LEASE_SECONDS} s): ` +
+        `${sections.length} sections ${JSON.stringify(outcomeCounts(sections))}; ` +
+        `${inOutage.length} released during the outage: ${JSON.stringify(outcomeCounts(inOutage))}`,
+    );
+    // A section whose release could only have met the unavailable database was never passed off as
+    // clean; the two sections the test ended during the outage are among them.
+    expect(inOutage.length).toBeGreaterThanOrEqual(2);
+    expect(inOutage.filter((s) => s.outcome === 'ok')).toEqual([]);
+    for (const m of ended) {
+      expect(m).toMatchObject({ outcome: 'release-failed', signalAborted: false });
+      expect((m.error as { name?: string }).name).not.toMatch(/^DbMutex/);
+    }
     expect(findOverlaps(sections)).toEqual([]);
     note(checkTokenOrder(findTokenOrderViolations(sections)));
-    // Whatever was cut short by the restart was reported, never passed off as a clean section.
-    for (const s of sections.filter((x) => x.outcome !== 'ok')) {
-      expect(['lost', 'release-failed']).toContain(s.outcome);
-    }
   }, 150_000);
 });
