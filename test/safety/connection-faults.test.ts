@@ -31,7 +31,7 @@ describeSafety('connection faults', () => {
   describe('the heartbeat backend terminated by the server (pg_terminate_backend)', () => {
     it('renews on a fresh connection and keeps the lock, listener included', async () => {
       const label = 'safety-terminate-once';
-      const victim = await ctx.mutex({ leaseSeconds: 2 }, db.labelledConnection(label));
+      const victim = await ctx.directMutex({ leaseSeconds: 2 }, db.labelledConnection(label));
       const events = recordEvents(victim);
       const lock = await victim.acquire('terminated-once');
       const watch = watchHeld(lock, observer);
@@ -59,7 +59,7 @@ describeSafety('connection faults', () => {
 
     it('recovers within the lease or reports the loss when its backends keep being terminated', async () => {
       const label = 'safety-terminate-often';
-      const victim = await ctx.mutex({ leaseSeconds: 2 }, db.labelledConnection(label));
+      const victim = await ctx.directMutex({ leaseSeconds: 2 }, db.labelledConnection(label));
       const events = recordEvents(victim);
       const lock = await victim.acquire('terminated-often');
       const watch = watchHeld(lock, observer, 50);
