@@ -4,7 +4,7 @@
  * counter update may be lost, and fencing tokens must increase in the order the sections ran.
  */
 import { ensureBuilt } from '../helpers/built';
-import { TestContext } from '../helpers/db';
+import { poolerMutexOptions, TestContext } from '../helpers/db';
 import { ChildGroup } from './helpers/children';
 import { checkTokenOrder, runContention, summarise, type ContentionResult } from './helpers/contention';
 import { describeSafety, safetyDialect } from './helpers/dialect';
@@ -48,6 +48,8 @@ describeSafety(`${CONTENTION_WORKERS} processes x ${CONTENTION_ITERATIONS} acqui
       async () => {
         const result = await runContention(safetyDialect(ctx), children, {
           url: ctx.db.url,
+          // Behind a transaction-mode pooler: unnamed statements, LISTEN straight to the server.
+          mutexOptions: poolerMutexOptions(ctx.db),
           workers: CONTENTION_WORKERS,
           iterations: CONTENTION_ITERATIONS,
           lockIds: c.lockIds,

@@ -9,6 +9,7 @@
  */
 import type { ChildGroup } from './children';
 import type { SafetyDialect } from './dialect';
+import type { DbMutexOptions } from '../../../src';
 
 export interface Section {
   lockId: string;
@@ -109,6 +110,8 @@ export interface ContentionOptions {
   nodeArgs?: (worker: number) => string[];
   env?: (worker: number) => NodeJS.ProcessEnv;
   timeoutMs: number;
+  /** More initDbMutex options of the workers (e.g. what a transaction-mode pooler needs). */
+  mutexOptions?: DbMutexOptions;
 }
 
 export interface WorkerReport {
@@ -145,6 +148,7 @@ export async function runContention(db: SafetyDialect, children: ChildGroup, o: 
         impl: o.impl ?? 'library',
         leaseSeconds: o.leaseSeconds ?? 10,
         sectionSleepMs: o.sectionSleepMs ?? 2,
+        mutexOptions: o.mutexOptions ?? {},
       },
       { name: `worker ${worker}`, nodeArgs: o.nodeArgs?.(worker), env: o.env?.(worker) },
     ),
