@@ -266,6 +266,9 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
         eventsTableName,
         // The CLI never acquires: a stray DB_MUTEX_TTL_SECONDS in the environment must not block it.
         ttlSeconds: null,
+        // A one-shot process runs each statement once or twice: preparing it buys nothing, and unnamed
+        // statements work through any pooler (PgBouncer in transaction mode included).
+        preparedStatements: false,
       }),
     );
     const run = COMMAND_RUNNERS[parsed.command];

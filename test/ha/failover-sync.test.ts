@@ -16,7 +16,7 @@
  *   token drawn before it.
  */
 import type { Child } from '../safety/helpers/children';
-import { analyse, checkTokenOrder, summarise } from '../safety/helpers/contention';
+import { analyse, checkTokenOrder } from '../safety/helpers/contention';
 import { safetyDialect } from '../safety/helpers/dialect';
 import { note } from '../safety/helpers/report';
 import { describeFailover, messagesOf, useFailoverPair, waitUntil } from './helpers';
@@ -37,10 +37,24 @@ describeFailover('failover to a synchronous standby while locks are held', () =>
 
   it('keeps every lock across the failover, never overlaps sections, hands locks to waiters and never rewinds fencing tokens', async () => {
     const { cluster, ctx, observer, children } = pair;
+    const probe = safetyDialect(ctx).probeSql;
     const workers = Array.from({ length: 6 }, (_, worker) =>
       children.spawn(
         'failover-worker.js',
-        { url: ctx.db.url, worker, lockId: LOCK_IDS[worker % LOCK_IDS.length], leaseSeconds: LEASE_SECONDS, probe: true, holdMs: 50 },
+        {
+          url: ctx.db.url,
+          worker,
+          lockId: LOCK_IDS[worker % LOCK_IDS.length],
+          leaseSeconds: LEASE_SECONDS,
+          probe: true,
+          holdMs: 50,
+          sql: {
+            ...probe,
+            // Safe to retry when the database failed over mid-insert (the first try may have committed);
+            // relies on the unique index created above.
+            logSectionOnce: `${probe.logSection} ON CONFLICT (lock_id, fencing_token) DO NOTHING`,
+          },
+        },
         { name: `worker ${worker}` },
       ),
     );
@@ -125,7 +139,8 @@ describeFailover('failover to a synchronous standby while locks are held', () =>
     note(
       `synchronous failover: outage ${Math.round(outageMs)} ms (primary stopped -> standby promoted -> PgBouncer repointed), ` +
         `lease ${LEASE_SECONDS} s; heartbeats paused ${pausedMs.map((ms) => `${ms} ms`).join(', ')} (last renewal on the old primary -> ` +
-        `first on the new one); failed renewal attempts per holder ${renewalFailures.join(', ')}; ${summarise(findings)}`,
+        `first on the new one); failed renewal attempts per holder ${renewalFailures.join(', ')}; ${findings.sections} sections, ` +
+        `${findings.overlaps.length} overlaps, ${findings.lostUpdates.length} lost updates`,
     );
 
     // No holder lost its lock; no section anywhere ended lost or unreleased.

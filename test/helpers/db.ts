@@ -323,6 +323,20 @@ export class TestContext {
   }
 
   /**
+   * The same, straight to the server even when the run goes through a pooler: for claims about the
+   * library's own server connections (backends killed, counted by application_name), which a pooler's
+   * shared server connections would hide.
+   */
+  async directMutex(options: DbMutexOptions = {}, sequelizeOptions: Options = {}): Promise<DbMutex> {
+    const s = makeSequelize(this.db.directUrl, sequelizeOptions);
+    this.sequelizes.push(s);
+    const m = initDbMutex(s, { setDefault: false, ...options });
+    this.mutexes.push(m);
+    await m.sync();
+    return m;
+  }
+
+  /**
    * A raw pg client on the test database (a connection separate from every pool), straight to the
    * server even when the run goes through a pooler (LISTEN, backend pids). PostgreSQL only.
    */

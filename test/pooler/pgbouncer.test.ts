@@ -87,9 +87,18 @@ describeIf('behind PgBouncer in transaction mode', () => {
     await expect(a.query({ name: 'dbm_probe', text: 'SELECT 1 AS one' })).rejects.toMatchObject({ code: '26000' });
   });
 
-  it('accepts LISTEN without an error, so a silently useless LISTEN cannot be told from a working one by its reply', async () => {
-    const c = await rawClient(through(transaction));
-    await expect(c.query('LISTEN "dbm_probe_channel"')).resolves.toBeDefined();
+  it('accepts LISTEN without an error, yet a notice never reaches the client (so the reply cannot tell it works)', async () => {
+    const pooled = await rawClient(through(transaction));
+    const direct = await rawClient(ctx.db.directUrl);
+    const heard = { pooled: 0, direct: 0 };
+    pooled.on('notification', () => heard.pooled++);
+    const directHeard = new Promise<void>((resolve) => direct.on('notification', () => (heard.direct++, resolve())));
+    await expect(pooled.query('LISTEN "dbm_probe_channel"')).resolves.toBeDefined();
+    await direct.query('LISTEN "dbm_probe_channel"');
+    await direct.query(`NOTIFY "dbm_probe_channel", 'x'`);
+    await directHeard; // the notice was sent: a direct listener got it
+    await pooled.query('SELECT 1'); // a round trip through the pooler, which would carry a pending notice
+    expect(heard).toEqual({ pooled: 0, direct: 1 });
   });
 
   it('with default options, switches to unnamed statements on the first mismatch, says so once, and every operation succeeds', async () => {

@@ -215,6 +215,10 @@ describe('bad input', () => {
         ['pollIntervalMs', NUMBERS, (v) => msError(v, 1)],
         ['statementTimeoutMs', NUMBERS, (v) => msError(v, 1)],
         ['heartbeat', [true, false, 'true', 1, null, {}], (v) => (typeof v === 'boolean' ? undefined : TypeError)],
+        ['preparedStatements', [true, false, 'false', 0, null, {}], (v) => (typeof v === 'boolean' ? undefined : TypeError)],
+        ['listenIdleMs', NUMBERS, (v) => msError(v, 0)],
+        ['listenUrl', ['postgres://u@127.0.0.1:1/db', 'postgresql://h/db', null, 'mysql://h/db', 'not a url', '', 5, {}], (v) =>
+          v === null || (typeof v === 'string' && /^postgres(ql)?:\/\//.test(v)) ? undefined : TypeError],
         ['holder', ['ok', '', 'a\0b', '\uD800', 'h'.repeat(256), 7, null], (v) =>
           typeof v !== 'string' || v.includes('\0') || !v.isWellFormed() ? TypeError : [...v].length > 255 ? RangeError : undefined],
         ['tableName', ['valid_name', 'x; DROP TABLE y', 'a"b', '', 'ä', 'x'.repeat(41), '1abc', 5, null], (v) =>

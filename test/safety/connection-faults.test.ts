@@ -67,7 +67,7 @@ describe(`connection faults on ${dialect}`, () => {
 
     itIf(serverDb)('renews on a fresh connection and keeps the lock (and, on PostgreSQL, its release notices)', async () => {
       const label = 'safety-terminate-once';
-      const victim = await ctx.mutex({ leaseSeconds: 2 }, killer().labelledConnection(label));
+      const victim = await ctx.directMutex({ leaseSeconds: 2 }, killer().labelledConnection(label));
       const events = recordEvents(victim);
       const lock = await victim.acquire('terminated-once');
       const watch = watchHeld(lock, observer);
@@ -98,7 +98,7 @@ describe(`connection faults on ${dialect}`, () => {
 
     itIf(serverDb)('recovers within the lease or reports the loss when its connections keep being killed', async () => {
       const label = 'safety-terminate-often';
-      const victim = await ctx.mutex({ leaseSeconds: 2 }, killer().labelledConnection(label));
+      const victim = await ctx.directMutex({ leaseSeconds: 2 }, killer().labelledConnection(label));
       const events = recordEvents(victim);
       const lock = await victim.acquire('terminated-often');
       const watch = watchHeld(lock, observer, 50);

@@ -4,7 +4,7 @@
  * counter update may be lost, and fencing tokens must increase in the order the sections ran.
  */
 import { ensureBuilt } from '../helpers/built';
-import { dialect, TestContext } from '../helpers/db';
+import { dialect, poolerMutexOptions, TestContext } from '../helpers/db';
 import { ChildGroup } from './helpers/children';
 import { contentionViolations, runContention, runLine } from './helpers/contention';
 import { safetyDialect } from './helpers/dialect';
@@ -38,6 +38,8 @@ describe(`${CONTENTION_WORKERS} processes x ${CONTENTION_ITERATIONS} acquisition
       async () => {
         const result = await runContention(safetyDialect(ctx), children, {
           url: ctx.db.url,
+          // Behind a transaction-mode pooler: unnamed statements, LISTEN straight to the server.
+          mutexOptions: poolerMutexOptions(ctx.db),
           workers: CONTENTION_WORKERS,
           iterations: CONTENTION_ITERATIONS,
           lockIds: c.lockIds,

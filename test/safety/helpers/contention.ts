@@ -10,6 +10,7 @@
 import { notifies } from '../../helpers/db';
 import type { ChildGroup } from './children';
 import type { SafetyDialect } from './dialect';
+import type { DbMutexOptions } from '../../../src';
 
 export interface Section {
   lockId: string;
@@ -114,6 +115,8 @@ export interface ContentionOptions {
   nodeArgs?: (worker: number) => string[];
   env?: (worker: number) => NodeJS.ProcessEnv;
   timeoutMs: number;
+  /** More initDbMutex options of the workers (e.g. what a transaction-mode pooler needs). */
+  mutexOptions?: DbMutexOptions;
 }
 
 export interface WorkerReport {
@@ -154,6 +157,7 @@ export async function runContention(db: SafetyDialect, children: ChildGroup, o: 
         pollIntervalMs: o.pollIntervalMs ?? (notifies ? 500 : 25),
         // The SQL of this database (see helpers/dialect.ts): the fixture itself is dialect-free.
         sql: db.probeSql,
+        mutexOptions: o.mutexOptions ?? {},
       },
       { name: `worker ${worker}`, nodeArgs: o.nodeArgs?.(worker), env: o.env?.(worker) },
     ),
