@@ -10,7 +10,7 @@ import { DbMutexError, DbMutexTimeoutError, withDbMutex, type DbMutex } from '..
 import { ensureBuilt } from '../helpers/built';
 import { notifies, TestContext } from '../helpers/db';
 import { ChildGroup } from './helpers/children';
-import { SAFETY_SUPPORTED, safetyDialect, type SafetyDialect } from './helpers/dialect';
+import { connectionKiller, type ConnectionKiller } from './helpers/faults';
 import { note } from './helpers/report';
 import { scaled, timeoutMs } from './helpers/soak';
 import { pause } from './helpers/watch';
@@ -20,7 +20,9 @@ const LABEL = 'safety-leaks';
 
 let ctx: TestContext;
 /** Fault-injection helpers, where this dialect has them (LISTEN counting is PostgreSQL's). */
-let db: SafetyDialect | null;
+let db: ConnectionKiller | null;
+/** LISTEN connections of the labelled DbMutexes, counted on the server (PostgreSQL). */
+const listenerCount = async (): Promise<number> => (await db!.countListeners(LABEL)) ?? 0;
 const children = new ChildGroup();
 
 /** Timers created by the library's own source files that are still pending (neither fired nor cleared). */
@@ -122,7 +124,8 @@ describe('no leaks', () => {
   beforeAll(async () => {
     await ensureBuilt();
     ctx = await TestContext.create();
-    db = SAFETY_SUPPORTED ? safetyDialect(ctx) : null;
+    // Release notices (and so LISTEN connections) are PostgreSQL's.
+    db = notifies ? connectionKiller(ctx) : null;
     await ctx.exec('SELECT 1');
   }, 180_000);
   afterEach(() => children.dispose());
@@ -147,8 +150,8 @@ describe('no leaks', () => {
 
         const pools = mutexes.map((m) => ({ using: poolOf(m).using, waiting: poolOf(m).waiting, size: poolOf(m).size }));
         // The server notices closed sockets asynchronously: give it a moment.
-        if (notifies && db) for (let t = 0; t < 40 && (await db.countListenerBackends(LABEL)) > 0; t++) await pause(50);
-        const listeners = notifies && db ? await db.countListenerBackends(LABEL) : null;
+        if (notifies && db) for (let t = 0; t < 40 && (await listenerCount()) > 0; t++) await pause(50);
+        const listeners = notifies && db ? await listenerCount() : null;
         note(`${cycles} cycles on 3 DbMutex instances: ${timers.seen.count} library timers created, ${timers.live.size} pending, pools ${JSON.stringify(pools)}, LISTEN connections ${listeners}`);
         // The tracker does see the library's timers (leases, heartbeat, waiters), so 0 pending means something.
         expect(timers.seen.count).toBeGreaterThan(cycles);
@@ -167,8 +170,8 @@ describe('no leaks', () => {
         expect([...timers.live.values()]).toEqual([]);
         if (notifies && db) {
           // The server notices closed sockets asynchronously: give it a moment.
-          for (let t = 0; t < 40 && (await db.countListenerBackends(LABEL)) > 0; t++) await pause(50);
-          expect(await db.countListenerBackends(LABEL)).toBe(0);
+          for (let t = 0; t < 40 && (await listenerCount()) > 0; t++) await pause(50);
+          expect(await listenerCount()).toBe(0);
         }
         // Nothing that keeps the event loop alive is left over (sockets, ref'd timers). Drivers finish
         // closing their sockets a little after close() resolves: allow them a moment.

@@ -5,8 +5,8 @@
  * - the deliberately broken lock of the detector self-test;
  * - the acquisition gate of fencing-order.test.ts (holds one holder's acquire statement inside the
  *   database until the test opens it);
- * - the fault injectors of connection-faults.test.ts (slow-statement trigger, backend termination,
- *   listener counting).
+ * - the slow-statement trigger of the connection-faults probe (PostgreSQL, MariaDB; killing and
+ *   counting connections is helpers/faults.ts).
  * Generic helpers (expiring a lock, the database clock in ms) come from TestContext's `ctx.sql`.
  *
  * Section times are the database clock as integer microseconds since the epoch (no driver date
@@ -17,7 +17,7 @@
  * that touch are allowed by the detector, and every section lasts several milliseconds, so an overlap
  * still shows (and always shows as a lost update too).
  */
-import { QueryTypes, Transaction, type Options, type Sequelize } from 'sequelize';
+import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import { dialect, type TestContext, type TestDialect } from '../../helpers/db';
 import type { Section } from './contention';
 import { pause } from './watch';
@@ -80,14 +80,6 @@ export interface SafetyDialect {
   installSlowTrigger(tableName: string): Promise<void>;
   /** How long each INSERT/UPDATE sleeps; with `holder`, only rows written for that holder label. */
   setSlowness(ms: number, holder?: string): Promise<void>;
-  /** Sequelize options that label every connection, so its backends can be found and killed. */
-  labelledConnection(applicationName: string): Options;
-  /** Kills the server side of every connection with this label; returns how many. */
-  terminateBackends(applicationName: string): Promise<number>;
-  /** Backends sitting in LISTEN (one per DbMutex that waits or holds), optionally only those with a label. */
-  countListenerBackends(applicationName?: string): Promise<number>;
-  /** Backends with this label, however idle. */
-  countBackends(applicationName: string): Promise<number>;
 }
 
 /** Per-dialect SQL of the probes (the rest of SafetyDialect is built on it generically). */
@@ -361,33 +353,6 @@ function postgres(ctx: TestContext): SafetyDialect {
     async setSlowness(ms, holder) {
       await ctx.exec('UPDATE safety_slowness SET ms = ?, holder = ? WHERE id = 1', [ms, holder ?? null]);
     },
-    labelledConnection(applicationName) {
-      return { dialectOptions: { application_name: applicationName } };
-    },
-    terminateBackends(applicationName) {
-      // Only connections older than a moment: Sequelize attaches its 'error' listener to a new
-      // connection one tick after the connection is ready, so a backend killed in exactly that gap
-      // crashes the client process with an unhandled 'error' event (a Sequelize race, seen once under
-      // heavy load; not what this fault is about: the heartbeat's established connections).
-      return one(
-        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-          WHERE datname = current_database() AND application_name = ? AND pid <> pg_backend_pid()
-            AND backend_start < clock_timestamp() - interval '250 milliseconds'`,
-        [applicationName],
-      );
-    },
-    countListenerBackends(applicationName) {
-      return one(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'
-          AND (CAST(? AS text) IS NULL OR application_name = ?)`,
-        [applicationName ?? null, applicationName ?? null],
-      );
-    },
-    countBackends(applicationName) {
-      return one(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = ?`, [
-        applicationName,
-      ]);
-    },
   };
 }
 
@@ -458,17 +423,11 @@ function mariadb(ctx: TestContext): SafetyDialect {
     async setSlowness(ms, holder) {
       await ctx.exec('UPDATE safety_slowness SET ms = ?, holder = ? WHERE id = 1', [ms, holder ?? null]);
     },
-    labelledConnection: () =>
-      unavailable('labelling connections', 'MariaDB shows no client-chosen label in its process list (performance_schema is off)'),
-    terminateBackends: () => unavailable('terminating labelled connections', 'see labelledConnection'),
-    countListenerBackends: () => unavailable('counting LISTEN backends', 'MariaDB has no LISTEN; waiters poll'),
-    countBackends: () => unavailable('counting labelled connections', 'see labelledConnection'),
   };
 }
 
 function sqlite(ctx: TestContext): SafetyDialect {
   const noSleep = 'SQLite has no sleep in SQL and the sqlite3 driver has no user-defined functions';
-  const noServer = 'SQLite has no server and no connections to see or kill';
   return {
     ...probes(ctx),
     async gateAcquisitions() {
@@ -487,31 +446,10 @@ function sqlite(ctx: TestContext): SafetyDialect {
     },
     installSlowTrigger: () => unavailable('a slow-statement trigger', noSleep),
     setSlowness: () => unavailable('a slow-statement trigger', noSleep),
-    labelledConnection: () => unavailable('labelling connections', noServer),
-    terminateBackends: () => unavailable('terminating connections', noServer),
-    countListenerBackends: () => unavailable('counting LISTEN backends', noServer),
-    countBackends: () => unavailable('counting connections', noServer),
   };
 }
 
 const DIALECTS: Record<TestDialect, (ctx: TestContext) => SafetyDialect> = { postgres, mariadb, mysql: mariadb, sqlite };
-
-/**
- * Whether this run's dialect has the connection-fault injectors (labelled backends, LISTEN counting)
- * that connection-faults.test.ts and leaks.test.ts use. The probes (contention, broken lock,
- * acquisition gate) exist on every dialect.
- */
-export const SAFETY_SUPPORTED = dialect === 'postgres';
-
-/**
- * `describe` where the run's dialect has the connection-fault injectors, `describe.skip` elsewhere.
- * The restart test (a throw-away embedded server) and LISTEN counting are PostgreSQL facts: `onlyOn('postgres')`.
- */
-export const describeSafety: jest.Describe = SAFETY_SUPPORTED ? describe : describe.skip;
-
-export function onlyOn(...dialects: TestDialect[]): jest.Describe {
-  return dialects.includes(dialect) ? describe : describe.skip;
-}
 
 export function safetyDialect(ctx: TestContext): SafetyDialect {
   return DIALECTS[ctx.dialect](ctx);

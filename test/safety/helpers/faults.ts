@@ -1,7 +1,7 @@
 /**
- * The fault injectors of the connection-faults probe, per database. Where a shared one exists
- * (helpers/dialect.ts: PostgreSQL's backend termination, the slow-statement triggers of PostgreSQL and
- * MariaDB) it is used as is; this file adds what the probe needs beyond it:
+ * The fault injectors of the connection-faults probe (and the leak test's connection counts), per
+ * database. The slow-statement triggers of PostgreSQL and MariaDB come from helpers/dialect.ts; the rest:
+ * - PostgreSQL: connections labelled with `application_name`, terminated with `pg_terminate_backend`.
  * - MariaDB: killing the lock's own connections (`KILL CONNECTION`). MariaDB shows no client-chosen
  *   label in its process list, so the connections are labelled on the client side instead: a
  *   Sequelize `afterConnect` hook records the server's connection id (CONNECTION_ID(), the driver's
@@ -47,7 +47,7 @@ export interface Slowdown {
   readonly timeoutMessage: RegExp;
 }
 
-/** Sessions killed shortly after they connect can crash the client (see dialect.ts): only older ones are killed. */
+/** Sessions killed shortly after they connect can crash the client (see postgresKiller): only older ones are killed. */
 const MIN_AGE_MS = 250;
 
 function mariadbKiller(ctx: TestContext): ConnectionKiller {
@@ -94,18 +94,38 @@ async function liveIds(ctx: TestContext, ids: Map<number, number> | undefined): 
   return [...ids].filter(([id]) => live.has(id));
 }
 
+/** PostgreSQL: connections labelled with `application_name`, found in pg_stat_activity. */
+function postgresKiller(ctx: TestContext): ConnectionKiller {
+  const one = async (sql: string, params: unknown[]) => Number((await ctx.exec<{ n: unknown }>(sql, params))[0]!.n);
+  return {
+    how: 'pg_terminate_backend',
+    labelledConnection: (label) => ({ dialectOptions: { application_name: label } }),
+    terminate: (label) =>
+      // Only connections older than a moment: Sequelize attaches its 'error' listener to a new
+      // connection one tick after the connection is ready, so a backend killed in exactly that gap
+      // crashes the client process with an unhandled 'error' event (a Sequelize race, seen once under
+      // heavy load; not what this fault is about: the heartbeat's established connections).
+      one(
+        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = ? AND pid <> pg_backend_pid()
+            AND backend_start < clock_timestamp() - interval '${MIN_AGE_MS} milliseconds'`,
+        [label],
+      ),
+    count: (label) =>
+      one('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = ?', [label]),
+    countListeners: (label) =>
+      one(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'
+          AND application_name = ?`,
+        [label],
+      ),
+  };
+}
+
 /** Null on SQLite, which has no server connections to kill. */
 export function connectionKiller(ctx: TestContext): ConnectionKiller | null {
   if (ctx.dialect === 'sqlite') return null;
-  if (ctx.dialect !== 'postgres') return mariadbKiller(ctx);
-  const db = safetyDialect(ctx);
-  return {
-    how: 'pg_terminate_backend',
-    labelledConnection: (label) => db.labelledConnection(label),
-    terminate: (label) => db.terminateBackends(label),
-    count: (label) => db.countBackends(label),
-    countListeners: (label) => db.countListenerBackends(label),
-  };
+  return ctx.dialect === 'postgres' ? postgresKiller(ctx) : mariadbKiller(ctx);
 }
 
 export function slowdown(ctx: TestContext, group: ChildGroup): Slowdown {
