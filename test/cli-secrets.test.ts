@@ -191,6 +191,21 @@ describe('db-mutex never prints a password', () => {
     }
   }, 240_000);
 
+  itIf(dialect === 'postgres')('lets sequelize-cli read the same URLs through the repository config, printing none of the password', async () => {
+    const u = new URL(ctx.db.url);
+    const url = `postgres://${u.username}:Pa#ss-${MARK}@${u.host}${u.pathname}`;
+    const sequelizeCli = path.join(ROOT, 'node_modules', 'sequelize-cli', 'lib', 'sequelize');
+    const run = await new Promise<Run>((resolve) => {
+      const env = { ...process.env, DATABASE_URL: url, NODE_OPTIONS: LOUD_NODE_OPTIONS };
+      execFile(process.execPath, [sequelizeCli, 'db:migrate:status'], { cwd: ROOT, env, timeout: 120_000 }, (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+      });
+    });
+    expectNoSecret(run, url);
+    // It connected (the migration's status is listed), so the URL was read right.
+    expect({ code: run.code, stdout: run.stdout }).toEqual({ code: 0, stdout: expect.stringMatching(/create-db-mutex/) });
+  }, 180_000);
+
   describe('on a MariaDB server that checks the password', () => {
     const user = `dbm_cli_${randomBytes(4).toString('hex')}`;
     const password = `p@ss:w/o#r?d%zz-${MARK}`;
