@@ -132,10 +132,11 @@ describe('DATABASE_URL parsing (the one parser of the CLI)', () => {
 /**
  * The machine's PostgreSQL (and PgBouncer in front of it) trusts local connections, so a URL with any
  * password logs in and these tests show the URL was read right. The suite's own embedded PostgreSQL
- * checks passwords (and has no socket in /var/run/postgresql): there the exact-password claim is the
- * MariaDB tests' below, which log in as a user of their own.
+ * checks passwords (and has no socket in /var/run/postgresql): there the tests below log in as a role of
+ * their own with a nasty password, which proves the exact password is sent (as the MariaDB ones do).
  */
 const postgresTrustsAnyPassword = dialect === 'postgres' && process.env.DB_MUTEX_TEST_EMBEDDED !== '1';
+const postgresChecksPasswords = dialect === 'postgres' && process.env.DB_MUTEX_TEST_EMBEDDED === '1';
 
 describe('db-mutex never prints a password', () => {
   let ctx: TestContext;
@@ -245,6 +246,55 @@ describe('db-mutex never prints a password', () => {
       expect(run.code).toBe(2);
       expectOneLine(run);
       expect(run.stderr).toContain(`cannot connect to the database at ${scheme}://${user}:***@127.0.0.1:${port}/${ctx.db.name}`);
+    });
+  });
+
+  describe('on a PostgreSQL server that checks the password (the embedded one)', () => {
+    const user = `dbm_cli_${randomBytes(4).toString('hex')}`;
+    const password = `p@ss:w/o#r?d%zz-${MARK}`;
+
+    beforeAll(async () => {
+      if (!postgresChecksPasswords) return;
+      const c = await ctx.client();
+      try {
+        // format() quotes the role name and the password literal (which holds @ : / # ? %).
+        await c.query(`SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text) AS sql`, [user, password]).then((r) =>
+          c.query(r.rows[0].sql as string),
+        );
+        await c.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO "${user}"`);
+      } finally {
+        await c.end();
+      }
+    });
+    afterAll(async () => {
+      if (!postgresChecksPasswords) return;
+      const c = await ctx.client();
+      try {
+        await c.query(`REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "${user}"`);
+        await c.query(`DROP ROLE IF EXISTS "${user}"`);
+      } finally {
+        await c.end();
+      }
+    });
+
+    itIf(postgresChecksPasswords)('logs in with the exact password, raw or %-escaped, and prints none of it', async () => {
+      const u = new URL(ctx.db.url);
+      for (const written of [password, encodeURIComponent(password)]) {
+        const url = `postgres://${user}:${written}@${u.host}${u.pathname}`;
+        const run = await cli(['list'], url);
+        expectNoSecret(run, url);
+        expect({ url, run }).toEqual({ url, run: { code: 0, stdout: 'No locks held.\n', stderr: '' } });
+      }
+    });
+
+    itIf(postgresChecksPasswords)('is refused with a wrong password, in one line that names the user and not the password', async () => {
+      const u = new URL(ctx.db.url);
+      const url = `postgres://${user}:wrong/${MARK}#@${u.host}${u.pathname}`;
+      const run = await cli(['list'], url);
+      expectNoSecret(run, url);
+      expect(run.code).toBe(2);
+      expectOneLine(run);
+      expect(run.stderr).toContain(`cannot connect to the database at postgres://${user}:***@${u.host}${u.pathname}`);
     });
   });
 
