@@ -316,7 +316,16 @@ export class TestContext {
 
   /** A DbMutex on its own Sequelize instance (own pool), with the schema synced. */
   async mutex(options: DbMutexOptions = {}, sequelizeOptions: Options = {}): Promise<DbMutex> {
-    const m = initDbMutex(this.sequelize(sequelizeOptions), { setDefault: false, ...poolerMutexOptions(this.db), ...options });
+    const pooled = poolerMutexOptions(this.db);
+    // A pool tagged with an application_name (to be counted on the server) tags its direct LISTEN
+    // connection too, as it would be without the pooler.
+    const tag = (sequelizeOptions.dialectOptions as { application_name?: unknown } | undefined)?.application_name;
+    if (pooled.listenUrl && typeof tag === 'string') {
+      const u = new URL(pooled.listenUrl);
+      u.searchParams.set('application_name', tag);
+      pooled.listenUrl = u.toString();
+    }
+    const m = initDbMutex(this.sequelize(sequelizeOptions), { setDefault: false, ...pooled, ...options });
     this.mutexes.push(m);
     await m.sync();
     return m;
