@@ -10,6 +10,7 @@ import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
 import type { CurrentHolder, Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, Statement } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
+import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
 import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
 import { OrphanCleanup } from './orphan-cleanup';
@@ -110,9 +111,6 @@ interface Refusal {
   holder: CurrentHolder | null;
 }
 
-/** Longest audit reason, in characters; the dashboard's form uses it as its maxlength. */
-export const MAX_REASON_LENGTH = 1000;
-const MAX_LIST_LIMIT = 1_000_000_000;
 
 export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   readonly options: ResolvedDbMutexOptions;
@@ -567,9 +565,9 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   async events(options: EventsOptions = {}): Promise<EventRow[]> {
     validateOptionsObject(options);
     rejectUnknownOptions(options, EVENTS_OPTION_KEYS, 'mutex.events');
-    const limit = options.limit ?? 50;
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100_000) {
-      throw new RangeError(`limit must be an integer between 1 and 100000, got ${String(limit)}`);
+    const limit = options.limit ?? DEFAULT_EVENTS_LIMIT;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_EVENTS_LIMIT) {
+      throw new RangeError(`limit must be an integer between 1 and ${MAX_EVENTS_LIMIT}, got ${String(limit)}`);
     }
     const lockId = options.lockId == null ? null : validateLockId(options.lockId);
     return this.sql.parseEvents(await this.runner.run(this.sql.events(limit, lockId)));

@@ -5,6 +5,7 @@
  */
 import { hostname } from 'node:os';
 import type { Transaction } from 'sequelize';
+import { DEFAULT_EVENTS_TABLE_NAME, DEFAULT_TABLE_NAME } from './limits';
 
 /** Longest lock id, in characters (Unicode code points), as stored in the `lock_id` column. */
 export const MAX_LOCK_ID_LENGTH = 255;
@@ -317,7 +318,7 @@ export function resolveDbMutexOptions(options: DbMutexOptions = {}, where = 'ini
   validateOptionsObject(options);
   rejectUnknownOptions(options, DB_MUTEX_OPTION_KEYS, where);
   const ttl = options.ttlSeconds !== undefined ? options.ttlSeconds : ttlFromEnv();
-  const tableName = validateTableName(orDefault(options.tableName, 'db_mutex_locks'), 'tableName');
+  const tableName = validateTableName(orDefault(options.tableName, DEFAULT_TABLE_NAME), 'tableName');
   return Object.freeze({
     ttlSeconds: ttl === undefined ? DEFAULT_TTL_SECONDS : validateSeconds(ttl, 'ttlSeconds', { allowNull: true }),
     leaseSeconds: validateSeconds(orDefault(options.leaseSeconds, DEFAULT_LEASE_SECONDS), 'leaseSeconds', { allowNull: false }) as number,
@@ -331,7 +332,7 @@ export function resolveDbMutexOptions(options: DbMutexOptions = {}, where = 'ini
     preparedStatements: validateBoolean(orDefault(options.preparedStatements, true), 'preparedStatements'),
     holder: validateHolder(orDefault(options.holder, defaultHolder())),
     tableName,
-    eventsTableName: validateTableName(orDefault(options.eventsTableName, 'db_mutex_events'), 'eventsTableName'),
+    eventsTableName: validateTableName(orDefault(options.eventsTableName, DEFAULT_EVENTS_TABLE_NAME), 'eventsTableName'),
     setDefault: validateBoolean(orDefault(options.setDefault, true), 'setDefault'),
   });
 }

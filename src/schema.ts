@@ -5,6 +5,7 @@
  */
 import { DataTypes, Model, type ModelAttributes, type ModelStatic, type QueryInterface, type Sequelize } from 'sequelize';
 import { dialectFor } from './dialects';
+import { DEFAULT_EVENTS_TABLE_NAME, DEFAULT_TABLE_NAME } from './limits';
 
 /** The DbMutexLock model: one row per lock currently held (or expired and not yet taken over). */
 export class DbMutexLock extends Model {
@@ -43,8 +44,8 @@ export interface SchemaNames {
 }
 
 export const DEFAULT_SCHEMA_NAMES: Readonly<SchemaNames> = Object.freeze({
-  tableName: 'db_mutex_locks',
-  eventsTableName: 'db_mutex_events',
+  tableName: DEFAULT_TABLE_NAME,
+  eventsTableName: DEFAULT_EVENTS_TABLE_NAME,
 });
 
 export function lockAttributes(): ModelAttributes {

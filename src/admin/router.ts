@@ -6,7 +6,8 @@
  * the host app (view engine, body parsers, static files, error handler).
  */
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
-import { MAX_REASON_LENGTH, type DbMutex } from '../db-mutex';
+import type { DbMutex } from '../db-mutex';
+import { MAX_REASON_LENGTH } from '../limits';
 import { getDefaultDbMutex } from '../default-mutex';
 import { validateHolder } from '../options';
 import { printableJson } from '../printable';

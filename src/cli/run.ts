@@ -12,6 +12,14 @@ import type { Options, Sequelize } from 'sequelize';
 import { eventJson, eventView, lockJson, lockView } from '../admin/format';
 import type { DbMutex } from '../db-mutex';
 import type { EventRow } from '../dialects/types';
+import {
+  DEFAULT_EVENTS_LIMIT,
+  DEFAULT_EVENTS_TABLE_NAME,
+  DEFAULT_LIST_LIMIT,
+  DEFAULT_TABLE_NAME,
+  MAX_EVENTS_LIMIT,
+  MAX_LIST_LIMIT,
+} from '../limits';
 import { validateHolder, validateLockId } from '../options';
 import { DatabaseUrlError, parseDatabaseUrl, sequelizeOptions, type ParsedDatabaseUrl } from './database-url';
 import { printable, printableJson } from '../printable';
@@ -51,10 +59,6 @@ const COMMAND_OPTIONS: Readonly<Record<CommandName, Record<string, OptionSpec>>>
 /** The one positional argument a command takes, by what its usage calls it. */
 const POSITIONAL: Partial<Record<CommandName, string>> = { release: 'the lock id', 'fence-floor': 'the floor <n>' };
 
-const DEFAULT_LIST_LIMIT = 1000;
-const DEFAULT_EVENTS_LIMIT = 50;
-const MAX_EVENTS_LIMIT = 100_000;
-const MAX_LIST_LIMIT = 1_000_000_000;
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -226,8 +230,8 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
   const inputs = validateInputs(parsed, io);
   const url = io.env.DATABASE_URL;
   if (!url) throw new SetupError('DATABASE_URL is not set (e.g. postgres://user:password@host:5432/app)');
-  const tableName = stringOption(parsed.values, 'table') ?? 'db_mutex_locks';
-  const eventsTableName = stringOption(parsed.values, 'events-table') ?? 'db_mutex_events';
+  const tableName = stringOption(parsed.values, 'table') ?? DEFAULT_TABLE_NAME;
+  const eventsTableName = stringOption(parsed.values, 'events-table') ?? DEFAULT_EVENTS_TABLE_NAME;
 
   let database: ParsedDatabaseUrl;
   let options: Options;
