@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import type { Sequelize } from 'sequelize';
 import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
-import type { CurrentHolder, Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, Statement } from './dialects/types';
+import type { CurrentHolder, Dialect, EventRow, LockRow, LockStore, ReleaseNotice } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
 import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
 import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
@@ -116,7 +116,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   readonly options: ResolvedDbMutexOptions;
   readonly models: DefinedModels;
   readonly dialect: Dialect;
-  private readonly sql: DialectStatements;
+  /** Every lock statement goes through the store: its SQL, rows and transactions are the database's. */
+  private readonly store: LockStore;
   private readonly runner: StatementRunner;
   private listener: ReleaseListener | null;
   private listenIdleTimer: NodeJS.Timeout | null = null;
@@ -126,10 +127,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private readonly held = new Map<string, Lease>();
   /** Leases not yet settled: held, or lost while their critical section still runs. close() releases these. */
   private readonly unsettled = new Set<Lease>();
-  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => {
-    const rows = await this.runner.run(this.sql.release(lockId, ownerToken));
-    return this.sql.parseRelease(rows) !== null;
-  });
+  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => (await this.store.release({ lockId, ownerToken })) !== null);
   private tickTimer: NodeJS.Timeout | null = null;
   private tickDueAt = Infinity;
   private renewing = false;
@@ -141,11 +139,11 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.dialect = dialectFor(sequelize);
     this.options = resolveDbMutexOptions(options);
     this.models = defineModels(sequelize, this.options);
-    this.sql = this.dialect.statements(this.options);
     this.runner = new StatementRunner(sequelize, this.dialect.driver, this.options.statementTimeoutMs, {
       preparedStatements: this.options.preparedStatements,
       onUnnamed: (error) => this.onUnnamedStatements(error),
     });
+    this.store = this.dialect.store(this.options, this.runner);
     this.listener =
       this.options.listen && this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
         ? new ReleaseListener(this.listenConnector(), this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
@@ -237,19 +235,17 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number): Promise<Lease | Refusal> {
     const ownerToken = randomUUID();
     const sentAt = performance.now();
-    let rows;
+    let row;
     try {
-      rows = await this.runner.run(
-        this.sql.acquire({
-          lockId,
-          ownerToken,
-          holder: opts.holder,
-          hostname: this.host,
-          pid: process.pid,
-          ttlSeconds: opts.ttlSeconds,
-          leaseSeconds: opts.leaseSeconds,
-        }),
-      );
+      row = await this.store.acquire({
+        lockId,
+        ownerToken,
+        holder: opts.holder,
+        hostname: this.host,
+        pid: process.pid,
+        ttlSeconds: opts.ttlSeconds,
+        leaseSeconds: opts.leaseSeconds,
+      });
     } catch (error) {
       // The statement may still commit even though we never saw the answer (timeout, dropped
       // connection): keep trying to remove our row, so it does not linger until its expiry.
@@ -257,10 +253,9 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       this.orphans.add(lockId, ownerToken, lifetimeSeconds * 1000);
       throw error;
     }
-    const row = this.sql.parseAcquire(rows);
-    if (!row) {
+    if (!row.won) {
       this.emit('contended', { lockId });
-      return { holder: this.sql.parseRefused(rows) };
+      return { holder: row.holder };
     }
     const lease = new Lease(
       this,
@@ -294,8 +289,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   /** @internal */
   async releaseLease(lease: Lease): Promise<{ expired: boolean } | null> {
     const started = performance.now();
-    const rows = await this.runner.run(this.sql.release(lease.lockId, lease.ownerToken));
-    const outcome = this.sql.parseRelease(rows);
+    const outcome = await this.store.release(lease);
     // A waiter in this process need not wait for the notice's round trip.
     this.waiters.wake(lease.lockId);
     if (outcome && !outcome.expired) {
@@ -306,8 +300,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
 
   /** @internal */
   async extendLease(lease: Lease, seconds: number | null) {
-    const rows = await this.runner.run(this.sql.extend(lease.lockId, lease.ownerToken, seconds));
-    const extended = this.sql.parseExtend(rows);
+    const extended = await this.store.extend(lease, seconds);
     if (extended) return { expiresAt: extended.expiresAt };
     return (await this.classify([lease])).has(lease.ownerToken) ? ('expired' as const) : ('released-by-other' as const);
   }
@@ -353,8 +346,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.renewing = true;
     const sentAt = performance.now();
     try {
-      const rows = await this.runner.run(this.sql.renew(leases.map((l) => l.lockId), leases.map((l) => l.ownerToken)));
-      const renewed = this.sql.parseRenew(rows);
+      const renewed = await this.store.renew(leases);
       const missing: Lease[] = [];
       for (const lease of leases) {
         if (renewed.has(lease.ownerToken)) lease.renewed(sentAt);
@@ -375,9 +367,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     }
   }
 
-  private async classify(leases: Lease[]): Promise<Set<string>> {
-    const rows = await this.runner.run(this.sql.classify(leases.map((l) => l.lockId), leases.map((l) => l.ownerToken)));
-    return this.sql.parseClassify(rows);
+  private classify(leases: Lease[]): Promise<Set<string>> {
+    return this.store.classify(leases);
   }
 
   // ---- the LISTEN connection: open only while this process waits for or holds a lock ------------
@@ -500,10 +491,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       }
       validateLockId(after.lockId, 'after.lockId');
     }
-    const rows = await this.runner.run(
-      this.sql.list({ filter: filter === '' ? null : filter, staleOnly: options.staleOnly === true, limit: limit ?? MAX_LIST_LIMIT, after }),
-    );
-    return this.sql.parseLocks(rows);
+    return this.store.list({ filter: filter === '' ? null : filter, staleOnly: options.staleOnly === true, limit: limit ?? MAX_LIST_LIMIT, after });
   }
 
   /** Number of active locks and how many of them are stale. */
@@ -511,14 +499,14 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     if (filter !== null && (typeof filter !== 'string' || filter.includes('\0') || !filter.isWellFormed())) {
       throw new TypeError('filter must be well-formed text without NUL characters');
     }
-    const c = this.sql.parseCounts(await this.runner.run(this.sql.counts(filter === '' ? null : filter)));
+    const c = await this.store.counts(filter === '' ? null : filter);
     return { ...c, active: c.total - c.stale };
   }
 
   /** The current row of one lock, or null when nobody holds it. */
   async inspect(lockId: string): Promise<LockRow | null> {
     validateLockId(lockId);
-    return this.sql.parseLocks(await this.runner.run(this.sql.inspect(lockId)))[0] ?? null;
+    return this.store.inspect(lockId);
   }
 
   /**
@@ -533,9 +521,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     const fencingToken = validateFencingToken(options.fencingToken ?? null);
     const operator = validateHolder(options.operator, 'operator');
     const reason = validateReason(options.reason ?? null);
-    const events = await this.releaseAudited(
-      this.sql.releaseAudited({ kind: 'one', lockId, fencingToken }, 'force-release', operator, reason),
-    );
+    const events = this.releasedHere(await this.store.forceRelease({ lockId, fencingToken }, { operator, reason }));
     const event = events[0];
     if (event) return { status: 'released', event };
     const current = await this.inspect(lockId);
@@ -549,7 +535,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.releaseStale');
     const operator = validateHolder(options.operator, 'operator');
     const reason = validateReason(options.reason ?? null);
-    return this.releaseAudited(this.sql.releaseAudited({ kind: 'stale' }, 'release-stale', operator, reason));
+    return this.releasedHere(await this.store.releaseStale({ operator, reason }));
   }
 
   /** Deletes expired rows (nobody can be relying on them), audited as `purge-expired`. */
@@ -558,7 +544,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.purgeExpired');
     const operator = validateHolder(options.operator, 'operator');
     const reason = validateReason(options.reason ?? null);
-    return this.releaseAudited(this.sql.releaseAudited({ kind: 'expired' }, 'purge-expired', operator, reason));
+    return this.releasedHere(await this.store.purgeExpired({ operator, reason }));
   }
 
   /** The audit trail, newest first. */
@@ -570,7 +556,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       throw new RangeError(`limit must be an integer between 1 and ${MAX_EVENTS_LIMIT}, got ${String(limit)}`);
     }
     const lockId = options.lockId == null ? null : validateLockId(options.lockId);
-    return this.sql.parseEvents(await this.runner.run(this.sql.events(limit, lockId)));
+    return this.store.events(limit, lockId);
   }
 
   /**
@@ -584,17 +570,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     if (typeof floor !== 'number' || !Number.isSafeInteger(floor) || floor < 0) {
       throw new RangeError(`floor must be a non-negative safe integer, got ${typeof floor === 'number' ? floor : typeof floor}`);
     }
-    await this.transaction(this.sql.fencingFloor(floor));
+    await this.store.fencingFloor(floor);
   }
 
-  private transaction(statements: Statement[]) {
-    const [begin, commit, rollback] = ['BEGIN', 'COMMIT', 'ROLLBACK'].map((text) => ({ name: '', text, values: [] }));
-    return this.runner.runInTransaction(statements, begin!, commit!, rollback!);
-  }
-
-  private async releaseAudited(statements: Statement[]): Promise<EventRow[]> {
-    const results = await this.transaction(statements);
-    const events = this.sql.parseReleased(results[results.length - 1] ?? []);
+  private releasedHere(events: EventRow[]): EventRow[] {
     // Holders in this very process learn it now, without waiting for a notice or a renewal.
     for (const event of events) {
       for (const lease of this.held.values()) {
