@@ -121,6 +121,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private readonly runner: StatementRunner;
   private listener: ReleaseListener | null;
   private listenIdleTimer: NodeJS.Timeout | null = null;
+  /** Monotonic ms when the listener last became unneeded (no waiter, no holder). */
+  private listenIdleSince = 0;
   private readonly degradedSaid = new Set<DbMutexDegradedEvent['feature']>();
   private readonly waiters = new WaitQueue();
   /** Leases being renewed (held), by owner token. */
@@ -151,7 +153,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
             onError: (error) => this.emit('listenerError', { error }),
             // Notices may have been missed while disconnected: let every waiter try again now.
             onReady: () => this.waiters.wakeAll(),
-          })
+          }, this.dialect.waiterMarkSql?.(this.options) ?? null)
         : null;
   }
 
@@ -197,6 +199,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
         if (opts.signal?.aborted) throw opts.signal.reason;
         if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs: performance.now() - started });
         waiter.clearNotice();
+        // A release notifies only lock ids some process has marked as awaited. Marked before this
+        // attempt: a release after the attempt notifies us. Not yet: mark after the refusal, then try
+        // again at once, since a release between the refusal and the mark did not notify.
+        const markedBefore = this.listener?.isMarked(lockId) ?? false;
         const outcome = await this.tryAcquire(lockId, opts, performance.now() - started);
         if (outcome instanceof Lease) return outcome;
         const remaining = deadline - performance.now();
@@ -204,12 +210,18 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
           const waitedMs = performance.now() - started;
           throw new DbMutexError(lockId, { code: 'DB_MUTEX_WAIT_TIMEOUT', waitedMs, ...(await this.holderOf(lockId, outcome)) });
         }
-        // Jitter spreads pollers of many processes so they do not stampede the row together.
+        if (!markedBefore && this.listener && this.listenerUsable) {
+          const marked = await this.listener.mark(lockId);
+          if (marked !== 'unavailable') continue;
+        }
+        // Jitter spreads pollers of many processes so they do not stampede the row together. A
+        // notice ends the wait at once (no jitter on that path).
         const poll = this.options.pollIntervalMs * (0.5 + Math.random());
         await waiter.wait(Math.min(remaining, poll), opts.signal);
       }
     } finally {
-      this.waiters.remove(waiter);
+      // The last waiter of this process for the id: releases of it need not notify us any more.
+      if (this.waiters.remove(waiter)) this.listener?.unmark(lockId);
       this.listenerMaybeIdle();
     }
   }
@@ -409,7 +421,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   }
 
   /** This process waits for or holds a lock: the listener must be (or become) active. */
-  private async listenerNeeded(): Promise<void> {
+  private listenerNeeded(): Promise<void> | undefined {
     if (!this.listener) return;
     if (!this.listenerUsable) {
       this.say({
@@ -422,18 +434,29 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       });
       return;
     }
-    if (this.listenIdleTimer) clearTimeout(this.listenIdleTimer);
-    this.listenIdleTimer = null;
-    await this.listener.start();
+    // The common case on the hot path (every acquisition): already listening, nothing to do. A
+    // pending idle timer is left alone; it finds the listener in use when it fires.
+    if (this.listener.ready) return;
+    return this.listener.start();
   }
 
   /** Nobody may need the listener any more: close it after `listenIdleMs` unless someone does by then. */
   private listenerMaybeIdle(): void {
-    if (!this.listener || this.closed || this.waiters.size > 0 || this.held.size > 0 || this.listenIdleTimer) return;
+    if (!this.listener || this.closed || this.waiters.size > 0 || this.held.size > 0) return;
+    this.listenIdleSince = performance.now();
+    // One timer per idle period, not one per acquisition: a timer that fires early (the listener was
+    // used, then idle again meanwhile) is armed again for the rest of the period.
+    if (!this.listenIdleTimer) this.armListenIdleTimer(this.options.listenIdleMs);
+  }
+
+  private armListenIdleTimer(delayMs: number): void {
     this.listenIdleTimer = setTimeout(() => {
       this.listenIdleTimer = null;
-      if (this.waiters.size === 0 && this.held.size === 0) void this.listener?.stop();
-    }, this.options.listenIdleMs);
+      if (this.closed || this.waiters.size > 0 || this.held.size > 0) return;
+      const idleMs = performance.now() - this.listenIdleSince;
+      if (idleMs < this.options.listenIdleMs) this.armListenIdleTimer(this.options.listenIdleMs - idleMs);
+      else void this.listener?.stop();
+    }, delayMs);
     this.listenIdleTimer.unref();
   }
 

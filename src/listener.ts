@@ -5,6 +5,10 @@
  * meantime waiters fall back to polling and holders to the next renewal, so a missed notice only
  * costs latency, never safety.
  *
+ * While this process waits for a lock id, the connection also marks that id as awaited (`mark`): a
+ * release notifies only when some process has marked its id, so releases nobody waits for cost no
+ * NOTIFY. The marks live and die with the connection's session.
+ *
  * It is open only while someone needs it: the DbMutex calls `start()` when this process begins to
  * wait for or hold a lock and `stop()` once nobody has for a while, so an idle process costs no
  * connection beyond its pool. `stop()` is not final: `start()` opens a new connection. `close()` is.
@@ -12,7 +16,7 @@
 import type { ReleaseNotice } from './dialects/types';
 
 export interface PgNotifyingClient {
-  query(text: string): Promise<unknown>;
+  query(text: string, values?: unknown[]): Promise<unknown>;
   on(event: 'notification', cb: (msg: { channel: string; payload?: string }) => void): void;
   on(event: 'error' | 'end', cb: (err?: Error) => void): void;
   removeAllListeners(event?: string): void;
@@ -32,8 +36,21 @@ export interface ListenerHooks {
   onReady(): void;
 }
 
+/** What marking a lock id as awaited came to (see `ReleaseListener.mark`). */
+export type MarkOutcome =
+  /** Marked on the live connection: a release of the id from now on notifies. */
+  | 'marked'
+  /** A release of the id is committing right now: try to acquire again at once. */
+  | 'busy'
+  /** No connection (or no marks on this database): notices cannot be relied on, keep polling. */
+  | 'unavailable';
+
 export class ReleaseListener {
   private client: PgNotifyingClient | null = null;
+  /** Marks taken or being taken on the current connection, by lock id (each resolves true once taken). */
+  private marks = new Map<string, Promise<boolean>>();
+  /** The lock ids whose mark is in place on the current connection (a synchronous view of `marks`). */
+  private readonly marked = new Set<string>();
   private connecting: Promise<void> | null = null;
   /** Whether a connection is wanted now (between start() and stop()). */
   private wanted = false;
@@ -46,7 +63,69 @@ export class ReleaseListener {
     private readonly channel: string,
     private readonly parse: (payload: string) => ReleaseNotice | null,
     private readonly hooks: ListenerHooks,
+    private readonly markSql: { mark: string; unmark: string } | null = null,
   ) {}
+
+  /** True when a release of `lockId` from now on notifies this connection (its mark is in place). */
+  isMarked(lockId: string): boolean {
+    return this.marked.has(lockId);
+  }
+
+  /**
+   * Marks `lockId` as awaited by this process (once, however many of its waiters ask). The caller
+   * must try to acquire again after a fresh mark before sleeping: a release that committed before
+   * the mark did not notify.
+   */
+  async mark(lockId: string): Promise<MarkOutcome> {
+    const client = this.client;
+    if (!client || !this.markSql) return 'unavailable';
+    let pending = this.marks.get(lockId);
+    if (!pending) {
+      const marks = this.marks;
+      const taking = client.query(this.markSql.mark, [lockId]).then((r) => (r as { rows: { marked?: unknown }[] }).rows[0]?.marked === true);
+      pending = taking;
+      marks.set(lockId, taking);
+      taking.then(
+        (ok) => {
+          if (marks.get(lockId) !== taking) return;
+          if (ok && marks === this.marks) this.marked.add(lockId);
+          // Not taken (a release was committing): the next waiter's attempt asks again.
+          else if (!ok) marks.delete(lockId);
+        },
+        () => {
+          if (marks.get(lockId) === taking) marks.delete(lockId);
+        },
+      );
+    }
+    try {
+      return (await pending) ? (this.client === client ? 'marked' : 'unavailable') : 'busy';
+    } catch {
+      // The connection failed; its loss is handled (and reported) by the listener itself.
+      return 'unavailable';
+    }
+  }
+
+  /** This process no longer waits for `lockId`: drop its mark (on the connection that took it). */
+  unmark(lockId: string): void {
+    const pending = this.marks.get(lockId);
+    if (!pending) return;
+    this.marks.delete(lockId);
+    this.marked.delete(lockId);
+    const client = this.client;
+    const sql = this.markSql;
+    if (!client || !sql) return;
+    // Shared session locks are counted: each mark taken is given back exactly once, so a newer mark
+    // of the same id taken meanwhile stays in place whatever the order of the two statements.
+    void pending
+      .then((taken) => (taken && this.client === client ? client.query(sql.unmark, [lockId]) : undefined))
+      .catch(() => undefined);
+  }
+
+  /** The connection's marks ended with it. */
+  private forgetMarks(): void {
+    this.marks = new Map();
+    this.marked.clear();
+  }
 
   get ready(): boolean {
     return this.client !== null;
@@ -69,6 +148,7 @@ export class ReleaseListener {
     this.cancelRetry();
     const client = this.client;
     this.client = null;
+    this.forgetMarks();
     if (client) await this.discard(client);
   }
 
@@ -105,6 +185,7 @@ export class ReleaseListener {
   private lost(client: PgNotifyingClient, error?: Error): void {
     if (this.client !== client) return;
     this.client = null;
+    this.forgetMarks();
     client.removeAllListeners('notification');
     if (error) this.hooks.onError(error);
     this.connector.close(client).catch(() => undefined);
@@ -140,6 +221,7 @@ export class ReleaseListener {
     await this.connecting?.catch(() => undefined);
     const client = this.client;
     this.client = null;
+    this.forgetMarks();
     if (client) await this.discard(client);
   }
 }

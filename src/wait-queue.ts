@@ -74,12 +74,15 @@ export class WaitQueue {
     return waiter;
   }
 
-  remove(waiter: Waiter): void {
+  /** True when it was the last waiter of its lock id. */
+  remove(waiter: Waiter): boolean {
     const queue = this.byLockId.get(waiter.lockId);
-    if (!queue) return;
+    if (!queue) return false;
     const i = queue.indexOf(waiter);
     if (i >= 0) queue.splice(i, 1);
-    if (queue.length === 0) this.byLockId.delete(waiter.lockId);
+    if (queue.length > 0) return false;
+    this.byLockId.delete(waiter.lockId);
+    return true;
   }
 
   wake(lockId: string): void {

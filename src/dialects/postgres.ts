@@ -91,11 +91,22 @@ class PostgresStore extends SqlLockStore {
   /** First key of the advisory locks on lock ids: one namespace per lock table. */
   private readonly advisoryClass = int32Hash(`sequelize-db-mutex:${this.names.tableName}`);
 
+  /** Second-level namespace of the advisory locks that mark lock ids as awaited (see `waiterMarkSql`). */
+  private readonly waitClass = waitClassOf(this.names);
+  /**
+   * The hot path's statement texts and names, built once: the texts are long and each call would
+   * otherwise rebuild (and pg compare) them.
+   */
+  private readonly acquireName = `${this.prefix}_acquire`;
+  private readonly acquireText = this.buildAcquireText();
+  private readonly releaseName = `${this.prefix}_release`;
+  private readonly releaseText = this.buildReleaseText();
+
   protected quote(identifier: string): string {
     return q(identifier);
   }
 
-  async acquire(p: AcquireParams) {
+  private buildAcquireText(): string {
     const { t, seq, advisoryClass } = this;
     const fresh = `$1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
         CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
@@ -121,7 +132,7 @@ class PostgresStore extends SqlLockStore {
     // so a successful acquire never scans for it. A row that is expired in the snapshot yet
     // refused us was renewed after the snapshot: that stale copy is not reported (no row: the
     // caller reads the holder with inspect).
-    const text = `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1))),
+    return `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1))),
           inserted AS (INSERT INTO ${t} AS l (${ACQUIRE_COLUMNS}) SELECT ${fresh} FROM claim
             ON CONFLICT (lock_id) DO NOTHING RETURNING ${ACQUIRED}),
           taken_over AS (UPDATE ${t} AS l SET (${ACQUIRE_COLUMNS}) = (SELECT ${fresh} FROM claim)
@@ -130,18 +141,35 @@ class PostgresStore extends SqlLockStore {
             WHERE lock_id = $1 AND (expires_at IS NULL OR expires_at > now())
               AND NOT EXISTS (SELECT 1 FROM inserted) AND NOT EXISTS (SELECT 1 FROM taken_over))
           SELECT * FROM inserted UNION ALL SELECT * FROM taken_over UNION ALL SELECT * FROM refused`;
-    const values = [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds];
-    return parseAcquisition(await this.run('acquire', this.named('acquire', text, values)));
   }
 
-  async release({ lockId, ownerToken }: LeaseKey) {
+  async acquire(p: AcquireParams) {
+    const values = [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds];
+    return parseAcquisition(await this.run('acquire', { name: this.acquireName, text: this.acquireText, values }));
+  }
+
+  private buildReleaseText(): string {
     // The release alone commits without waiting for the WAL flush: if the database crashes right
     // after, the release may be lost and the lock stays taken until its lease (or TTL) runs out.
     // That delays the next holder; it can never let two hold at once. Acquire stays durable.
-    const text = `WITH d AS (DELETE FROM ${this.t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, expires_at)
-          SELECT COALESCE(d.expires_at <= now(), false) AS expired, pg_notify('${this.channel}', $2::text || d.lock_id) AS notified,
+    //
+    // It notifies only when some process waits for this lock id: a waiting process holds a shared
+    // advisory lock on (waitClass, id) on its LISTEN connection (taken before the attempt that it
+    // then sleeps on), so this exclusive try fails exactly then. Most releases have nobody waiting
+    // and skip the NOTIFY, its commit-time queue work and its delivery to every listener (the
+    // releasing process's own included). A waiter whose mark finds this try holding the key (a
+    // release committing right now) retries at once instead of sleeping; a mark taken after this
+    // release committed is followed by an attempt that finds the lock free. CASE evaluates the
+    // notify only when the try fails; the try's lock ends with this statement's transaction.
+    return `WITH d AS (DELETE FROM ${this.t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, expires_at)
+          SELECT COALESCE(d.expires_at <= now(), false) AS expired,
+            CASE WHEN pg_try_advisory_xact_lock(${this.waitClass}, hashtext(d.lock_id)) THEN NULL
+              ELSE pg_notify('${this.channel}', $2::text || d.lock_id) END AS notified,
             set_config('synchronous_commit', 'off', true) AS async_commit FROM d`;
-    return parseRelease(await this.run('release', this.named('release', text, [lockId, ownerToken])));
+  }
+
+  async release({ lockId, ownerToken }: LeaseKey) {
+    return parseRelease(await this.run('release', { name: this.releaseName, text: this.releaseText, values: [lockId, ownerToken] }));
   }
 
   async renew(locks: readonly LeaseKey[]) {
@@ -268,6 +296,11 @@ function channelName(names: SchemaNames): string {
   return `db_mutex_${names.tableName}`;
 }
 
+/** First key of the advisory locks by which processes mark the lock ids they wait for (one namespace per lock table). */
+function waitClassOf(names: SchemaNames): number {
+  return int32Hash(`sequelize-db-mutex:waiting:${names.tableName}`);
+}
+
 const UUID_LENGTH = 36;
 
 export const postgresDialect: Dialect = {
@@ -278,6 +311,17 @@ export const postgresDialect: Dialect = {
   dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
   store: (names, sender, variant) => new PostgresStore(names, sender, variant),
   channel: channelName,
+  waiterMarkSql(names) {
+    const waitClass = waitClassOf(names);
+    // Session-level and shared: any number of processes mark the same id; the mark ends with the
+    // LISTEN connection, whose loss also ends the notices it would have brought (and the listener's
+    // reconnect wakes every waiter to try again). The try never blocks the LISTEN connection: it fails
+    // only while a release of that id is committing, and the waiter then retries at once.
+    return {
+      mark: `SELECT pg_try_advisory_lock_shared(${waitClass}, hashtext($1)) AS marked`,
+      unmark: `SELECT pg_advisory_unlock_shared(${waitClass}, hashtext($1)) AS unmarked`,
+    };
+  },
   parseNotice(payload) {
     if (payload.length <= UUID_LENGTH) return null;
     return { ownerToken: payload.slice(0, UUID_LENGTH), lockId: payload.slice(UUID_LENGTH) };

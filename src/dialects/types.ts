@@ -151,6 +151,13 @@ export interface Dialect {
   /** Channel to LISTEN on, when `notifies`. */
   channel?(names: SchemaNames): string;
   parseNotice?(payload: string): ReleaseNotice | null;
+  /**
+   * With `notifies`: statements (run on the LISTEN connection, `$1` = lock id) by which a process
+   * marks a lock id as awaited while it has waiters for it, and unmarks it. The release notifies only
+   * when some process has the id marked. `mark` returns one row whose `marked` is false while a
+   * release of that id is committing (the waiter then tries again at once instead of sleeping).
+   */
+  waiterMarkSql?(names: SchemaNames): { mark: string; unmark: string };
 }
 
 /** A lock of this process as a statement names it: the id and the random owner token of one acquisition. */

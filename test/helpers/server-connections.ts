@@ -12,6 +12,13 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import type { Options } from 'sequelize';
 import type { TestContext } from './db';
 
+/**
+ * A PostgreSQL backend (pg_stat_activity row) is a DbMutex's LISTEN connection when the last
+ * statement it ran was LISTEN or a waiter's mark/unmark of a lock id (the only statements that
+ * connection runs; see ReleaseListener.mark).
+ */
+export const LISTENER_BACKEND_SQL = `(query LIKE 'LISTEN %' OR query LIKE 'SELECT pg\\_%advisory\\_%lock\\_shared(%')`;
+
 /** Sequelize options that make a pool's PostgreSQL connections (the listener's too) recognisable. */
 export function connectionTag(name: string, dialect: TestContext['dialect']): Options {
   return dialect === 'postgres' ? { dialectOptions: { application_name: name } } : {};
@@ -27,7 +34,7 @@ export interface ServerConnections {
 export async function serverConnections(ctx: TestContext, tag: string): Promise<ServerConnections> {
   if (ctx.dialect === 'postgres') {
     const [row] = await ctx.exec<{ total: unknown; listening: unknown }>(
-      `SELECT count(*) AS total, count(*) FILTER (WHERE query LIKE 'LISTEN %') AS listening
+      `SELECT count(*) AS total, count(*) FILTER (WHERE ${LISTENER_BACKEND_SQL}) AS listening
         FROM pg_stat_activity WHERE datname = current_database() AND application_name = ?`,
       [tag],
     );

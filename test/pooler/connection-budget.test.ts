@@ -9,6 +9,7 @@ import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
 import { initDbMutex, type DbMutex, type DbMutexOptions } from '../../src';
 import { dialect, makeSequelize, TestContext } from '../helpers/db';
+import { LISTENER_BACKEND_SQL } from '../helpers/server-connections';
 
 const describeIf = dialect === 'postgres' ? describe : describe.skip;
 
@@ -43,7 +44,7 @@ function tagged(options: DbMutexOptions = {}, poolMax = 2): { mutex: DbMutex; ap
 /** This process's server connections by kind: its LISTEN connection(s), and all of them. */
 async function serverConnections(app: string): Promise<{ listen: number; total: number }> {
   const { rows } = await admin.query<{ listen: string; total: string }>(
-    `SELECT count(*) FILTER (WHERE query LIKE 'LISTEN %') AS listen, count(*) AS total
+    `SELECT count(*) FILTER (WHERE ${LISTENER_BACKEND_SQL}) AS listen, count(*) AS total
        FROM pg_stat_activity WHERE application_name = $1`,
     [app],
   );
@@ -89,10 +90,10 @@ describeIf('the LISTEN connection', () => {
     const { mutex, app } = tagged({ listenIdleMs: 600_000 });
     const first = await mutex.acquire('kept-open');
     await until('the holder listens', async () => (await serverConnections(app)).listen === 1);
-    const [pid] = (await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`, [app])).rows;
+    const [pid] = (await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND ${LISTENER_BACKEND_SQL}`, [app])).rows;
     await first.release();
     await (await mutex.acquire('kept-open')).release();
-    const [again] = (await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`, [app])).rows;
+    const [again] = (await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND ${LISTENER_BACKEND_SQL}`, [app])).rows;
     expect(again?.pid).toBe(pid!.pid);
   });
 
@@ -105,7 +106,7 @@ describeIf('the LISTEN connection', () => {
     await refused;
     // Kill the waiter's LISTEN connection, then release before it can be back: only the re-check after
     // LISTEN is re-established (polling is ten minutes away) can hand the lock over.
-    await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`, [app]);
+    await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND ${LISTENER_BACKEND_SQL}`, [app]);
     await held.release();
     const lock = await waiting;
     await lock.release();

@@ -13,6 +13,7 @@ import { initDbMutex, type DbMutex, type DbMutexDegradedEvent, type DbMutexOptio
 import { ensureBuilt } from '../helpers/built';
 import { dialect, directServerUrl, makeSequelize, TestContext } from '../helpers/db';
 import { findPgBouncer, startPgBouncerFor, type PgBouncer } from '../helpers/pgbouncer';
+import { LISTENER_BACKEND_SQL } from '../helpers/server-connections';
 import { ChildGroup, FIXTURES_DIR, type Child } from '../safety/helpers/children';
 
 // PgBouncer speaks the PostgreSQL protocol only; without the binary there is nothing to test against.
@@ -214,7 +215,7 @@ describeIf('behind PgBouncer in session mode', () => {
 /** Server backends of this test database that last ran LISTEN (the listener connections). */
 async function listenBackends(): Promise<number[]> {
   const rows = await ctx.exec<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()",
+    `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND ${LISTENER_BACKEND_SQL} AND pid <> pg_backend_pid()`,
   );
   return rows.map((r) => Number(r.pid));
 }

@@ -1,0 +1,185 @@
+/**
+ * PostgreSQL: a release sends its NOTIFY only when some process waits for that lock id. A waiting
+ * process marks the id (a shared advisory lock on its LISTEN connection) and the release notifies
+ * only if it cannot take that key; a force-release always notifies (its holder must hear of it).
+ *
+ * The race this must survive: a waiter's attempt is refused, the holder releases, and only then
+ * does the waiter's mark arrive. That release sent no notice, so the waiter must try again at once
+ * after marking instead of sleeping until its next poll. The test forces exactly that order by
+ * holding the waiter's LISTEN connection traffic in a proxy until the release has committed.
+ * (MariaDB and SQLite have no notices: their waiters poll, and nothing here applies.)
+ */
+import { once } from 'node:events';
+import net from 'node:net';
+import type { Client, Notification } from 'pg';
+import type { DbMutex } from '../../src';
+import { dialect, itIf, TestContext } from '../helpers/db';
+
+const isPostgres = dialect === 'postgres';
+/** Far beyond every test's timeout: a waiter that relies on polling here fails its test. */
+const NEVER_POLL_MS = 600_000;
+
+let ctx: TestContext | undefined;
+let listener: Client;
+const notices: Notification[] = [];
+
+beforeAll(async () => {
+  if (!isPostgres) return;
+  ctx = await TestContext.create();
+  listener = await ctx.client();
+  listener.on('notification', (n) => notices.push(n));
+  await listener.query('LISTEN "db_mutex_db_mutex_locks"');
+});
+afterAll(async () => {
+  await ctx?.cleanup();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Notices of `lockId` seen by the raw listener once the server had time to deliver them. */
+async function noticesOf(lockId: string): Promise<number> {
+  // A round trip on the listening connection: notices committed before it arrive before its answer.
+  await listener.query('SELECT 1');
+  return notices.filter((n) => n.payload?.endsWith(lockId)).length;
+}
+
+/** Resolves on the first refusal `m` reports for `lockId`, running `then` synchronously first. */
+function onFirstRefusal(m: DbMutex, lockId: string, then: () => void = () => undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const handler = (e: { lockId: string }) => {
+      if (e.lockId !== lockId) return;
+      m.off('contended', handler);
+      then();
+      resolve();
+    };
+    m.on('contended', handler);
+  });
+}
+
+/**
+ * A TCP proxy to the database whose client-to-server direction can be held: bytes sent while held
+ * are delivered, in order, once it is let go.
+ */
+async function holdableProxy(targetUrl: string): Promise<{ url: string; hold(): void; letGo(): void; close(): Promise<void> }> {
+  const target = new URL(targetUrl);
+  let held = false;
+  const queued: (() => void)[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    sockets.add(client).add(upstream);
+    client.on('data', (chunk) => {
+      if (held) queued.push(() => upstream.write(chunk));
+      else upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => client.write(chunk));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = new URL(targetUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    hold: () => {
+      held = true;
+    },
+    letGo: () => {
+      held = false;
+      for (const write of queued.splice(0)) write();
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('release notices only when someone waits (PostgreSQL)', () => {
+  itIf(isPostgres)('sends no notice for a release nobody waits for', async () => {
+    const m = await ctx!.mutex({ holder: 'alone' });
+    for (let i = 0; i < 3; i++) await (await m.acquire('nobody-waits')).release();
+    expect(await noticesOf('nobody-waits')).toBe(0);
+  });
+
+  itIf(isPostgres)('notifies the release of a lock another process waits for, and the waiter gets it long before its poll', async () => {
+    const holder = await ctx!.mutex({ holder: 'holder' });
+    const waiter = await ctx!.mutex({ holder: 'waiter', pollIntervalMs: NEVER_POLL_MS });
+    const held = await holder.acquire('awaited');
+    const refused = onFirstRefusal(waiter, 'awaited');
+    const waiting = waiter.acquire('awaited', { waitMs: 60_000 });
+    await refused;
+    // The waiter marks the id right after its refusal; give the mark time to land, then release.
+    await sleep(300);
+    await held.release();
+    const lock = await waiting;
+    expect(await noticesOf('awaited')).toBe(1);
+    await lock.release();
+    // Nobody waits any more: the next release is quiet again.
+    await (await holder.acquire('awaited')).release();
+    expect(await noticesOf('awaited')).toBe(1);
+  }, 30_000);
+
+  itIf(isPostgres)('always notifies a force-release, so its holder learns of it at once', async () => {
+    const holder = await ctx!.mutex({ holder: 'forced' });
+    const operator = await ctx!.mutex({ holder: 'operator' });
+    const held = await holder.acquire('forced');
+    const result = await operator.forceRelease({ lockId: 'forced', operator: 'ops', reason: 'test' });
+    expect(result.status).toBe('released');
+    expect(await noticesOf('forced')).toBe(1);
+    await expect(new Promise((resolve) => (held.signal.aborted ? resolve(true) : held.signal.addEventListener('abort', () => resolve(true))))).resolves.toBe(true);
+  }, 30_000);
+
+  itIf(isPostgres)('hands the lock at once to a waiter whose mark arrives only after the release (no notice was sent)', async () => {
+    const proxy = await holdableProxy(ctx!.db.directUrl);
+    try {
+      const holder = await ctx!.mutex({ holder: 'holder' });
+      // Only the waiter's LISTEN connection (and so its marks) goes through the proxy.
+      const waiter = await ctx!.mutex({ holder: 'late-marker', pollIntervalMs: NEVER_POLL_MS, listenUrl: proxy.url });
+      const held = await holder.acquire('late-mark');
+      let released: Promise<void> | null = null;
+      // Synchronously on the refusal, before the waiter can send its mark: hold the mark back until
+      // the holder's release (on its own connection) has committed.
+      const refused = onFirstRefusal(waiter, 'late-mark', () => {
+        proxy.hold();
+        released = held.release().finally(() => proxy.letGo());
+      });
+      const started = performance.now();
+      const waiting = waiter.acquire('late-mark', { waitMs: 60_000 });
+      await refused;
+      await released;
+      const lock = await waiting; // sleeping until the next poll would take NEVER_POLL_MS
+      expect(lock.isHeld()).toBe(true);
+      expect(performance.now() - started).toBeLessThan(NEVER_POLL_MS / 10);
+      // The release found no mark, so it sent no notice: the hand-over came from trying again.
+      expect(await noticesOf('late-mark')).toBe(0);
+      await lock.release();
+    } finally {
+      await proxy.close();
+    }
+  }, 30_000);
+
+  itIf(isPostgres)('gives every process waiting on one lock its turn by notices alone (separate connections, no polling)', async () => {
+    const waiters = await Promise.all([1, 2, 3].map((i) => ctx!.mutex({ holder: `w${i}`, pollIntervalMs: NEVER_POLL_MS })));
+    const holder = await ctx!.mutex({ holder: 'first' });
+    const held = await holder.acquire('turns');
+    const order: string[] = [];
+    const all = waiters.map((w, i) =>
+      w.acquire('turns', { waitMs: 60_000 }).then(async (lock) => {
+        order.push(`w${i + 1}`);
+        await sleep(20);
+        await lock.release();
+      }),
+    );
+    await sleep(500);
+    await held.release();
+    await Promise.all(all);
+    expect(order.sort()).toEqual(['w1', 'w2', 'w3']);
+  }, 30_000);
+});
