@@ -143,7 +143,7 @@ describe('release notices only when someone waits (PostgreSQL)', () => {
       // Only the waiter's LISTEN connection (and so its marks) goes through the proxy.
       const waiter = await ctx!.mutex({ holder: 'late-marker', pollIntervalMs: NEVER_POLL_MS, listenUrl: proxy.url });
       const held = await holder.acquire('late-mark');
-      let released: Promise<void> | null = null;
+      let released: Promise<void> = Promise.resolve();
       // Synchronously on the refusal, before the waiter can send its mark: hold the mark back until
       // the holder's release (on its own connection) has committed.
       const refused = onFirstRefusal(waiter, 'late-mark', () => {
