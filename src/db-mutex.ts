@@ -10,18 +10,14 @@ import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
 import type { CurrentHolder, Dialect, EventRow, LockRow, LockStore, ReleaseNotice } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
-import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
 import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
+import { LockOperator, type AuditOptions, type EventsOptions, type ForceReleaseOptions, type ForceReleaseResult, type ListOptions } from './operator';
 import { OrphanCleanup } from './orphan-cleanup';
 import {
   resolveAcquireOptions,
   resolveDbMutexOptions,
-  validateHolder,
   validateLockId,
-  optionKeys,
-  rejectUnknownOptions,
-  validateOptionsObject,
   type AcquireOptions,
   type DbMutexOptions,
   type ResolvedAcquireOptions,
@@ -56,55 +52,7 @@ export interface DbMutexDegradedEvent {
   cause?: unknown;
 }
 
-export interface ListOptions {
-  /** Only lock ids containing this text (plain substring, case-sensitive). */
-  filter?: string | null;
-  /** Only expired locks and locks whose heartbeat is overdue. */
-  staleOnly?: boolean;
-  /** At most this many rows; default: all. */
-  limit?: number | null;
-  /** Keyset cursor: the last row of the previous page. */
-  after?: { acquiredAt: Date; lockId: string } | null;
-}
-
-export interface ForceReleaseOptions {
-  lockId: string;
-  /** Release only this exact acquisition; a re-acquired lock is left alone. */
-  fencingToken?: number | null;
-  /** Who did it, for the audit trail. */
-  operator: string;
-  reason?: string | null;
-}
-
-const LIST_OPTION_KEYS = optionKeys<ListOptions>({ filter: true, staleOnly: true, limit: true, after: true });
-const FORCE_RELEASE_OPTION_KEYS = optionKeys<ForceReleaseOptions>({
-  lockId: true,
-  fencingToken: true,
-  operator: true,
-  reason: true,
-});
-
-/** Options of `releaseStale` and `purgeExpired`. */
-export interface AuditOptions {
-  /** Who did it, for the audit trail. */
-  operator: string;
-  reason?: string | null;
-}
-const AUDIT_OPTION_KEYS = optionKeys<AuditOptions>({ operator: true, reason: true });
-
-/** Options of `events`. */
-export interface EventsOptions {
-  /** At most this many entries, newest first; default 50, at most 100000. */
-  limit?: number;
-  /** Only this lock id's entries. */
-  lockId?: string | null;
-}
-const EVENTS_OPTION_KEYS = optionKeys<EventsOptions>({ limit: true, lockId: true });
-
-export type ForceReleaseResult =
-  | { status: 'released'; event: EventRow }
-  | { status: 'not-found' }
-  | { status: 'token-mismatch'; currentFencingToken: number };
+export type { AuditOptions, EventsOptions, ForceReleaseOptions, ForceReleaseResult, ListOptions } from './operator';
 
 /** A refused attempt, with the holder when the acquire statement reported it. */
 interface Refusal {
@@ -118,6 +66,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   readonly dialect: Dialect;
   /** Every lock statement goes through the store: its SQL, rows and transactions are the database's. */
   private readonly store: LockStore;
+  private readonly operator: LockOperator;
   private readonly runner: StatementRunner;
   private listener: ReleaseListener | null;
   private listenIdleTimer: NodeJS.Timeout | null = null;
@@ -144,6 +93,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       onUnnamed: (error) => this.onUnnamedStatements(error),
     });
     this.store = this.dialect.store(this.options, this.runner);
+    this.operator = new LockOperator(this.store, (events) => this.releasedHere(events));
     this.listener =
       this.options.listen && this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
         ? new ReleaseListener(this.listenConnector(), this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
@@ -224,7 +174,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     let current: CurrentHolder | null = refusal.holder;
     if (!current) {
       try {
-        current = await this.inspect(lockId);
+        current = await this.store.inspect(lockId);
       } catch {
         current = null;
       }
@@ -469,44 +419,21 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.waiters.wake(notice.lockId);
   }
 
-  // ---- operator API ------------------------------------------------------------------------
+  // ---- operator API (validated and run by src/operator.ts) ----------------------------------
 
   /** Active locks (held, or expired and not yet taken over), oldest first. */
-  async list(options: ListOptions = {}): Promise<LockRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, LIST_OPTION_KEYS, 'mutex.list');
-    const limit = options.limit ?? null;
-    if (limit !== null && (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)) {
-      throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);
-    }
-    const filter = options.filter ?? null;
-    if (filter !== null && typeof filter !== 'string') throw new TypeError('filter must be a string');
-    if (filter !== null && (filter.includes('\0') || !filter.isWellFormed())) {
-      throw new TypeError('filter must be well-formed text without NUL characters');
-    }
-    const after = options.after ?? null;
-    if (after !== null) {
-      if (!(after.acquiredAt instanceof Date) || Number.isNaN(after.acquiredAt.getTime())) {
-        throw new TypeError('after.acquiredAt must be a valid Date');
-      }
-      validateLockId(after.lockId, 'after.lockId');
-    }
-    return this.store.list({ filter: filter === '' ? null : filter, staleOnly: options.staleOnly === true, limit: limit ?? MAX_LIST_LIMIT, after });
+  list(options: ListOptions = {}): Promise<LockRow[]> {
+    return this.operator.list(options);
   }
 
   /** Number of active locks and how many of them are stale. */
-  async counts(filter: string | null = null): Promise<{ total: number; stale: number; active: number }> {
-    if (filter !== null && (typeof filter !== 'string' || filter.includes('\0') || !filter.isWellFormed())) {
-      throw new TypeError('filter must be well-formed text without NUL characters');
-    }
-    const c = await this.store.counts(filter === '' ? null : filter);
-    return { ...c, active: c.total - c.stale };
+  counts(filter: string | null = null): Promise<{ total: number; stale: number; active: number }> {
+    return this.operator.counts(filter);
   }
 
   /** The current row of one lock, or null when nobody holds it. */
-  async inspect(lockId: string): Promise<LockRow | null> {
-    validateLockId(lockId);
-    return this.store.inspect(lockId);
+  inspect(lockId: string): Promise<LockRow | null> {
+    return this.operator.inspect(lockId);
   }
 
   /**
@@ -514,49 +441,23 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    * fencing token) and records it in the audit table, atomically. The holder's signal aborts:
    * at once through the release notice where the database has one, else at its next renewal.
    */
-  async forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, FORCE_RELEASE_OPTION_KEYS, 'mutex.forceRelease');
-    const lockId = validateLockId(options.lockId);
-    const fencingToken = validateFencingToken(options.fencingToken ?? null);
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    const events = this.releasedHere(await this.store.forceRelease({ lockId, fencingToken }, { operator, reason }));
-    const event = events[0];
-    if (event) return { status: 'released', event };
-    const current = await this.inspect(lockId);
-    if (!current) return { status: 'not-found' };
-    return { status: 'token-mismatch', currentFencingToken: current.fencingToken };
+  forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
+    return this.operator.forceRelease(options);
   }
 
   /** Operator action: force-releases every stale lock (expired or heartbeat overdue), audited. */
-  async releaseStale(options: AuditOptions): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.releaseStale');
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    return this.releasedHere(await this.store.releaseStale({ operator, reason }));
+  releaseStale(options: AuditOptions): Promise<EventRow[]> {
+    return this.operator.releaseStale(options);
   }
 
   /** Deletes expired rows (nobody can be relying on them), audited as `purge-expired`. */
-  async purgeExpired(options: AuditOptions): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.purgeExpired');
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    return this.releasedHere(await this.store.purgeExpired({ operator, reason }));
+  purgeExpired(options: AuditOptions): Promise<EventRow[]> {
+    return this.operator.purgeExpired(options);
   }
 
   /** The audit trail, newest first. */
-  async events(options: EventsOptions = {}): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, EVENTS_OPTION_KEYS, 'mutex.events');
-    const limit = options.limit ?? DEFAULT_EVENTS_LIMIT;
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_EVENTS_LIMIT) {
-      throw new RangeError(`limit must be an integer between 1 and ${MAX_EVENTS_LIMIT}, got ${String(limit)}`);
-    }
-    const lockId = options.lockId == null ? null : validateLockId(options.lockId);
-    return this.store.events(limit, lockId);
+  events(options: EventsOptions = {}): Promise<EventRow[]> {
+    return this.operator.events(options);
   }
 
   /**
@@ -566,14 +467,12 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    * bound above it). Never lowers the token source, so a floor below the current tokens, or the same
    * floor twice, changes nothing. Safe while acquisitions run; it holds them off for a moment.
    */
-  async advanceFencingTokens(floor: number): Promise<void> {
-    if (typeof floor !== 'number' || !Number.isSafeInteger(floor) || floor < 0) {
-      throw new RangeError(`floor must be a non-negative safe integer, got ${typeof floor === 'number' ? floor : typeof floor}`);
-    }
-    await this.store.fencingFloor(floor);
+  advanceFencingTokens(floor: number): Promise<void> {
+    return this.operator.advanceFencingTokens(floor);
   }
 
-  private releasedHere(events: EventRow[]): EventRow[] {
+  /** An operator release (here or through the operator module) ended these acquisitions. */
+  private releasedHere(events: EventRow[]): void {
     // Holders in this very process learn it now, without waiting for a notice or a renewal.
     for (const event of events) {
       for (const lease of this.held.values()) {
@@ -581,7 +480,6 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       }
       this.waiters.wake(event.lockId);
     }
-    return events;
   }
 
   /** The locks this process holds through this DbMutex right now. */
@@ -622,20 +520,3 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
 
 /** Lets the default-instance registry forget a closed DbMutex without a circular import. */
 export const closeHooks = new Set<(mutex: DbMutex) => void>();
-
-function validateFencingToken(value: unknown): number | null {
-  if (value === null) return null;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`fencingToken must be a positive integer, got ${typeof value === 'number' ? value : typeof value}`);
-  }
-  return value;
-}
-
-function validateReason(value: unknown): string | null {
-  if (value === null || value === '') return null;
-  if (typeof value !== 'string') throw new TypeError('reason must be a string');
-  if (value.includes('\0') || !value.isWellFormed()) throw new TypeError('reason must be well-formed text without NUL characters');
-  if ([...value].length > MAX_REASON_LENGTH) throw new RangeError(`reason must be at most ${MAX_REASON_LENGTH} characters`);
-  return value;
-}
-
