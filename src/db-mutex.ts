@@ -10,7 +10,8 @@ import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
 import type { CurrentHolder, Dialect, EventRow, LockRow, LockStore, ReleaseNotice } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
-import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
+import { Heartbeat } from './heartbeat';
+import { Lease, type DbMutexHeldLock, type LeaseObserver } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
 import { LockOperator, type AuditOptions, type EventsOptions, type ForceReleaseOptions, type ForceReleaseResult, type ListOptions } from './operator';
 import { OrphanCleanup } from './orphan-cleanup';
@@ -60,7 +61,7 @@ interface Refusal {
 }
 
 
-export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
+export class DbMutex extends EventEmitter<DbMutexEvents> {
   readonly options: ResolvedDbMutexOptions;
   readonly models: DefinedModels;
   readonly dialect: Dialect;
@@ -76,10 +77,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private readonly held = new Map<string, Lease>();
   /** Leases not yet settled: held, or lost while their critical section still runs. close() releases these. */
   private readonly unsettled = new Set<Lease>();
+  private readonly heartbeat: Heartbeat;
   private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => (await this.store.release({ lockId, ownerToken })) !== null);
-  private tickTimer: NodeJS.Timeout | null = null;
-  private tickDueAt = Infinity;
-  private renewing = false;
   private closed = false;
   private readonly host = hostname();
 
@@ -94,6 +93,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     });
     this.store = this.dialect.store(this.options, this.runner);
     this.operator = new LockOperator(this.store, (events) => this.releasedHere(events));
+    this.heartbeat = new Heartbeat(this.store, (error, lockCount) => this.emit('renewalFailed', { error, lockCount }));
     this.listener =
       this.options.listen && this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
         ? new ReleaseListener(this.listenConnector(), this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
@@ -207,18 +207,19 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       this.emit('contended', { lockId });
       return { holder: row.holder };
     }
-    const lease = new Lease(
-      this,
+    const lease = new Lease({
+      store: this.store,
+      observer: this.leaseObserver,
       lockId,
       ownerToken,
-      row.fencingToken,
-      row.acquiredAt,
-      row.expiresAt,
-      opts.holder,
-      opts.ttlSeconds,
-      opts.leaseSeconds,
+      fencingToken: row.fencingToken,
+      acquiredAt: row.acquiredAt,
+      expiresAt: row.expiresAt,
+      holder: opts.holder,
+      ttlSeconds: opts.ttlSeconds,
+      leaseSeconds: opts.leaseSeconds,
       sentAt,
-    );
+    });
     this.held.set(ownerToken, lease);
     this.unsettled.add(lease);
     // In the background, so an operator's force-release reaches this holder at once.
@@ -229,97 +230,27 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       await lease.settle().catch(() => undefined);
       throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
     }
-    if (lease.heartbeat) this.scheduleTick(lease.leaseSeconds! * 1000 / 3);
+    this.heartbeat.add(lease);
     this.emit('acquired', { lockId, fencingToken: row.fencingToken, holder: opts.holder, waitedMs });
     return lease;
   }
 
-  // ---- LeaseOwner -------------------------------------------------------------------------
-
-  /** @internal */
-  async releaseLease(lease: Lease): Promise<{ expired: boolean } | null> {
-    const started = performance.now();
-    const outcome = await this.store.release(lease);
-    // A waiter in this process need not wait for the notice's round trip.
-    this.waiters.wake(lease.lockId);
-    if (outcome && !outcome.expired) {
-      this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: started - lease.startedAt });
-    }
-    return outcome;
-  }
-
-  /** @internal */
-  async extendLease(lease: Lease, seconds: number | null) {
-    const extended = await this.store.extend(lease, seconds);
-    if (extended) return { expiresAt: extended.expiresAt };
-    return (await this.classify([lease])).has(lease.ownerToken) ? ('expired' as const) : ('released-by-other' as const);
-  }
-
-  /** @internal */
-  forget(lease: Lease): void {
-    this.held.delete(lease.ownerToken);
-    this.listenerMaybeIdle();
-  }
-
-  /** @internal */
-  settled(lease: Lease): void {
-    this.unsettled.delete(lease);
-  }
-
-  /** @internal */
-  onLost(lease: Lease, reason: DbMutexLostReason): void {
-    this.emit('lost', { lockId: lease.lockId, fencingToken: lease.fencingToken, reason });
-  }
-
-  // ---- heartbeat -------------------------------------------------------------------------
-
-  private scheduleTick(periodMs: number): void {
-    if (this.closed) return;
-    const due = performance.now() + periodMs;
-    if (this.tickTimer && due >= this.tickDueAt) return;
-    if (this.tickTimer) clearTimeout(this.tickTimer);
-    this.tickDueAt = due;
-    // Node fires timers longer than 2^31-1 ms at once; a longer period is simply re-armed then.
-    this.tickTimer = setTimeout(() => void this.tick(), Math.min(periodMs, 2_147_483_647));
-    // A held lock alone does not keep the process alive; the critical section's own work does.
-    this.tickTimer.unref();
-  }
-
-  /** One statement renews every heartbeat lock this DbMutex holds. */
-  private async tick(): Promise<void> {
-    this.tickTimer = null;
-    this.tickDueAt = Infinity;
-    if (this.renewing || this.closed) return;
-    const leases = [...this.held.values()].filter((l) => l.heartbeat);
-    if (leases.length === 0) return;
-    const periodMs = Math.min(...leases.map((l) => l.leaseSeconds!)) * 1000 / 3;
-    this.renewing = true;
-    const sentAt = performance.now();
-    try {
-      const renewed = await this.store.renew(leases);
-      const missing: Lease[] = [];
-      for (const lease of leases) {
-        if (renewed.has(lease.ownerToken)) lease.renewed(sentAt);
-        else if (lease.isHeld()) missing.push(lease);
-      }
-      if (missing.length > 0) {
-        const expired = await this.classify(missing);
-        for (const lease of missing) lease.markLost(expired.has(lease.ownerToken) ? 'expired' : 'released-by-other');
-      }
-      this.renewing = false;
-      this.scheduleTick(periodMs);
-    } catch (error) {
-      for (const lease of leases) lease.renewalFailing = true;
-      this.renewing = false;
-      this.emit('renewalFailed', { error, lockCount: leases.length });
-      // Retry sooner than a full period: the lease keeps running out meanwhile.
-      this.scheduleTick(Math.min(periodMs, 1000));
-    }
-  }
-
-  private classify(leases: Lease[]): Promise<Set<string>> {
-    return this.store.classify(leases);
-  }
+  /** What this DbMutex does when one of its leases ends or settles (the leases' only way back here). */
+  private readonly leaseObserver: LeaseObserver = {
+    ended: (lease, lost) => {
+      this.held.delete(lease.ownerToken);
+      this.heartbeat.remove(lease);
+      this.listenerMaybeIdle();
+      if (lost) this.emit('lost', { lockId: lease.lockId, fencingToken: lease.fencingToken, reason: lost });
+    },
+    settled: (lease, outcome) => {
+      this.unsettled.delete(lease);
+      if (outcome.status === 'failed') return;
+      // A waiter in this process need not wait for the notice's round trip.
+      this.waiters.wake(lease.lockId);
+      if (outcome.status === 'released') this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: outcome.heldMs });
+    },
+  };
 
   // ---- the LISTEN connection: open only while this process waits for or holds a lock ------------
 
@@ -484,7 +415,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
 
   /** The locks this process holds through this DbMutex right now. */
   heldLocks(): DbMutexHeldLock[] {
-    return [...this.held.values()];
+    // A lease that is being lost is still in `held` while its signal's listeners run.
+    return [...this.held.values()].filter((lease) => lease.isHeld());
   }
 
   get isClosed(): boolean {
@@ -499,8 +431,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.tickTimer) clearTimeout(this.tickTimer);
-    this.tickTimer = null;
+    this.heartbeat.stop();
     if (this.listenIdleTimer) clearTimeout(this.listenIdleTimer);
     this.listenIdleTimer = null;
     this.waiters.closeAll();
@@ -510,13 +441,5 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     await Promise.all(leases.map((lease) => lease.settle().catch(() => undefined)));
     await this.orphans.flush();
     await this.listener?.close();
-    this.emitClose();
-  }
-
-  private emitClose(): void {
-    closeHooks.forEach((hook) => hook(this));
   }
 }
-
-/** Lets the default-instance registry forget a closed DbMutex without a circular import. */
-export const closeHooks = new Set<(mutex: DbMutex) => void>();
