@@ -14,6 +14,7 @@ import { Heartbeat } from './heartbeat';
 import { Lease, type DbMutexHeldLock, type LeaseObserver } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
 import { LockOperator, type AuditOptions, type EventsOptions, type ForceReleaseOptions, type ForceReleaseResult, type ListOptions } from './operator';
+import { storeSeamOf } from './internal/store-seam';
 import { OrphanCleanup } from './orphan-cleanup';
 import {
   resolveAcquireOptions,
@@ -91,7 +92,9 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
       preparedStatements: this.options.preparedStatements,
       onUnnamed: (error) => this.onUnnamedStatements(error),
     });
-    this.store = this.dialect.store(this.options, this.runner);
+    // Only the bench sets a seam (src/internal/bench-seam.ts); the library always uses its runner as is.
+    const seam = storeSeamOf(options);
+    this.store = this.dialect.store(this.options, seam?.sender ? seam.sender(this.runner) : this.runner, seam?.variant);
     this.operator = new LockOperator(this.store, (events) => this.releasedHere(events));
     this.heartbeat = new Heartbeat(this.store, (error, lockCount) => this.emit('renewalFailed', { error, lockCount }));
     this.listener =
