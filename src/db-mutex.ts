@@ -10,18 +10,16 @@ import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
 import type { CurrentHolder, Dialect, EventRow, LockRow, LockStore, ReleaseNotice } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
-import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
-import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
+import { Heartbeat } from './heartbeat';
+import { Lease, type DbMutexHeldLock, type LeaseObserver } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
+import { LockOperator, type AuditOptions, type EventsOptions, type ForceReleaseOptions, type ForceReleaseResult, type ListOptions } from './operator';
+import { storeSeamOf } from './internal/store-seam';
 import { OrphanCleanup } from './orphan-cleanup';
 import {
   resolveAcquireOptions,
   resolveDbMutexOptions,
-  validateHolder,
   validateLockId,
-  optionKeys,
-  rejectUnknownOptions,
-  validateOptionsObject,
   type AcquireOptions,
   type DbMutexOptions,
   type ResolvedAcquireOptions,
@@ -56,55 +54,7 @@ export interface DbMutexDegradedEvent {
   cause?: unknown;
 }
 
-export interface ListOptions {
-  /** Only lock ids containing this text (plain substring, case-sensitive). */
-  filter?: string | null;
-  /** Only expired locks and locks whose heartbeat is overdue. */
-  staleOnly?: boolean;
-  /** At most this many rows; default: all. */
-  limit?: number | null;
-  /** Keyset cursor: the last row of the previous page. */
-  after?: { acquiredAt: Date; lockId: string } | null;
-}
-
-export interface ForceReleaseOptions {
-  lockId: string;
-  /** Release only this exact acquisition; a re-acquired lock is left alone. */
-  fencingToken?: number | null;
-  /** Who did it, for the audit trail. */
-  operator: string;
-  reason?: string | null;
-}
-
-const LIST_OPTION_KEYS = optionKeys<ListOptions>({ filter: true, staleOnly: true, limit: true, after: true });
-const FORCE_RELEASE_OPTION_KEYS = optionKeys<ForceReleaseOptions>({
-  lockId: true,
-  fencingToken: true,
-  operator: true,
-  reason: true,
-});
-
-/** Options of `releaseStale` and `purgeExpired`. */
-export interface AuditOptions {
-  /** Who did it, for the audit trail. */
-  operator: string;
-  reason?: string | null;
-}
-const AUDIT_OPTION_KEYS = optionKeys<AuditOptions>({ operator: true, reason: true });
-
-/** Options of `events`. */
-export interface EventsOptions {
-  /** At most this many entries, newest first; default 50, at most 100000. */
-  limit?: number;
-  /** Only this lock id's entries. */
-  lockId?: string | null;
-}
-const EVENTS_OPTION_KEYS = optionKeys<EventsOptions>({ limit: true, lockId: true });
-
-export type ForceReleaseResult =
-  | { status: 'released'; event: EventRow }
-  | { status: 'not-found' }
-  | { status: 'token-mismatch'; currentFencingToken: number };
+export type { AuditOptions, EventsOptions, ForceReleaseOptions, ForceReleaseResult, ListOptions } from './operator';
 
 /** A refused attempt, with the holder when the acquire statement reported it. */
 interface Refusal {
@@ -112,12 +62,13 @@ interface Refusal {
 }
 
 
-export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
+export class DbMutex extends EventEmitter<DbMutexEvents> {
   readonly options: ResolvedDbMutexOptions;
   readonly models: DefinedModels;
   readonly dialect: Dialect;
   /** Every lock statement goes through the store: its SQL, rows and transactions are the database's. */
   private readonly store: LockStore;
+  private readonly operator: LockOperator;
   private readonly runner: StatementRunner;
   private listener: ReleaseListener | null;
   private listenIdleTimer: NodeJS.Timeout | null = null;
@@ -129,10 +80,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private readonly held = new Map<string, Lease>();
   /** Leases not yet settled: held, or lost while their critical section still runs. close() releases these. */
   private readonly unsettled = new Set<Lease>();
+  private readonly heartbeat: Heartbeat;
   private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => (await this.store.release({ lockId, ownerToken })) !== null);
-  private tickTimer: NodeJS.Timeout | null = null;
-  private tickDueAt = Infinity;
-  private renewing = false;
   private closed = false;
   private readonly host = hostname();
 
@@ -145,7 +94,11 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       preparedStatements: this.options.preparedStatements,
       onUnnamed: (error) => this.onUnnamedStatements(error),
     });
-    this.store = this.dialect.store(this.options, this.runner);
+    // Only the bench sets a seam (src/internal/bench-seam.ts); the library always uses its runner as is.
+    const seam = storeSeamOf(options);
+    this.store = this.dialect.store(this.options, seam?.sender ? seam.sender(this.runner) : this.runner, seam?.variant);
+    this.operator = new LockOperator(this.store, (events) => this.releasedHere(events));
+    this.heartbeat = new Heartbeat(this.store, (error, lockCount) => this.emit('renewalFailed', { error, lockCount }));
     this.listener =
       this.options.listen && this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
         ? new ReleaseListener(this.listenConnector(), this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
@@ -236,7 +189,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     let current: CurrentHolder | null = refusal.holder;
     if (!current) {
       try {
-        current = await this.inspect(lockId);
+        current = await this.store.inspect(lockId);
       } catch {
         current = null;
       }
@@ -269,18 +222,19 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       this.emit('contended', { lockId });
       return { holder: row.holder };
     }
-    const lease = new Lease(
-      this,
+    const lease = new Lease({
+      store: this.store,
+      observer: this.leaseObserver,
       lockId,
       ownerToken,
-      row.fencingToken,
-      row.acquiredAt,
-      row.expiresAt,
-      opts.holder,
-      opts.ttlSeconds,
-      opts.leaseSeconds,
+      fencingToken: row.fencingToken,
+      acquiredAt: row.acquiredAt,
+      expiresAt: row.expiresAt,
+      holder: opts.holder,
+      ttlSeconds: opts.ttlSeconds,
+      leaseSeconds: opts.leaseSeconds,
       sentAt,
-    );
+    });
     this.held.set(ownerToken, lease);
     this.unsettled.add(lease);
     // In the background, so an operator's force-release reaches this holder at once.
@@ -291,97 +245,27 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       await lease.settle().catch(() => undefined);
       throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
     }
-    if (lease.heartbeat) this.scheduleTick(lease.leaseSeconds! * 1000 / 3);
+    this.heartbeat.add(lease);
     this.emit('acquired', { lockId, fencingToken: row.fencingToken, holder: opts.holder, waitedMs });
     return lease;
   }
 
-  // ---- LeaseOwner -------------------------------------------------------------------------
-
-  /** @internal */
-  async releaseLease(lease: Lease): Promise<{ expired: boolean } | null> {
-    const started = performance.now();
-    const outcome = await this.store.release(lease);
-    // A waiter in this process need not wait for the notice's round trip.
-    this.waiters.wake(lease.lockId);
-    if (outcome && !outcome.expired) {
-      this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: started - lease.startedAt });
-    }
-    return outcome;
-  }
-
-  /** @internal */
-  async extendLease(lease: Lease, seconds: number | null) {
-    const extended = await this.store.extend(lease, seconds);
-    if (extended) return { expiresAt: extended.expiresAt };
-    return (await this.classify([lease])).has(lease.ownerToken) ? ('expired' as const) : ('released-by-other' as const);
-  }
-
-  /** @internal */
-  forget(lease: Lease): void {
-    this.held.delete(lease.ownerToken);
-    this.listenerMaybeIdle();
-  }
-
-  /** @internal */
-  settled(lease: Lease): void {
-    this.unsettled.delete(lease);
-  }
-
-  /** @internal */
-  onLost(lease: Lease, reason: DbMutexLostReason): void {
-    this.emit('lost', { lockId: lease.lockId, fencingToken: lease.fencingToken, reason });
-  }
-
-  // ---- heartbeat -------------------------------------------------------------------------
-
-  private scheduleTick(periodMs: number): void {
-    if (this.closed) return;
-    const due = performance.now() + periodMs;
-    if (this.tickTimer && due >= this.tickDueAt) return;
-    if (this.tickTimer) clearTimeout(this.tickTimer);
-    this.tickDueAt = due;
-    // Node fires timers longer than 2^31-1 ms at once; a longer period is simply re-armed then.
-    this.tickTimer = setTimeout(() => void this.tick(), Math.min(periodMs, 2_147_483_647));
-    // A held lock alone does not keep the process alive; the critical section's own work does.
-    this.tickTimer.unref();
-  }
-
-  /** One statement renews every heartbeat lock this DbMutex holds. */
-  private async tick(): Promise<void> {
-    this.tickTimer = null;
-    this.tickDueAt = Infinity;
-    if (this.renewing || this.closed) return;
-    const leases = [...this.held.values()].filter((l) => l.heartbeat);
-    if (leases.length === 0) return;
-    const periodMs = Math.min(...leases.map((l) => l.leaseSeconds!)) * 1000 / 3;
-    this.renewing = true;
-    const sentAt = performance.now();
-    try {
-      const renewed = await this.store.renew(leases);
-      const missing: Lease[] = [];
-      for (const lease of leases) {
-        if (renewed.has(lease.ownerToken)) lease.renewed(sentAt);
-        else if (lease.isHeld()) missing.push(lease);
-      }
-      if (missing.length > 0) {
-        const expired = await this.classify(missing);
-        for (const lease of missing) lease.markLost(expired.has(lease.ownerToken) ? 'expired' : 'released-by-other');
-      }
-      this.renewing = false;
-      this.scheduleTick(periodMs);
-    } catch (error) {
-      for (const lease of leases) lease.renewalFailing = true;
-      this.renewing = false;
-      this.emit('renewalFailed', { error, lockCount: leases.length });
-      // Retry sooner than a full period: the lease keeps running out meanwhile.
-      this.scheduleTick(Math.min(periodMs, 1000));
-    }
-  }
-
-  private classify(leases: Lease[]): Promise<Set<string>> {
-    return this.store.classify(leases);
-  }
+  /** What this DbMutex does when one of its leases ends or settles (the leases' only way back here). */
+  private readonly leaseObserver: LeaseObserver = {
+    ended: (lease, lost) => {
+      this.held.delete(lease.ownerToken);
+      this.heartbeat.remove(lease);
+      this.listenerMaybeIdle();
+      if (lost) this.emit('lost', { lockId: lease.lockId, fencingToken: lease.fencingToken, reason: lost });
+    },
+    settled: (lease, outcome) => {
+      this.unsettled.delete(lease);
+      if (outcome.status === 'failed') return;
+      // A waiter in this process need not wait for the notice's round trip.
+      this.waiters.wake(lease.lockId);
+      if (outcome.status === 'released') this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: outcome.heldMs });
+    },
+  };
 
   // ---- the LISTEN connection: open only while this process waits for or holds a lock ------------
 
@@ -492,44 +376,21 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.waiters.wake(notice.lockId);
   }
 
-  // ---- operator API ------------------------------------------------------------------------
+  // ---- operator API (validated and run by src/operator.ts) ----------------------------------
 
   /** Active locks (held, or expired and not yet taken over), oldest first. */
-  async list(options: ListOptions = {}): Promise<LockRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, LIST_OPTION_KEYS, 'mutex.list');
-    const limit = options.limit ?? null;
-    if (limit !== null && (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)) {
-      throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);
-    }
-    const filter = options.filter ?? null;
-    if (filter !== null && typeof filter !== 'string') throw new TypeError('filter must be a string');
-    if (filter !== null && (filter.includes('\0') || !filter.isWellFormed())) {
-      throw new TypeError('filter must be well-formed text without NUL characters');
-    }
-    const after = options.after ?? null;
-    if (after !== null) {
-      if (!(after.acquiredAt instanceof Date) || Number.isNaN(after.acquiredAt.getTime())) {
-        throw new TypeError('after.acquiredAt must be a valid Date');
-      }
-      validateLockId(after.lockId, 'after.lockId');
-    }
-    return this.store.list({ filter: filter === '' ? null : filter, staleOnly: options.staleOnly === true, limit: limit ?? MAX_LIST_LIMIT, after });
+  list(options: ListOptions = {}): Promise<LockRow[]> {
+    return this.operator.list(options);
   }
 
   /** Number of active locks and how many of them are stale. */
-  async counts(filter: string | null = null): Promise<{ total: number; stale: number; active: number }> {
-    if (filter !== null && (typeof filter !== 'string' || filter.includes('\0') || !filter.isWellFormed())) {
-      throw new TypeError('filter must be well-formed text without NUL characters');
-    }
-    const c = await this.store.counts(filter === '' ? null : filter);
-    return { ...c, active: c.total - c.stale };
+  counts(filter: string | null = null): Promise<{ total: number; stale: number; active: number }> {
+    return this.operator.counts(filter);
   }
 
   /** The current row of one lock, or null when nobody holds it. */
-  async inspect(lockId: string): Promise<LockRow | null> {
-    validateLockId(lockId);
-    return this.store.inspect(lockId);
+  inspect(lockId: string): Promise<LockRow | null> {
+    return this.operator.inspect(lockId);
   }
 
   /**
@@ -537,49 +398,23 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    * fencing token) and records it in the audit table, atomically. The holder's signal aborts:
    * at once through the release notice where the database has one, else at its next renewal.
    */
-  async forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, FORCE_RELEASE_OPTION_KEYS, 'mutex.forceRelease');
-    const lockId = validateLockId(options.lockId);
-    const fencingToken = validateFencingToken(options.fencingToken ?? null);
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    const events = this.releasedHere(await this.store.forceRelease({ lockId, fencingToken }, { operator, reason }));
-    const event = events[0];
-    if (event) return { status: 'released', event };
-    const current = await this.inspect(lockId);
-    if (!current) return { status: 'not-found' };
-    return { status: 'token-mismatch', currentFencingToken: current.fencingToken };
+  forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
+    return this.operator.forceRelease(options);
   }
 
   /** Operator action: force-releases every stale lock (expired or heartbeat overdue), audited. */
-  async releaseStale(options: AuditOptions): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.releaseStale');
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    return this.releasedHere(await this.store.releaseStale({ operator, reason }));
+  releaseStale(options: AuditOptions): Promise<EventRow[]> {
+    return this.operator.releaseStale(options);
   }
 
   /** Deletes expired rows (nobody can be relying on them), audited as `purge-expired`. */
-  async purgeExpired(options: AuditOptions): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.purgeExpired');
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    return this.releasedHere(await this.store.purgeExpired({ operator, reason }));
+  purgeExpired(options: AuditOptions): Promise<EventRow[]> {
+    return this.operator.purgeExpired(options);
   }
 
   /** The audit trail, newest first. */
-  async events(options: EventsOptions = {}): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, EVENTS_OPTION_KEYS, 'mutex.events');
-    const limit = options.limit ?? DEFAULT_EVENTS_LIMIT;
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_EVENTS_LIMIT) {
-      throw new RangeError(`limit must be an integer between 1 and ${MAX_EVENTS_LIMIT}, got ${String(limit)}`);
-    }
-    const lockId = options.lockId == null ? null : validateLockId(options.lockId);
-    return this.store.events(limit, lockId);
+  events(options: EventsOptions = {}): Promise<EventRow[]> {
+    return this.operator.events(options);
   }
 
   /**
@@ -589,14 +424,12 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    * bound above it). Never lowers the token source, so a floor below the current tokens, or the same
    * floor twice, changes nothing. Safe while acquisitions run; it holds them off for a moment.
    */
-  async advanceFencingTokens(floor: number): Promise<void> {
-    if (typeof floor !== 'number' || !Number.isSafeInteger(floor) || floor < 0) {
-      throw new RangeError(`floor must be a non-negative safe integer, got ${typeof floor === 'number' ? floor : typeof floor}`);
-    }
-    await this.store.fencingFloor(floor);
+  advanceFencingTokens(floor: number): Promise<void> {
+    return this.operator.advanceFencingTokens(floor);
   }
 
-  private releasedHere(events: EventRow[]): EventRow[] {
+  /** An operator release (here or through the operator module) ended these acquisitions. */
+  private releasedHere(events: EventRow[]): void {
     // Holders in this very process learn it now, without waiting for a notice or a renewal.
     for (const event of events) {
       for (const lease of this.held.values()) {
@@ -604,12 +437,12 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       }
       this.waiters.wake(event.lockId);
     }
-    return events;
   }
 
   /** The locks this process holds through this DbMutex right now. */
   heldLocks(): DbMutexHeldLock[] {
-    return [...this.held.values()];
+    // A lease that is being lost is still in `held` while its signal's listeners run.
+    return [...this.held.values()].filter((lease) => lease.isHeld());
   }
 
   get isClosed(): boolean {
@@ -624,8 +457,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.tickTimer) clearTimeout(this.tickTimer);
-    this.tickTimer = null;
+    this.heartbeat.stop();
     if (this.listenIdleTimer) clearTimeout(this.listenIdleTimer);
     this.listenIdleTimer = null;
     this.waiters.closeAll();
@@ -635,30 +467,5 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     await Promise.all(leases.map((lease) => lease.settle().catch(() => undefined)));
     await this.orphans.flush();
     await this.listener?.close();
-    this.emitClose();
-  }
-
-  private emitClose(): void {
-    closeHooks.forEach((hook) => hook(this));
   }
 }
-
-/** Lets the default-instance registry forget a closed DbMutex without a circular import. */
-export const closeHooks = new Set<(mutex: DbMutex) => void>();
-
-function validateFencingToken(value: unknown): number | null {
-  if (value === null) return null;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`fencingToken must be a positive integer, got ${typeof value === 'number' ? value : typeof value}`);
-  }
-  return value;
-}
-
-function validateReason(value: unknown): string | null {
-  if (value === null || value === '') return null;
-  if (typeof value !== 'string') throw new TypeError('reason must be a string');
-  if (value.includes('\0') || !value.isWellFormed()) throw new TypeError('reason must be well-formed text without NUL characters');
-  if ([...value].length > MAX_REASON_LENGTH) throw new RangeError(`reason must be at most ${MAX_REASON_LENGTH} characters`);
-  return value;
-}
-
