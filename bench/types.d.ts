@@ -138,6 +138,12 @@ export interface BenchDialect {
   /** Sequelize options that make this dialect's commits skip the durable flush (memory-only sections). */
   fastCommitOptions(): Options;
   uncontendedVariants(ctx: DialectContext): Variant[];
+  /**
+   * Key of the uncontended row that sends the library's own acquire and release statements (taken from
+   * its dialect module) by hand on one raw driver connection, the way the library sends them: the
+   * denominator of the library's overhead.
+   */
+  ownStatementsKey: string;
   LEVERS_UNDONE: Record<string, LeverUndone>;
   /** Canned successful answers for the library's acquire and release (the JS-only rows). */
   stubRows(statement: Statement): Rows;
@@ -147,7 +153,8 @@ export interface BenchDialect {
   scaleBaselines?(ctx: Pick<DialectContext, 'url' | 'track'>, p: { table: string; originalTable: string }): Variant[];
   listenerConnections?(url: string, tableName: string): Promise<number>;
   contendedRaw(url: string, variant: string): Promise<RawContended>;
-  contendedRawVariants: { key: string; label: string }[];
+  /** The server's own blocking locks, as contended rows (`short` names one in a target). */
+  contendedRawVariants: { key: string; label: string; short: string }[];
 }
 
 /** A row of the contended section, sent to every worker process. */

@@ -14,6 +14,8 @@ const { Sequelize } = require('sequelize');
 const { floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals: internalsOf } = require('../lib/sql-baselines');
 
 const DEFAULT_URL = 'mariadb://root@127.0.0.1:3306/test';
+/** The row that sends the library's own statements by hand the way its driver does (execute + timeout wrapper). */
+const OWN_STATEMENTS = 'lever-execute-wrapper';
 
 /** @param {unknown} error */
 const messageOf = (error) => (error instanceof Error ? error.message : String(error));
@@ -157,12 +159,12 @@ function leverVariants(url, libDialect) {
    * @param {Send} send
    * @returns {import('../types').Variant}
    */
-  const lever = (key, label, send) => {
+  const lever = (key, label, send, group = 'lever') => {
     /** @type {((lockId: string) => Promise<void>) | undefined} */
     let cycle;
     return {
       key,
-      group: 'lever',
+      group,
       label,
       setup: async () => {
         const c = (conn ??= await open(url));
@@ -181,7 +183,13 @@ function leverVariants(url, libDialect) {
   return [
     lever('lever-wrapper', 'floor + the statement-timeout wrapper (SET STATEMENT max_statement_time=… FOR …)', (c, text, values) => c.query(wrap(text), values)),
     lever('lever-execute', 'floor through execute() (binary protocol, prepared statement cached per connection)', (c, text, values) => c.execute(text, values)),
-    lever('lever-execute-wrapper', 'floor through execute() with the statement-timeout wrapper', (c, text, values) => c.execute(wrap(text), values)),
+    lever(
+      OWN_STATEMENTS,
+      "its own statements by hand: the library's acquire and release from its MariaDB dialect module, through execute() " +
+        '(binary protocol, prepared statement cached per connection) with the statement-timeout wrapper, as the library sends them, one connection',
+      (c, text, values) => c.execute(wrap(text), values),
+      'baseline',
+    ),
   ];
 }
 
@@ -227,6 +235,7 @@ const mariadbBench = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
+  ownStatementsKey: OWN_STATEMENTS,
   LEVERS_UNDONE: {
     'text-protocol': {
       label: 'every statement as a text query (no server-side prepared statements)',
@@ -244,7 +253,7 @@ const mariadbBench = {
   stubRows,
   libraryInternals,
   contendedRaw,
-  contendedRawVariants: [{ key: 'get-lock-blocking', label: 'raw MariaDB GET_LOCK, blocking (server wakes the next waiter)' }],
+  contendedRawVariants: [{ key: 'get-lock-blocking', short: 'blocking GET_LOCK', label: 'raw MariaDB GET_LOCK, blocking (server wakes the next waiter)' }],
 };
 
 module.exports = mariadbBench;

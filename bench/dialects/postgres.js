@@ -282,6 +282,47 @@ function floorCycle(exec, release = 'release', table = LOCKS) {
   };
 }
 
+// ---- the minimal durable lease ----------------------------------------------------------------
+
+const MINIMAL_TABLE = 'bench_minimal_lease';
+
+/**
+ * The least a lease row can cost: a table of its own with only what a lease needs (id, owner token,
+ * fencing token from a sequence, expiry by the database clock), one upsert that takes the lock only
+ * if it is free or expired, and one delete by owner token.
+ */
+const MINIMAL_SQL = {
+  create: [
+    `CREATE SEQUENCE IF NOT EXISTS ${MINIMAL_TABLE}_fencing_seq`,
+    `CREATE TABLE IF NOT EXISTS ${MINIMAL_TABLE} (lock_id text PRIMARY KEY, owner_token uuid NOT NULL,
+      fencing_token bigint NOT NULL, expires_at timestamptz NOT NULL)`,
+  ],
+  acquire: `INSERT INTO ${MINIMAL_TABLE} AS l (lock_id, owner_token, fencing_token, expires_at)
+    VALUES ($1, $2, nextval('${MINIMAL_TABLE}_fencing_seq'), now() + $3 * interval '1 second')
+    ON CONFLICT (lock_id) DO UPDATE SET owner_token = EXCLUDED.owner_token, fencing_token = EXCLUDED.fencing_token,
+      expires_at = EXCLUDED.expires_at
+    WHERE l.expires_at <= now()
+    RETURNING fencing_token`,
+  release: `DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2`,
+};
+
+/**
+ * One cycle of the minimal durable lease, named statements on a client whose session has
+ * synchronous_commit off (set in the row's setup).
+ * @param {Client} client
+ * @returns {(lockId: string) => Promise<void>}
+ */
+function minimalLeaseCycle(client) {
+  const exec = namedOn(client);
+  return async (lockId) => {
+    const ownerToken = randomUUID();
+    const acquired = await exec({ name: 'bench_minimal_acquire', text: MINIMAL_SQL.acquire, values: [lockId, ownerToken, TTL_SECONDS] });
+    expectOneRow(acquired.rows, 'minimal lease acquire');
+    const released = await exec({ name: 'bench_minimal_release', text: MINIMAL_SQL.release, values: [lockId, ownerToken] });
+    expectCount(released.count, 'minimal lease release');
+  };
+}
+
 /**
  * Library internals from dist/ (for the decomposition rows); null when this build lays them out differently.
  * @returns {import('../types').LibraryInternals | null}
@@ -437,12 +478,34 @@ function uncontendedVariants(ctx) {
       },
     },
   ];
+  /** @type {Client | undefined} */
+  let asyncClient; // its session has synchronous_commit off, so it is not shared with the other rows
+  variants.push({
+    key: 'minimal-lease',
+    group: 'baseline',
+    label:
+      'minimal durable lease by hand: own table (lock_id PK, owner_token, fencing_token from a sequence, expires_at), ' +
+      'INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING + DELETE … WHERE owner_token; named, synchronous_commit off, one raw pg client',
+    setup: async () => {
+      if (asyncClient) return;
+      const c = ctx.track(await rawClient(ctx.url));
+      await c.query('SET synchronous_commit = off');
+      for (const statement of MINIMAL_SQL.create) await c.query(statement);
+      asyncClient = c;
+    },
+    cycle: lazy(() => {
+      if (!asyncClient) throw new Error('the minimal lease client is opened in setup');
+      return minimalLeaseCycle(asyncClient);
+    }),
+  });
   if (internals) {
     variants.push(
       {
         key: 'lib-sql-raw',
-        group: 'decomposition',
-        label: "the library's own SQL (named, release with pg_notify) on one raw client",
+        group: 'baseline',
+        label:
+          "its own statements by hand: the library's acquire and release from its PostgreSQL dialect module, named, on one raw pg client " +
+          '(release as shipped: pg_notify, asynchronous commit)',
         setup: setupClient,
         cycle: lazy(() => libraryCycle(internals, namedOn(raw()))),
       },
@@ -688,6 +751,7 @@ const postgres = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
+  ownStatementsKey: 'lib-sql-raw',
   LEVERS_UNDONE,
   stubRows,
   libraryInternals,
@@ -695,7 +759,9 @@ const postgres = {
   dropTables,
   scaleBaselines,
   contendedRaw,
-  contendedRawVariants: [{ key: 'advisory-blocking', label: 'raw pg advisory lock, blocking pg_advisory_lock (server wakes the next waiter)' }],
+  contendedRawVariants: [
+    { key: 'advisory-blocking', short: 'blocking advisory lock', label: 'raw pg advisory lock, blocking pg_advisory_lock (server wakes the next waiter)' },
+  ],
   listenerConnections,
 };
 

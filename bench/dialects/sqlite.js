@@ -132,6 +132,8 @@ const sqliteBench = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
+  // The floor sends the library's own statements through the raw driver (db.all), as the library does.
+  ownStatementsKey: 'floor',
   LEVERS_UNDONE: {},
   stubRows,
   libraryInternals,

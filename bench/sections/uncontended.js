@@ -2,13 +2,29 @@
 'use strict';
 /** Section 1: uncontended acquire + release of one lock, critical section a no-op. */
 const { measureInterleaved, Skip } = require('../lib/measure');
-const { fmt, fmtSpread, fmtRatio } = require('../lib/stats');
+const { fmt, fmtSpread, fmtRatio, percentile } = require('../lib/stats');
 
 const noop = () => undefined;
 
 /** @typedef {import('../types').BenchEnv} BenchEnv */
 /** @typedef {import('../types').Variant} Variant */
 /** @typedef {import('../types').DbMutex} DbMutex */
+
+/** The row key of the minimal durable lease by hand, where the dialect has one (bench/dialects/postgres.js). */
+const MINIMAL_LEASE = 'minimal-lease';
+
+/**
+ * Every timed cycle of every run of a row, pooled: the spread of single cycles, which the per-run
+ * medians hide.
+ * @param {import('../types').MeasuredRow} entry
+ */
+function cyclePercentiles(entry) {
+  const all = entry.runs.flatMap((r) => r.timesUs);
+  return { p10: percentile(all, 10), p50: percentile(all, 50), p90: percentile(all, 90), p99: percentile(all, 99) };
+}
+
+/** @param {ReturnType<typeof cyclePercentiles>} c */
+const fmtCycles = (c) => `${fmt(c.p10, 0)} / ${fmt(c.p50, 0)} / ${fmt(c.p90, 0)} / ${fmt(c.p99, 0)}`;
 
 /** @param {unknown} error */
 const messageOf = (error) => (error instanceof Error ? error.message : String(error));
@@ -327,17 +343,19 @@ async function run(env) {
   const floorMedian = floor && !floor.skipped ? floor.wallUs.median : NaN;
   const floorMin = floor && !floor.skipped ? floor.wallUs.min : NaN;
   const groupOrder = ['ours', 'pooler', 'baseline', 'reference', 'lever', 'decomposition'];
+  /** @type {string[][]} */
   const rows = [];
   for (const group of groupOrder) {
     for (const entry of results.values()) {
       if (entry.variant.group !== group) continue;
       if (entry.skipped) {
-        rows.push([entry.variant.label, `skipped: ${entry.skipped}`, '', '', '', '']);
+        rows.push([entry.variant.label, `skipped: ${entry.skipped}`, '', '', '', '', '']);
         continue;
       }
       rows.push([
         entry.variant.label,
         fmtSpread(entry.wallUs, 0),
+        fmtCycles(cyclePercentiles(entry)),
         fmtRatio(entry.wallUs.median / floorMedian),
         fmtRatio(entry.wallUs.min / floorMin),
         fmt(entry.meanUs.median, 0),
@@ -363,8 +381,33 @@ async function run(env) {
     { name: `${label}: original algorithm / withDbMutex (heartbeat on)`, r: ratio('original', 'ours-hb'), target: '≥ 2.00×', ok: (v) => v >= 2 },
     { name: `${label}: original algorithm / ${floorName}`, r: ratio('original', 'floor'), target: '(context only, no goal)', ok: () => true },
   ];
+  // The library's overhead over its own acquire and release statements sent by hand, and what those
+  // statements cost against a minimal durable lease written by hand (where the dialect has that row).
+  const own = env.dialect.ownStatementsKey;
+  const ownRow = results.get(own);
+  const ownName = 'its own statements by hand';
+  targetList.push({ name: `${label}: withDbMutex (heartbeat on) / ${ownName}`, r: ratio('ours-hb', own), target: '≤ 1.10×', ok: (v) => v <= 1.1 });
+  if (results.has(MINIMAL_LEASE)) {
+    targetList.push({ name: `${label}: ${ownName} / minimal durable lease by hand`, r: ratio(own, MINIMAL_LEASE), target: '≤ 1.25×', ok: (v) => v <= 1.25 });
+  }
   /** @type {import('../types').Target<Ratio>[]} */
   const targets = targetList.map((t) => ({ name: t.name, value: t.r, target: t.target, pass: t.ok(t.r.median), fmt: show }));
+  const overheadKeys = ['ours-hb', 'ours-nohb', 'ours-nolisten', own, MINIMAL_LEASE, 'floor'].filter((k, i, a) => results.has(k) && a.indexOf(k) === i);
+  const minimal = results.get(MINIMAL_LEASE);
+  const ownCycles = ownRow && !ownRow.skipped ? cyclePercentiles(ownRow) : null;
+  const overheadRows = overheadKeys.map((key) => {
+    const e = /** @type {import('../types').MeasuredRow} */ (results.get(key));
+    if (e.skipped) return [e.variant.label, `skipped: ${e.skipped}`, '', '', '', ...(minimal ? [''] : [])];
+    const c = cyclePercentiles(e);
+    return [
+      e.variant.label,
+      fmt(e.wallUs.median, 0),
+      fmtCycles(c),
+      fmtRatio(e.wallUs.median / stat(own, 'median')),
+      ownCycles ? `${fmtRatio(c.p50 / ownCycles.p50)} / ${fmtRatio(c.p99 / ownCycles.p99)}` : '–',
+      ...(minimal ? [minimal.skipped ? '–' : fmtRatio(e.wallUs.median / minimal.wallUs.median)] : []),
+    ];
+  });
   return {
     title: 'Uncontended acquire + release',
     intro:
@@ -378,10 +421,18 @@ async function run(env) {
       'database server runs on the same cores. The second table times a refused attempt: one acquire of a lock another ' +
       'owner holds, the common case of a job that skips its turn, against the raw floor statement refused the same way. ' +
       'The third table takes the database out (5 runs of 4,000 cycles): what ' +
-      'the library\'s own JavaScript and Sequelize\'s pool add to each cycle.',
+      'the library\'s own JavaScript and Sequelize\'s pool add to each cycle. ' +
+      'The last table puts the cycle next to its own SQL: "its own statements by hand" sends the acquire and release ' +
+      'statements taken from the library\'s dialect module on one raw driver connection, as the library sends them, so the ' +
+      'ratio to it is what the library adds (Sequelize\'s pool, the statement runner, DbMutex, Lease, LISTEN). ' +
+      (results.has(MINIMAL_LEASE)
+        ? 'The "minimal durable lease by hand" is the least a lease row can cost: its own small table, one upsert that takes ' +
+          'the lock only if free or expired, one delete by owner token, named statements, synchronous_commit off. '
+        : '') +
+      'Per-cycle percentiles pool every timed cycle of every run (the medians beside them are per run, then over runs).',
     tables: [
       {
-        headers: ['row', 'µs/cycle min / median / max', '× floor (medians)', '× floor (mins)', 'mean µs/cycle', 'CPU µs/cycle'],
+        headers: ['row', 'µs/cycle min / median / max', 'per-cycle µs p10 / p50 / p90 / p99', '× floor (medians)', '× floor (mins)', 'mean µs/cycle', 'CPU µs/cycle'],
         rows,
       },
       {
@@ -391,6 +442,17 @@ async function run(env) {
       {
         headers: ['client side only (no database)', 'µs/cycle min / median / max', 'mean µs/cycle'],
         rows: clientRows,
+      },
+      {
+        headers: [
+          'the cycle at the cost of its own SQL',
+          'µs/cycle (median of runs)',
+          'per-cycle µs p10 / p50 / p90 / p99',
+          `× ${ownName} (medians)`,
+          `× ${ownName} per-cycle p50 / p99`,
+          ...(minimal ? ['× minimal durable lease by hand'] : []),
+        ],
+        rows: overheadRows,
       },
     ],
     targets,
