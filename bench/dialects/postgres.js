@@ -304,22 +304,27 @@ const MINIMAL_SQL = {
     WHERE l.expires_at <= now()
     RETURNING fencing_token`,
   release: `DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2`,
+  /** The same delete, its transaction committed asynchronously (as the library's release is; see floorSql). */
+  releaseAsync: `WITH d AS (DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2 RETURNING lock_id)
+    SELECT set_config('synchronous_commit', 'off', true) FROM d`,
 };
 
 /**
- * One cycle of the minimal durable lease, named statements on a client whose session has
- * synchronous_commit off (set in the row's setup).
+ * One cycle of the minimal durable lease, named statements. `libraryCommits`: the acquire waits for
+ * the WAL flush and the release commits asynchronously, as the library's do; otherwise the client's
+ * session decides (the issue's row: synchronous_commit off for the session, set in the row's setup).
  * @param {Client} client
  * @returns {(lockId: string) => Promise<void>}
  */
-function minimalLeaseCycle(client) {
+function minimalLeaseCycle(client, { libraryCommits = false } = {}) {
   const exec = namedOn(client);
+  const release = libraryCommits ? 'releaseAsync' : 'release';
   return async (lockId) => {
     const ownerToken = randomUUID();
     const acquired = await exec({ name: 'bench_minimal_acquire', text: MINIMAL_SQL.acquire, values: [lockId, ownerToken, TTL_SECONDS] });
     expectOneRow(acquired.rows, 'minimal lease acquire');
-    const released = await exec({ name: 'bench_minimal_release', text: MINIMAL_SQL.release, values: [lockId, ownerToken] });
-    expectCount(released.count, 'minimal lease release');
+    const released = await exec({ name: `bench_minimal_${release}`, text: MINIMAL_SQL[release], values: [lockId, ownerToken] });
+    expectCount(libraryCommits ? released.rows.length : released.count, 'minimal lease release');
   };
 }
 
@@ -497,6 +502,18 @@ function uncontendedVariants(ctx) {
       if (!asyncClient) throw new Error('the minimal lease client is opened in setup');
       return minimalLeaseCycle(asyncClient);
     }),
+  });
+  variants.push({
+    key: 'minimal-lease-library-commits',
+    group: 'decomposition',
+    label:
+      "the minimal lease with the library's commit policy: acquire waits for the WAL flush, release commits asynchronously " +
+      '(named, one raw pg client): the SQL shape alone against its own statements by hand',
+    setup: async () => {
+      await setupClient();
+      for (const statement of MINIMAL_SQL.create) await raw().query(statement);
+    },
+    cycle: lazy(() => minimalLeaseCycle(raw(), { libraryCommits: true })),
   });
   if (internals) {
     variants.push(

@@ -390,9 +390,19 @@ async function run(env) {
   if (results.has(MINIMAL_LEASE)) {
     targetList.push({ name: `${label}: ${ownName} / minimal durable lease by hand`, r: ratio(own, MINIMAL_LEASE), target: '≤ 1.25×', ok: (v) => v <= 1.25 });
   }
+  if (results.has(`${MINIMAL_LEASE}-library-commits`)) {
+    // The minimal lease commits both statements asynchronously; this one commits like the library
+    // (durable acquire, asynchronous release), which leaves the cost of the SQL itself.
+    targetList.push({
+      name: `${label}: ${ownName} / minimal lease with the library's commit policy`,
+      r: ratio(own, `${MINIMAL_LEASE}-library-commits`),
+      target: '(context only, no goal)',
+      ok: () => true,
+    });
+  }
   /** @type {import('../types').Target<Ratio>[]} */
   const targets = targetList.map((t) => ({ name: t.name, value: t.r, target: t.target, pass: t.ok(t.r.median), fmt: show }));
-  const overheadKeys = ['ours-hb', 'ours-nohb', 'ours-nolisten', own, MINIMAL_LEASE, 'floor'].filter((k, i, a) => results.has(k) && a.indexOf(k) === i);
+  const overheadKeys = ['ours-hb', 'ours-nohb', 'ours-nolisten', own, MINIMAL_LEASE, `${MINIMAL_LEASE}-library-commits`, 'floor'].filter((k, i, a) => results.has(k) && a.indexOf(k) === i);
   const minimal = results.get(MINIMAL_LEASE);
   const ownCycles = ownRow && !ownRow.skipped ? cyclePercentiles(ownRow) : null;
   const overheadRows = overheadKeys.map((key) => {
