@@ -7,12 +7,12 @@ import type { Options, Sequelize } from 'sequelize';
 import type * as LibraryModule from '../src/index';
 import type { DbMutex } from '../src/db-mutex';
 import type { StatementRunner } from '../src/connection';
-import type { Dialect, Rows, Statement } from '../src/dialects/types';
+import type { Dialect, Rows, Statement, StatementSender, StoreOperation } from '../src/dialects/types';
 import type { readConfig } from './lib/env';
 
 /** The built library (dist/index.js), typed from its source. */
 export type Library = typeof LibraryModule;
-export type { DbMutex, Dialect, Rows, Statement };
+export type { DbMutex, Dialect, Rows, Statement, StatementSender, StoreOperation };
 
 /** The resolved `BENCH_*` settings (bench/lib/env.js). */
 export type BenchConfig = ReturnType<typeof readConfig>;

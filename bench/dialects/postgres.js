@@ -186,14 +186,25 @@ function durableRelease(statement) {
   return text === statement.text ? null : { name: `${statement.name}_durable`, text, values: statement.values };
 }
 
-/** The library's release statement without its pg_notify column (decomposition only). */
+/** The library's release statement without its (conditional) pg_notify column (decomposition only). */
 /**
  * @param {Statement} statement
  * @returns {Statement | null}
  */
 function withoutNotify(statement) {
-  const text = statement.text.replace(/,\s*pg_notify\([^)]*\) AS notified/, '');
+  const text = statement.text.replace(/,\s*CASE WHEN pg_try_advisory_xact_lock[\s\S]*?END AS notified/, '');
   return text === statement.text ? null : { name: `${statement.name}_quiet`, text, values: statement.values };
+}
+
+/**
+ * The library's release statement notifying on every release, as before "notify only when someone
+ * waits" (the lever undone): the waiters' mark is never consulted.
+ * @param {Statement} statement
+ * @returns {Statement | null}
+ */
+function notifyAlways(statement) {
+  const text = statement.text.replace(/pg_try_advisory_xact_lock\(-?\d+, hashtext\(d\.lock_id\)\)/, 'false');
+  return text === statement.text ? null : { name: `${statement.name}_notify_always`, text, values: statement.values };
 }
 
 /**
@@ -336,28 +347,37 @@ function libraryInternals() {
   return internalsOf('postgres', 'postgresDialect');
 }
 
-/** @param {import('../types').LibraryInternals} internals */
-function librarySql(internals) {
-  return internals.dialect.statements({ tableName: LOCKS, eventsTableName: 'db_mutex_events' });
-}
-
 /**
+ * The library's own PostgreSQL store (its SQL and row parsing) sending through `exec`, with the
+ * release statement rewritten when a lever is undone for this row.
  * @param {import('../types').LibraryInternals} internals
  * @param {Exec} exec
  * @returns {(lockId: string) => Promise<void>}
  */
-function libraryCycle(internals, exec, { durable = false, notify = true } = {}) {
-  const sql = librarySql(internals);
-  return async (lockId) => {
-    const ownerToken = randomUUID();
-    const acquire = sql.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
-    if (!sql.parseAcquire((await exec(acquire)).rows)) throw new Error('library acquire refused');
+function libraryCycle(internals, exec, { durable = false, notify = true, alwaysNotify = false } = {}) {
+  /** @param {Statement} statement */
+  const releaseVariant = (statement) => {
     /** @type {Statement | null} */
-    let release = sql.release(lockId, ownerToken);
+    let release = statement;
     if (durable) release = release && durableRelease(release);
     if (!notify) release = release && withoutNotify(release);
+    if (alwaysNotify) release = release && notifyAlways(release);
     if (!release) throw new Error("the library's release statement no longer has the shape this row rewrites");
-    if (!sql.parseRelease((await exec(release)).rows)) throw new Error('library release found no row');
+    return release;
+  };
+  /** @type {import('../types').StatementSender} */
+  const sender = {
+    run: async (statement) => (await exec(statement.name.endsWith('_release') ? releaseVariant(statement) : statement)).rows,
+    transaction: async () => {
+      throw new Error('the library cycle sends single statements only');
+    },
+  };
+  const store = internals.dialect.store({ tableName: LOCKS, eventsTableName: 'db_mutex_events' }, sender);
+  return async (lockId) => {
+    const ownerToken = randomUUID();
+    const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
+    if (!acquired.won) throw new Error('library acquire refused');
+    if (!(await store.release({ lockId, ownerToken }))) throw new Error('library release found no row');
   };
 }
 
@@ -594,12 +614,21 @@ function lockingAcquire(statement) {
  * @param {unknown[]} probeArgs
  */
 function patchStatement(mutex, method, rewrite, probeArgs) {
+  void probeArgs;
+  // The store is private to DbMutex: `any` here until the bench builds its lever mutexes through
+  // the bench seam (variantDbMutex). The rewrite is checked on every statement it applies to.
   /** @type {any} */
-  const sql = /** @type {any} */ (mutex).sql;
-  if (!sql || typeof sql[method] !== 'function') return false;
-  const original = sql[method].bind(sql);
-  if (!rewrite(original(...probeArgs))) return false;
-  sql[method] = (/** @type {unknown[]} */ ...args) => rewrite(original(...args));
+  const store = /** @type {any} */ (mutex).store;
+  if (!store || !('variant' in store)) return false;
+  /** @type {((operation: string, statement: Statement) => Statement) | undefined} */
+  const previous = store.variant;
+  store.variant = (/** @type {string} */ operation, /** @type {Statement} */ statement) => {
+    const base = previous ? previous(operation, statement) : statement;
+    if (operation !== method) return base;
+    const rewritten = rewrite(base);
+    if (!rewritten) throw new Error(`lever undone: the ${method} statement no longer has the shape this rewrite expects`);
+    return rewritten;
+  };
   return true;
 }
 
@@ -634,6 +663,10 @@ const LEVERS_UNDONE = {
   'durable-release': {
     label: 'release waits for the WAL flush',
     apply: (mutex) => patchStatement(mutex, 'release', durableRelease, ['probe', PROBE_TOKEN]),
+  },
+  'notify-always': {
+    label: 'release notifies every time (not only when a process waits for the lock)',
+    apply: (mutex) => patchStatement(mutex, 'release', notifyAlways, ['probe', PROBE_TOKEN]),
   },
 };
 

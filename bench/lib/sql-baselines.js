@@ -31,13 +31,21 @@ const NAMES = { tableName: 'db_mutex_locks', eventsTableName: 'db_mutex_events' 
  * @returns {(lockId: string) => Promise<void>}
  */
 function floorCycle(libDialect, query) {
-  const sql = libDialect.statements(NAMES);
+  /** @type {import('../types').StatementSender} */
+  const sender = {
+    run: (statement) => query(statement.text, statement.values),
+    transaction: async (statements) => {
+      const out = [];
+      for (const statement of statements) out.push(await query(statement.text, statement.values));
+      return out;
+    },
+  };
+  const store = libDialect.store(NAMES, sender);
   return async (lockId) => {
     const ownerToken = randomUUID();
-    const acquire = sql.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
-    if (!sql.parseAcquire(await query(acquire.text, acquire.values))) throw new Error('floor acquire refused');
-    const release = sql.release(lockId, ownerToken);
-    if (!sql.parseRelease(await query(release.text, release.values))) throw new Error('floor release found no row');
+    const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
+    if (!acquired.won) throw new Error('floor acquire refused');
+    if (!(await store.release({ lockId, ownerToken }))) throw new Error('floor release found no row');
   };
 }
 

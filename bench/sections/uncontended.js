@@ -287,7 +287,7 @@ function clientSideVariants(env) {
     },
   ];
   if (internals) {
-    const runner = new internals.StatementRunner(sequelize, { run: async () => [], isBroken: () => false }, 10_000);
+    const runner = new internals.StatementRunner(sequelize, { run: async () => [], control: async () => undefined, isBroken: () => false }, 10_000);
     const statement = { name: 'bench_stub', text: 'SELECT 1', values: [] };
     variants.push({
       key: 'js-runner',
