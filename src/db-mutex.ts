@@ -106,7 +106,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
             onError: (error) => this.emit('listenerError', { error }),
             // Notices may have been missed while disconnected: let every waiter try again now.
             onReady: () => this.waiters.wakeAll(),
-          }, this.dialect.waiterMarkSql?.(this.options) ?? null)
+          }, this.dialect.waiterMarkSql?.(this.options) ?? null, this.options.listenIdleMs)
         : null;
   }
 
@@ -144,6 +144,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     // Registered before the first attempt, so a release between a refused attempt and the wait
     // still wakes us (the waiter remembers a notice that arrives while it is not sleeping).
     const waiter = this.waiters.add(lockId);
+    this.listener?.awaited(lockId);
     try {
       // The first attempt comes after LISTEN is active, so a release cannot fall between the two
       // unheard; a release while the listener reconnects later is caught by onReady's wake-up.
@@ -174,7 +175,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
       }
     } finally {
       // The last waiter of this process for the id: releases of it need not notify us any more.
-      if (this.waiters.remove(waiter)) this.listener?.unmark(lockId);
+      if (this.waiters.remove(waiter)) this.listener?.idle(lockId);
       this.listenerMaybeIdle();
     }
   }

@@ -36,6 +36,9 @@ export interface ListenerHooks {
   onReady(): void;
 }
 
+/** Idle marks kept at most per listener (see `ReleaseListener.idle`). */
+const MAX_IDLE_MARKS = 256;
+
 /** What marking a lock id as awaited came to (see `ReleaseListener.mark`). */
 export type MarkOutcome =
   /** Marked on the live connection: a release of the id from now on notifies. */
@@ -51,6 +54,13 @@ export class ReleaseListener {
   private marks = new Map<string, Promise<boolean>>();
   /** The lock ids whose mark is in place on the current connection (a synchronous view of `marks`). */
   private readonly marked = new Set<string>();
+  /**
+   * Marks nobody in this process waits under any more, with the monotonic ms since when. They stay
+   * for `markIdleMs`, so a process that waits for the same lock again and again (a contended lock)
+   * does not pay a mark and an extra attempt per wait; then they are given back.
+   */
+  private readonly idleMarks = new Map<string, number>();
+  private sweepTimer: NodeJS.Timeout | null = null;
   private connecting: Promise<void> | null = null;
   /** Whether a connection is wanted now (between start() and stop()). */
   private wanted = false;
@@ -64,6 +74,7 @@ export class ReleaseListener {
     private readonly parse: (payload: string) => ReleaseNotice | null,
     private readonly hooks: ListenerHooks,
     private readonly markSql: { mark: string; unmark: string } | null = null,
+    private readonly markIdleMs = 10_000,
   ) {}
 
   /** True when a release of `lockId` from now on notifies this connection (its mark is in place). */
@@ -79,6 +90,7 @@ export class ReleaseListener {
   async mark(lockId: string): Promise<MarkOutcome> {
     const client = this.client;
     if (!client || !this.markSql) return 'unavailable';
+    this.idleMarks.delete(lockId);
     let pending = this.marks.get(lockId);
     if (!pending) {
       const marks = this.marks;
@@ -105,8 +117,51 @@ export class ReleaseListener {
     }
   }
 
-  /** This process no longer waits for `lockId`: drop its mark (on the connection that took it). */
-  unmark(lockId: string): void {
+  /** A waiter of `lockId` in this process is back (its mark, if still in place, is in use again). */
+  awaited(lockId: string): void {
+    this.idleMarks.delete(lockId);
+  }
+
+  /**
+   * This process no longer waits for `lockId`: its mark is given back after `markIdleMs` unless a
+   * waiter comes back by then. At most MAX_IDLE_MARKS stay idle (the oldest go first): each is an
+   * entry in the server's shared lock table.
+   */
+  idle(lockId: string): void {
+    if (!this.marks.has(lockId)) return;
+    this.idleMarks.delete(lockId);
+    this.idleMarks.set(lockId, performance.now());
+    if (this.idleMarks.size > MAX_IDLE_MARKS) {
+      const oldest = this.idleMarks.keys().next().value as string;
+      this.idleMarks.delete(oldest);
+      this.unmark(oldest);
+    }
+    this.sweepTimer ??= this.armSweep(this.markIdleMs);
+  }
+
+  private armSweep(delayMs: number): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.sweepTimer = null;
+      const now = performance.now();
+      let next = Infinity;
+      for (const [lockId, since] of this.idleMarks) {
+        const left = since + this.markIdleMs - now;
+        if (left > 0) {
+          next = Math.min(next, left);
+          continue;
+        }
+        this.idleMarks.delete(lockId);
+        this.unmark(lockId);
+      }
+      if (next !== Infinity) this.sweepTimer = this.armSweep(next);
+    }, delayMs);
+    // Idle marks alone must not keep the process alive.
+    timer.unref();
+    return timer;
+  }
+
+  /** Gives the mark of `lockId` back now (on the connection that took it). */
+  private unmark(lockId: string): void {
     const pending = this.marks.get(lockId);
     if (!pending) return;
     this.marks.delete(lockId);
@@ -125,6 +180,9 @@ export class ReleaseListener {
   private forgetMarks(): void {
     this.marks = new Map();
     this.marked.clear();
+    this.idleMarks.clear();
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.sweepTimer = null;
   }
 
   get ready(): boolean {

@@ -110,7 +110,8 @@ describe('release notices only when someone waits (PostgreSQL)', () => {
 
   itIf(isPostgres)('notifies the release of a lock another process waits for, and the waiter gets it long before its poll', async () => {
     const holder = await ctx!.mutex({ holder: 'holder' });
-    const waiter = await ctx!.mutex({ holder: 'waiter', pollIntervalMs: NEVER_POLL_MS });
+    // listenIdleMs: how long a mark outlives the last wait for its lock id.
+    const waiter = await ctx!.mutex({ holder: 'waiter', pollIntervalMs: NEVER_POLL_MS, listenIdleMs: 300 });
     const held = await holder.acquire('awaited');
     const refused = onFirstRefusal(waiter, 'awaited');
     const waiting = waiter.acquire('awaited', { waitMs: 60_000 });
@@ -120,20 +121,59 @@ describe('release notices only when someone waits (PostgreSQL)', () => {
     await held.release();
     const lock = await waiting;
     expect(await noticesOf('awaited')).toBe(1);
+    // Its own release right after the wait still notifies: the mark outlives the wait by listenIdleMs.
     await lock.release();
-    // Nobody waits any more: the next release is quiet again.
+    expect(await noticesOf('awaited')).toBe(2);
+    // Nobody has waited for it for longer than listenIdleMs: the next release is quiet again.
+    await sleep(1500);
     await (await holder.acquire('awaited')).release();
-    expect(await noticesOf('awaited')).toBe(1);
+    expect(await noticesOf('awaited')).toBe(2);
+  }, 30_000);
+
+  itIf(isPostgres)('keeps the mark of a lock id only for listenIdleMs after its last waiter, then gives it back', async () => {
+    const holder = await ctx!.mutex({ holder: 'holder' });
+    const waiter = await ctx!.mutex({ holder: 'sticky', pollIntervalMs: NEVER_POLL_MS, listenIdleMs: 1000 });
+    // Held all along, so the waiter's LISTEN connection stays open: only the mark may go.
+    const keepsListening = await waiter.acquire('keeps-listening');
+    const marks = async () =>
+      Number(
+        (await listener.query(`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted`)).rows[0].n,
+      );
+    const held = await holder.acquire('sticky');
+    const refused = onFirstRefusal(waiter, 'sticky');
+    const waiting = waiter.acquire('sticky', { waitMs: 60_000 });
+    await refused;
+    await sleep(300);
+    expect(await marks()).toBe(1);
+    await held.release();
+    await (await waiting).release();
+    // Right after the wait the mark stays (the next wait for this id needs no new mark)...
+    expect(await marks()).toBe(1);
+    await (await holder.acquire('sticky')).release();
+    // (the holder's release, the waiter's own, and this one)
+    expect(await noticesOf('sticky')).toBe(3);
+    // ...and is given back once nobody waited for it for listenIdleMs, although the connection stays.
+    const deadline = performance.now() + 10_000;
+    while ((await marks()) > 0 && performance.now() < deadline) await sleep(100);
+    expect(await marks()).toBe(0);
+    await (await holder.acquire('sticky')).release();
+    expect(await noticesOf('sticky')).toBe(3);
+    expect(keepsListening.isHeld()).toBe(true);
+    await keepsListening.release();
   }, 30_000);
 
   itIf(isPostgres)('always notifies a force-release, so its holder learns of it at once', async () => {
     const holder = await ctx!.mutex({ holder: 'forced' });
     const operator = await ctx!.mutex({ holder: 'operator' });
-    const held = await holder.acquire('forced');
+    // With waitMs, acquire returns only once its LISTEN connection is up (a free lock is still taken at once).
+    const held = await holder.acquire('forced', { waitMs: 1000 });
+    const aborted = new Promise<number>((resolve) => held.signal.addEventListener('abort', () => resolve(performance.now())));
+    const started = performance.now();
     const result = await operator.forceRelease({ lockId: 'forced', operator: 'ops', reason: 'test' });
     expect(result.status).toBe('released');
     expect(await noticesOf('forced')).toBe(1);
-    await expect(new Promise((resolve) => (held.signal.aborted ? resolve(true) : held.signal.addEventListener('abort', () => resolve(true))))).resolves.toBe(true);
+    // By the notice, long before its next renewal (a third of the 60 s lease).
+    expect((await aborted) - started).toBeLessThan(10_000);
   }, 30_000);
 
   itIf(isPostgres)('hands the lock at once to a waiter whose mark arrives only after the release (no notice was sent)', async () => {
