@@ -84,7 +84,6 @@ type State = 'held' | 'releasing' | 'released' | 'lost';
  * (`markLost`), and hears back only through the observer.
  */
 export class Lease implements DbMutexHeldLock, LeaseKey {
-  readonly signal: AbortSignal;
   readonly lockId: string;
   readonly ownerToken: string;
   readonly fencingToken: number;
@@ -96,7 +95,13 @@ export class Lease implements DbMutexHeldLock, LeaseKey {
   private readonly store: LockStore;
   private readonly observer: LeaseObserver;
   private ttlSeconds: number | null;
-  private readonly controller = new AbortController();
+  /**
+   * Made on first use of `signal`: an AbortController is among the costliest objects of a cycle
+   * (an EventTarget, plus garbage), and most critical sections never look at the signal.
+   */
+  private controller: AbortController | null = null;
+  /** Why the lock was lost, once it was: a signal first asked for afterwards starts aborted with it. */
+  private abortReason: DbMutexLostError | null = null;
   private state: State = 'held';
   private lostReason: DbMutexLostReason | null = null;
   private releasing: Promise<DbMutexLostReason | null> | null = null;
@@ -122,11 +127,18 @@ export class Lease implements DbMutexHeldLock, LeaseKey {
     this.ttlSeconds = ttlSeconds;
     this.leaseSeconds = leaseSeconds;
     this.startedAt = sentAt;
-    this.signal = this.controller.signal;
     this.currentExpiresAt = options.expiresAt;
     this.localDeadline = ttlSeconds === null ? Infinity : sentAt + ttlSeconds * 1000;
     this.localLeaseEnd = leaseSeconds === null ? this.localDeadline : Math.min(sentAt + leaseSeconds * 1000, this.localDeadline);
     this.armExpiryTimer();
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortReason) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
   }
 
   get expiresAt(): Date | null {
@@ -164,7 +176,8 @@ export class Lease implements DbMutexHeldLock, LeaseKey {
     this.state = 'lost';
     this.lostReason = reason;
     this.clearTimer();
-    this.controller.abort(new DbMutexLostError(this.lockId, reason));
+    this.abortReason = new DbMutexLostError(this.lockId, reason);
+    this.controller?.abort(this.abortReason);
     this.observer.ended(this, reason);
   }
 

@@ -257,12 +257,11 @@ function clientSideVariants(env) {
   const { lib, dialect } = env;
   const internals = dialect.libraryInternals();
   const sequelize = env.sequelizeFor(env.url);
-  const stubbed = lib.initDbMutex(sequelize, { setDefault: false, listen: false });
-  // The statement runner is private to DbMutex: `any` here until the store seam replaces this patching.
-  /** @type {any} */ (stubbed).runner = {
-    run: async (/** @type {import('../types').Statement} */ statement) => dialect.stubRows(statement),
-    runInTransaction: async (/** @type {import('../types').Statement[]} */ statements) => statements.map(() => []),
-  };
+  // A DbMutex whose store's statements are answered by canned rows (the bench seam), so only the
+  // library's own JavaScript runs.
+  /** @type {typeof import('../../src/internal/bench-seam')} */
+  const seam = require(require('node:path').join(__dirname, '..', '..', 'dist', 'internal', 'bench-seam'));
+  const stubbed = seam.stubbedDbMutex(sequelize, { setDefault: false, listen: false }, (statement) => dialect.stubRows(statement));
   // Sequelize's connection manager is not in its typings; the library reaches it the same way.
   /** @type {{ getConnection(o: object): Promise<unknown>, releaseConnection(c: unknown): void }} */
   const cm = /** @type {any} */ (sequelize).connectionManager;
