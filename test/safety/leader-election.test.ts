@@ -126,6 +126,8 @@ describe('leader election with three processes', () => {
       leader = await nextLeader([...alive], epoch, 30_000);
       failoverMs.push((leader.message.acquiredAtMs as number) - killedAtMs);
     }
+    const lastEpoch = leader.message.epoch as number;
+    await leader.child.waitFor((m) => m.type === 'fenced' && m.epoch === lastEpoch, 20_000, 'the last fenced write');
 
     const all = terms(children.all);
     expect(all.length).toBeGreaterThanOrEqual(KILLS + 1);
