@@ -75,10 +75,10 @@ describe('mutex.lead()', () => {
   });
 
   it('keeps leadership after onElected returns, until the lock is lost', async () => {
-    const l = track(a.lead('returns', { onElected: () => 'done', leaseSeconds: 1 }));
+    const l = track(a.lead('returns', { onElected: () => 'done', leaseSeconds: LEASE_SECONDS }));
     await next(l, 'elected');
-    // Well past several leases: the heartbeat keeps the term alive although onElected is long over.
-    await sleep(3000);
+    // Past two leases: the heartbeat keeps the term alive although onElected is long over.
+    await sleep(LEASE_SECONDS * 2000 + 500);
     expect(l.isLeader()).toBe(true);
     expect(await ctx.sql.lockRows('returns')).toHaveLength(1);
   });
