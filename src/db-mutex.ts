@@ -12,6 +12,7 @@ import type { CurrentHolder, Dialect, DialectStatements, EventRow, LockRow, Rele
 import { DbMutexError, type DbMutexLostReason } from './errors';
 import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
 import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
+import { Leadership, type LeadOptions } from './leadership';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
 import { OrphanCleanup } from './orphan-cleanup';
 import {
@@ -287,6 +288,15 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     if (lease.heartbeat) this.scheduleTick(lease.leaseSeconds! * 1000 / 3);
     this.emit('acquired', { lockId, fencingToken: row.fencingToken, holder: opts.holder, waitedMs });
     return lease;
+  }
+
+  /**
+   * Leader election: returns at once a Leadership that campaigns for `electionId` in the background
+   * (waiting for its lock) and calls `onElected(lock)` each time this process becomes leader. See
+   * src/leadership.ts and the README's "Leader election".
+   */
+  lead(electionId: string, options: LeadOptions): Leadership {
+    return new Leadership(this, electionId, options);
   }
 
   // ---- LeaseOwner -------------------------------------------------------------------------
