@@ -652,6 +652,12 @@ describe('JSON API', () => {
     // Unencoded slashes name the same id as %2F.
     await hold('p/q');
     expect((await request(app()).delete('/admin/locks/api/locks/p/q')).body.event.lockId).toBe('p/q');
+    // A leading slash too, on Express 4 as on 5: `//lead` names "/lead", never its neighbour "lead".
+    const neighbour = await hold('lead');
+    await hold('/lead');
+    expect((await request(app()).get('/admin/locks/api/locks//lead')).body.lock?.lockId).toBe('/lead');
+    expect((await request(app()).delete('/admin/locks/api/locks//lead')).body.event?.lockId).toBe('/lead');
+    expect(neighbour.isHeld()).toBe(true);
   });
 
   it('DELETE api/locks/:lockId answers 404 for an unknown lock and 409 when the fencing token no longer matches', async () => {
