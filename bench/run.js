@@ -69,6 +69,7 @@ const SECTION_RUNNERS = {
   heartbeat: (env) => require('./sections/heartbeat').run(env),
   memory: (env) => require('./sections/memory').memoryRun(env),
   soak: (env) => require('./sections/memory').soakRun(env),
+  failover: (env) => require('./sections/failover').run(env),
 };
 
 async function runDialect(config, lib, dialectName) {

@@ -111,7 +111,7 @@ function sectionSql(clockUs: string, asText: (c: string) => string) {
 }
 
 /** Database clock in integer microseconds since the epoch, per dialect (see the file comment). */
-const CLOCK_US = {
+export const CLOCK_US = {
   postgres: '(extract(epoch from clock_timestamp()) * 1000000)::bigint',
   // Sequelize pins the session time zone ('+00:00'), and UNIX_TIMESTAMP reads SYSDATE's value in
   // that same zone, so the result is the true epoch.
