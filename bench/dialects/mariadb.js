@@ -92,7 +92,7 @@ function fastCommitOptions() {
 }
 
 function libraryInternals() {
-  return internalsOf('mariadb', 'mariadbDialect');
+  return internalsOf('mariadb');
 }
 
 function uncontendedVariants(ctx) {
@@ -105,9 +105,9 @@ function uncontendedVariants(ctx) {
   ];
   if (internals) {
     variants.unshift(
-      floorVariant(open, ctx.url, internals.dialect, "raw mariadb-connector floor: the library's own acquire (INSERT … ON DUPLICATE KEY UPDATE … RETURNING) + release statements, one connection"),
+      floorVariant(open, ctx.url, internals, "raw mariadb-connector floor: the library's own acquire (INSERT … ON DUPLICATE KEY UPDATE … RETURNING) + release statements, one connection"),
     );
-    variants.push(runnerVariant(internals, ctx.sequelize), ...leverVariants(ctx.url, internals.dialect));
+    variants.push(runnerVariant(internals, ctx.sequelize), ...leverVariants(ctx.url, internals));
   }
   return variants;
 }
@@ -118,7 +118,7 @@ function uncontendedVariants(ctx) {
  * src/dialects/mariadb.ts sends every statement) and the binary protocol with a server-side prepared
  * statement (`execute`, cached per connection by the connector) instead of a text query.
  */
-function leverVariants(url, libDialect) {
+function leverVariants(url, internals) {
   let conn;
   const wrap = (text) => `SET STATEMENT max_statement_time=10.000 FOR ${text}`;
   const asRows = (r) => (Array.isArray(r) ? r : []);
@@ -130,7 +130,7 @@ function leverVariants(url, libDialect) {
       label,
       setup: async () => {
         conn ??= await open(url);
-        cycle = floorCycle(libDialect, async (text, values) => asRows(await send(conn.raw, text, values)));
+        cycle = floorCycle(internals, async (text, values) => asRows(await send(conn.raw, text, values)));
       },
       cycle: (lockId) => cycle(lockId),
       teardown: async () => {
@@ -188,13 +188,9 @@ module.exports = {
   LEVERS_UNDONE: {
     'text-protocol': {
       label: 'every statement as a text query (no server-side prepared statements)',
-      apply: (mutex) => {
-        const runner = mutex.runner;
-        if (!runner || typeof runner.run !== 'function') return false;
-        const run = runner.run.bind(runner);
-        runner.run = (statement, ...rest) => run({ ...statement, prepare: false }, ...rest);
-        return true;
-      },
+      // Every operation's statements (see bench/lib/levers.js).
+      operation: null,
+      rewrite: (statement) => ({ ...statement, prepare: false }),
     },
   },
   stubRows,

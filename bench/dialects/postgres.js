@@ -7,13 +7,15 @@
  * BENCH_DIALECTS:
  *   name, label, openServer(log), createScratch(serverUrl), describeServer(url), makeSequelize(url, opts),
  *   fastCommitOptions(), uncontendedVariants(ctx) (must include key 'floor' and 'original'),
- *   LEVERS_UNDONE {name: {label, affectsRefusal?, apply(mutex) => boolean}}, stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
+ *   LEVERS_UNDONE {name: {label, affectsRefusal?, operation, rewrite(statement), probe?(store)}} (see bench/lib/levers.js),
+ *   stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
  *   dropTables(url, tables), scaleBaselines(ctx, {table, originalTable}) (keys 'floor', 'original'),
  *   contendedRaw(url, key) + contendedRawVariants, listenerConnections(url, tableName).
  */
 const { randomBytes, randomUUID } = require('node:crypto');
 const { Client } = require('pg');
 const { Sequelize, QueryTypes } = require('sequelize');
+const { NAMES, benchSeam } = require('../lib/levers');
 
 const DEFAULT_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const LOCKS = 'db_mutex_locks';
@@ -203,31 +205,30 @@ function floorCycle(exec, release = 'release', table = LOCKS) {
   };
 }
 
-/** Library internals from dist/ (for the decomposition rows); null when this build lays them out differently. */
+/** The library's bench seam (for the decomposition rows); null when this build has none. */
 function libraryInternals() {
-  try {
-    const { postgresDialect } = require('../../dist/dialects/postgres');
-    const { StatementRunner } = require('../../dist/connection');
-    return { dialect: postgresDialect, StatementRunner };
-  } catch {
-    return null;
-  }
+  const seam = benchSeam();
+  return seam ? { seam, dialectName: 'postgres' } : null;
 }
 
-function librarySql(internals) {
-  return internals.dialect.statements({ tableName: LOCKS, eventsTableName: 'db_mutex_events' });
-}
-
+/**
+ * The library's own acquire + release (its lock store: SQL and row parsing) with each statement sent
+ * through `exec`; the release optionally waiting for the WAL flush or without its pg_notify.
+ */
 function libraryCycle(internals, exec, { durable = false, notify = true } = {}) {
-  const sql = librarySql(internals);
+  const release = (statement) => {
+    let s = statement;
+    if (durable) s = durableRelease(s);
+    if (!notify) s = withoutNotify(s);
+    return s;
+  };
+  const variant = (operation, statement) => (operation === 'release' ? release(statement) : statement);
+  const store = internals.seam.storeOn('postgres', NAMES, async (s) => (await exec(s)).rows, variant);
   return async (lockId) => {
     const ownerToken = randomUUID();
-    const acquire = sql.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
-    if (!sql.parseAcquire((await exec(acquire)).rows)) throw new Error('library acquire refused');
-    let release = sql.release(lockId, ownerToken);
-    if (durable) release = durableRelease(release);
-    if (!notify) release = withoutNotify(release);
-    if (!sql.parseRelease((await exec(release)).rows)) throw new Error('library release found no row');
+    const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
+    if (!acquired.won) throw new Error('library acquire refused');
+    if (!(await store.release({ lockId, ownerToken }))) throw new Error('library release found no row');
   };
 }
 
@@ -372,7 +373,7 @@ function uncontendedVariants(ctx) {
         group: 'decomposition',
         label: "the library's own SQL through its StatementRunner (Sequelize pool checkout + logging hook)",
         cycle: lazy(() => {
-          const runner = new internals.StatementRunner(ctx.sequelize, internals.dialect.driver, 10_000);
+          const runner = internals.seam.statementRunner(ctx.sequelize, 10_000);
           return libraryCycle(internals, async (s) => ({ rows: await runner.run(s) }));
         }),
       },
@@ -408,16 +409,6 @@ function lockingAcquire(statement) {
   return { name: `${statement.name}_locking`, text, values: statement.values };
 }
 
-/** Wraps one of a live DbMutex's statement builders with `rewrite`; false if the rewrite does not apply. */
-function patchStatement(mutex, method, rewrite, probeArgs) {
-  const sql = mutex.sql;
-  if (!sql || typeof sql[method] !== 'function') return false;
-  const original = sql[method].bind(sql);
-  if (!rewrite(original(...probeArgs))) return false;
-  sql[method] = (...args) => rewrite(original(...args));
-  return true;
-}
-
 const PROBE_TOKEN = '00000000-0000-0000-0000-000000000000';
 const PROBE_ACQUIRE = { lockId: 'probe', ownerToken: PROBE_TOKEN, holder: 'h', hostname: 'h', pid: 1, ttlSeconds: 1, leaseSeconds: null };
 
@@ -435,18 +426,23 @@ function stubRows(statement) {
 }
 
 /**
- * Adopted levers, undone on a live DbMutex by name (bench-only): each row that applies one shows what
- * the lever is worth today, measured against the library as shipped in the same run.
+ * Adopted levers, undone by name (bench-only, through the library's bench seam; see
+ * bench/lib/levers.js): each row that undoes one shows what the lever is worth today, measured
+ * against the library as shipped in the same run.
  */
 const LEVERS_UNDONE = {
   'locking-acquire': {
     label: 'acquire as ON CONFLICT DO UPDATE … WHERE expired (locks the live row when refused)',
     affectsRefusal: true,
-    apply: (mutex) => patchStatement(mutex, 'acquire', lockingAcquire, [PROBE_ACQUIRE]),
+    operation: 'acquire',
+    rewrite: lockingAcquire,
+    probe: (store) => store.acquire(PROBE_ACQUIRE),
   },
   'durable-release': {
     label: 'release waits for the WAL flush',
-    apply: (mutex) => patchStatement(mutex, 'release', durableRelease, ['probe', PROBE_TOKEN]),
+    operation: 'release',
+    rewrite: durableRelease,
+    probe: (store) => store.release({ lockId: 'probe', ownerToken: PROBE_TOKEN }),
   },
 };
 
@@ -546,7 +542,7 @@ async function contendedRaw(url, variant) {
 /** Number of connections LISTENing for `tableName`'s release channel (leak checks). */
 async function listenerConnections(url, tableName) {
   const internals = libraryInternals();
-  const channel = internals ? internals.dialect.channel({ tableName, eventsTableName: 'db_mutex_events' }) : `db_mutex_${tableName}`;
+  const channel = internals ? internals.seam.releaseChannel('postgres', { tableName, eventsTableName: NAMES.eventsTableName }) : `db_mutex_${tableName}`;
   return withClient(url, async (c) => {
     const r = await c.query(
       "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",

@@ -6,6 +6,7 @@
  */
 const os = require('node:os');
 const path = require('node:path');
+const { mutexWithLeversUndone } = require('./levers');
 
 const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak', 'failover'];
 
@@ -128,9 +129,13 @@ async function openDialect(config, lib, dialectName, log) {
     cleanups.push(() => s.close());
     return s;
   };
-  /** A DbMutex (schema synced) closed by `close()`, before its Sequelize instance. */
-  const mutexFor = async (sequelize, options = {}) => {
-    const m = lib.initDbMutex(sequelize, { setDefault: false, ...options });
+  /**
+   * A DbMutex (schema synced) closed by `close()`, before its Sequelize instance; with the named
+   * levers undone (bench/lib/levers.js), or null when one cannot be undone on this build.
+   */
+  const mutexFor = async (sequelize, options = {}, patches = []) => {
+    const m = await mutexWithLeversUndone(lib, dialect, sequelize, { setDefault: false, ...options }, patches);
+    if (!m) return null;
     cleanups.unshift(() => m.close());
     await m.sync();
     return m;
@@ -142,17 +147,14 @@ async function openDialect(config, lib, dialectName, log) {
     const sequelize = sequelizeFor(url);
     const mutex = await mutexFor(sequelize);
     /**
-     * A DbMutex in a database of its own, optionally with adopted levers undone (bench-only patches).
+     * A DbMutex in a database of its own, optionally with adopted levers undone (bench-only, through
+     * the library's bench seam).
      * Returns { mutex, url }, or null when the dialect cannot undo one of them.
      */
     const extraMutex = async (tableName, { patches = [], listen = true } = {}) => {
       const dbUrl = await newDatabase();
-      const m = await mutexFor(sequelizeFor(dbUrl), { tableName, listen });
-      for (const name of patches) {
-        const lever = dialect.LEVERS_UNDONE && dialect.LEVERS_UNDONE[name];
-        if (!lever || !lever.apply(m)) return null;
-      }
-      return { mutex: m, url: dbUrl };
+      const m = await mutexFor(sequelizeFor(dbUrl), { tableName, listen }, patches);
+      return m ? { mutex: m, url: dbUrl } : null;
     };
     const env = {
       config,

@@ -6,23 +6,23 @@
  * django-db-mutex algorithm in raw SQL. PostgreSQL keeps its own richer set in postgres.js.
  */
 const { randomUUID } = require('node:crypto');
+const { NAMES, benchSeam } = require('./levers');
 
 const TTL_SECONDS = 1800;
-const NAMES = { tableName: 'db_mutex_locks', eventsTableName: 'db_mutex_events' };
 
 /**
  * One cycle of the floor: the statements withDbMutex sends for an uncontended acquire + release,
  * without Sequelize's pool, the library's statement runner, its statement-timeout wrapper, or any
- * JavaScript of DbMutex/Lease around them.
+ * JavaScript of DbMutex/Lease around them. The library's lock store (its SQL and its row parsing)
+ * sends each statement's text through `query(text, values) → rows`.
  */
-function floorCycle(libDialect, query) {
-  const sql = libDialect.statements(NAMES);
+function floorCycle(internals, query) {
+  const store = internals.seam.storeOn(internals.dialectName, NAMES, (statement) => query(statement.text, statement.values));
   return async (lockId) => {
     const ownerToken = randomUUID();
-    const acquire = sql.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
-    if (!sql.parseAcquire(await query(acquire.text, acquire.values))) throw new Error('floor acquire refused');
-    const release = sql.release(lockId, ownerToken);
-    if (!sql.parseRelease(await query(release.text, release.values))) throw new Error('floor release found no row');
+    const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
+    if (!acquired.won) throw new Error('floor acquire refused');
+    if (!(await store.release({ lockId, ownerToken }))) throw new Error('floor release found no row');
   };
 }
 
@@ -67,7 +67,7 @@ function originalVariant(open, url, { createTable, table = 'bench_original_dbmut
 }
 
 /** The floor row (the raw driver has its own connection, opened in setup). */
-function floorVariant(open, url, libDialect, label) {
+function floorVariant(open, url, internals, label) {
   let conn;
   let cycle;
   return {
@@ -76,7 +76,7 @@ function floorVariant(open, url, libDialect, label) {
     label,
     setup: async () => {
       conn ??= await open(url);
-      cycle = floorCycle(libDialect, (text, values) => conn.query(text, values));
+      cycle = floorCycle(internals, (text, values) => conn.query(text, values));
     },
     cycle: (lockId) => cycle(lockId),
     teardown: async () => {
@@ -95,23 +95,18 @@ function runnerVariant(internals, sequelize) {
     label: "the library's own SQL through its StatementRunner (Sequelize pool checkout + logging hook)",
     cycle: (lockId) => {
       if (!cycle) {
-        const runner = new internals.StatementRunner(sequelize, internals.dialect.driver, 10_000);
-        cycle = floorCycle(internals.dialect, (text, values) => runner.run({ name: 'bench_runner', text, values }));
+        const runner = internals.seam.statementRunner(sequelize, 10_000);
+        cycle = floorCycle(internals, (text, values) => runner.run({ name: 'bench_runner', text, values }));
       }
       return cycle(lockId);
     },
   };
 }
 
-/** The library's dialect module from dist/ (e.g. ('mariadb', 'mariadbDialect')); null when this build lays it out differently. */
-function libraryInternals(file, exportName) {
-  try {
-    const dialect = require(`../../dist/dialects/${file}`)[exportName];
-    const { StatementRunner } = require('../../dist/connection');
-    return dialect && StatementRunner ? { dialect, StatementRunner } : null;
-  } catch {
-    return null;
-  }
+/** The library's bench seam for one dialect (e.g. 'mariadb'); null when this build has none. */
+function libraryInternals(dialectName) {
+  const seam = benchSeam();
+  return seam ? { seam, dialectName } : null;
 }
 
 module.exports = { TTL_SECONDS, floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals };

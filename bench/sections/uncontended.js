@@ -181,11 +181,11 @@ function clientSideVariants(env) {
   const { lib, dialect } = env;
   const internals = dialect.libraryInternals ? dialect.libraryInternals() : null;
   const sequelize = env.sequelizeFor(env.url);
-  const stubbed = lib.initDbMutex(sequelize, { setDefault: false, listen: false });
-  stubbed.runner = {
-    run: async (statement) => dialect.stubRows(statement),
-    runInTransaction: async (statements) => statements.map(() => []),
-  };
+  // Through the library's bench seam (dist/internal/bench-seam.js): the store answers with canned rows.
+  const stubbed = internals
+    ? internals.seam.stubbedDbMutex(sequelize, { setDefault: false, listen: false }, (statement) => dialect.stubRows(statement))
+    : null;
+  if (!stubbed) return { variants: [], close: async () => undefined };
   const cm = sequelize.connectionManager;
   const variants = [
     {
@@ -207,7 +207,7 @@ function clientSideVariants(env) {
     },
   ];
   if (internals) {
-    const runner = new internals.StatementRunner(sequelize, { run: async () => [], isBroken: () => false }, 10_000);
+    const runner = internals.seam.statementRunner(sequelize, 10_000, { run: async () => [], control: async () => undefined, isBroken: () => false });
     const statement = { name: 'bench_stub', text: 'SELECT 1', values: [] };
     variants.push({
       key: 'js-runner',
