@@ -15,12 +15,12 @@ import { join } from 'node:path';
 import { initDbMutex, type DbMutex, type DbMutexLostReason } from '../../src';
 import { ensureBuilt } from '../helpers/built';
 import { dialect, itIf, makeSequelize, notifies, TestContext } from '../helpers/db';
-import { ChildGroup, type Child } from './helpers/children';
-import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from './helpers/contention';
-import { connectionKiller, slowdown, SLOW_STATEMENT_MS, type ConnectionKiller, type Slowdown } from './helpers/faults';
-import { note } from './helpers/report';
-import { fillUp, mountTinyFilesystem, rootFaultsUnavailable, setImmutable, sqliteFiles, SqliteWriter } from './helpers/sqlite-faults';
-import { pause, watchHeld, type HeldWatch } from './helpers/watch';
+import { ChildGroup, type Child } from '../helpers/children';
+import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from '../helpers/contention';
+import { connectionKiller, slowdown, SLOW_STATEMENT_MS, type ConnectionKiller, type Slowdown } from '../helpers/connection-faults';
+import { note } from '../helpers/report';
+import { fillUp, mountTinyFilesystem, rootFaultsUnavailable, setImmutable, sqliteFiles, SqliteWriter } from '../helpers/sqlite-faults';
+import { pause, watchHeld, type HeldWatch } from '../helpers/held-watch';
 
 let ctx: TestContext;
 let observer: DbMutex;

@@ -17,12 +17,12 @@
 import { initDbMutex } from '../../src';
 import { ensureBuilt } from '../helpers/built';
 import { createTestDatabase, dialect, makeSequelize, type TestDatabase } from '../helpers/db';
-import { ChildGroup, type Child, type ChildMessage } from './helpers/children';
-import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from './helpers/contention';
-import { note } from './helpers/report';
-import { SqliteWriter } from './helpers/sqlite-faults';
-import { ThrowawayMariaDb, ThrowawayServer } from './helpers/throwaway-server';
-import { pause } from './helpers/watch';
+import { ChildGroup, type Child, type ChildMessage } from '../helpers/children';
+import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from '../helpers/contention';
+import { note } from '../helpers/report';
+import { SqliteWriter } from '../helpers/sqlite-faults';
+import { ThrowawayMariaDb, ThrowawayServer } from '../helpers/throwaway-server';
+import { pause } from '../helpers/held-watch';
 
 /** Each statement of the workers gives up after this long (on SQLite: how long it waits for the write lock). */
 const STATEMENT_TIMEOUT_MS = 500;

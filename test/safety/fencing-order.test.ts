@@ -13,9 +13,9 @@
  */
 import type { DbMutex, DbMutexHeldLock } from '../../src';
 import { dialect, TestContext } from '../helpers/db';
-import { safetyDialect, type SafetyDialect } from './helpers/dialect';
-import { note } from './helpers/report';
-import { pause } from './helpers/watch';
+import { safetyDialect, type SafetyDialect } from '../helpers/safety-dialect';
+import { note } from '../helpers/report';
+import { pause } from '../helpers/held-watch';
 
 let ctx: TestContext;
 let db: SafetyDialect;
@@ -49,7 +49,7 @@ describe(`fencing token order on ${dialect}`, () => {
   it('grants tokens in grant order even when an acquire statement stalls inside the database', async () => {
     // PostgreSQL, MariaDB: a trigger holds the delayed holder's statement after it drew its token and
     // before it claims the row, until the test opens the gate. SQLite draws the token under the
-    // file's write lock, so the stall there is that lock, held by the test (see helpers/dialect.ts).
+    // file's write lock, so the stall there is that lock, held by the test (see test/helpers/safety-dialect.ts).
     const gate = await db.gateAcquisitions(delayed.options.tableName, 'delayed');
     let gateOpen = false;
     // A failed check must not leave the gate shut: its open transaction would hold up the cleanup.

@@ -9,11 +9,11 @@ import path from 'node:path';
 import { DbMutexError, DbMutexTimeoutError, withDbMutex, type DbMutex } from '../../src';
 import { ensureBuilt } from '../helpers/built';
 import { notifies, TestContext } from '../helpers/db';
-import { ChildGroup } from './helpers/children';
-import { connectionKiller, type ConnectionKiller } from './helpers/faults';
-import { note } from './helpers/report';
-import { scaled, timeoutMs } from './helpers/soak';
-import { pause } from './helpers/watch';
+import { ChildGroup } from '../helpers/children';
+import { connectionKiller, type ConnectionKiller } from '../helpers/connection-faults';
+import { note } from '../helpers/report';
+import { scaled, timeoutMs } from '../helpers/soak';
+import { pause } from '../helpers/held-watch';
 
 const SRC_DIR = path.resolve(__dirname, '../../src');
 const LABEL = 'safety-leaks';

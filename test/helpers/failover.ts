@@ -4,12 +4,12 @@
  * conditions.
  */
 import type { DbMutex } from '../../src';
-import { ensureBuilt } from '../helpers/built';
-import { dialect, TestContext } from '../helpers/db';
-import { PgCluster, pgClusterUnavailable, type PgClusterOptions } from '../helpers/pg-cluster';
-import { ChildGroup, type Child, type ChildMessage } from '../safety/helpers/children';
+import { ensureBuilt } from './built';
+import { dialect, TestContext } from './db';
+import { PgCluster, pgClusterUnavailable, type PgClusterOptions } from './pg-cluster';
+import { ChildGroup, type Child, type ChildMessage } from './children';
 
-export { waitUntil } from '../helpers/pg-cluster';
+export { waitUntil } from './pg-cluster';
 
 /**
  * The failover tests run when the suite runs on PostgreSQL (a server named by DATABASE_URL or the

@@ -4,7 +4,7 @@
  * when the lock is believed held both before the read and after it (plus a pause that lets any timer
  * already due run), so a loss that is being reported right now is not mistaken for a silent one.
  */
-import type { DbMutex, DbMutexHeldLock } from '../../../src';
+import type { DbMutex, DbMutexHeldLock } from '../../src';
 
 export interface HeldWatch {
   samples: number;
