@@ -19,7 +19,8 @@ import type { Child } from '../helpers/children';
 import { analyse, checkTokenOrder } from '../helpers/contention';
 import { safetyDialect } from '../helpers/safety-dialect';
 import { note } from '../helpers/report';
-import { describeFailover, messagesOf, useFailoverPair, waitUntil } from '../helpers/failover';
+import { describeFailover, messagesOf, useFailoverPair } from '../helpers/failover';
+import { waitUntil } from '../helpers/wait';
 
 /**
  * The primary stays down until every holder has seen a renewal fail (up to one renewal period, a

@@ -9,8 +9,6 @@ import { dialect, TestContext } from './db';
 import { PgCluster, pgClusterUnavailable, type PgClusterOptions } from './pg-cluster';
 import { ChildGroup, type Child, type ChildMessage } from './children';
 
-export { waitUntil } from './pg-cluster';
-
 /**
  * The failover tests run when the suite runs on PostgreSQL (a server named by DATABASE_URL or the
  * embedded one) and Debian's PostgreSQL 15 server binaries are installed; the skip names the reason.

@@ -20,7 +20,7 @@
 import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import { dialect, type TestContext, type TestDialect } from './db';
 import type { Section } from './contention';
-import { pause } from './held-watch';
+import { sleep } from './wait';
 
 /** The SQL a contention worker runs (Sequelize `:name` replacements). */
 export interface ProbeSql {
@@ -294,7 +294,7 @@ async function shutGate(
 async function pollUntil(count: () => Promise<number>, n: number, signal: AbortSignal): Promise<boolean> {
   while (!signal.aborted) {
     if ((await count()) >= n) return true;
-    await pause(20);
+    await sleep(20);
   }
   return false;
 }
