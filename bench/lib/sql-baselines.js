@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * Baseline rows shared by the dialects whose raw driver is wrapped as `query(text, values) → rows`
@@ -6,14 +7,28 @@
  * django-db-mutex algorithm in raw SQL. PostgreSQL keeps its own richer set in postgres.js.
  */
 const { randomUUID } = require('node:crypto');
+const path = require('node:path');
 
 const TTL_SECONDS = 1800;
+
+/**
+ * A raw driver connection, wrapped by the dialect file.
+ * @typedef {object} RawConnection
+ * @property {(text: string, values: readonly unknown[]) => Promise<Record<string, unknown>[]>} query
+ * @property {() => Promise<void>} close
+ */
+/** @typedef {(url: string) => Promise<RawConnection>} Open */
 const NAMES = { tableName: 'db_mutex_locks', eventsTableName: 'db_mutex_events' };
 
 /**
  * One cycle of the floor: the statements withDbMutex sends for an uncontended acquire + release,
  * without Sequelize's pool, the library's statement runner, its statement-timeout wrapper, or any
  * JavaScript of DbMutex/Lease around them.
+ */
+/**
+ * @param {import('../types').Dialect} libDialect
+ * @param {RawConnection['query']} query
+ * @returns {(lockId: string) => Promise<void>}
  */
 function floorCycle(libDialect, query) {
   const sql = libDialect.statements(NAMES);
@@ -31,8 +46,19 @@ function floorCycle(libDialect, query) {
  * judged by the client's clock): DELETE expired; BEGIN; SAVEPOINT; INSERT; RELEASE; COMMIT;
  * SELECT by pk; DELETE by pk. `createTable` is the dialect's DDL for that model.
  */
+/**
+ * @param {Open} open
+ * @param {string} url
+ * @param {{ createTable: (table: string) => string, table?: string }} p
+ * @returns {import('../types').Variant}
+ */
 function originalVariant(open, url, { createTable, table = 'bench_original_dbmutex' }) {
+  /** @type {RawConnection | undefined} */
   let conn;
+  const connection = () => {
+    if (!conn) throw new Error('original: not set up');
+    return conn;
+  };
   return {
     key: 'original',
     group: 'baseline',
@@ -42,6 +68,7 @@ function originalVariant(open, url, { createTable, table = 'bench_original_dbmut
       await conn.query(createTable(table), []);
     },
     cycle: async (lockId) => {
+      const conn = connection();
       await conn.query(`DELETE FROM ${table} WHERE creation_time <= ?`, [new Date(Date.now() - TTL_SECONDS * 1000)]);
       await conn.query('BEGIN', []);
       let id;
@@ -50,7 +77,7 @@ function originalVariant(open, url, { createTable, table = 'bench_original_dbmut
         const rows = await conn.query(`INSERT INTO ${table} (lock_id, creation_time) VALUES (?, ?) RETURNING id`, [lockId, new Date()]);
         await conn.query('RELEASE SAVEPOINT bench_s1', []);
         await conn.query('COMMIT', []);
-        id = rows[0].id;
+        id = rows[0]?.id;
       } catch (error) {
         await conn.query('ROLLBACK', []).catch(() => undefined);
         throw error;
@@ -67,18 +94,30 @@ function originalVariant(open, url, { createTable, table = 'bench_original_dbmut
 }
 
 /** The floor row (the raw driver has its own connection, opened in setup). */
+/**
+ * @param {Open} open
+ * @param {string} url
+ * @param {import('../types').Dialect} libDialect
+ * @param {string} label
+ * @returns {import('../types').Variant}
+ */
 function floorVariant(open, url, libDialect, label) {
+  /** @type {RawConnection | undefined} */
   let conn;
+  /** @type {((lockId: string) => Promise<void>) | undefined} */
   let cycle;
   return {
     key: 'floor',
     group: 'baseline',
     label,
     setup: async () => {
-      conn ??= await open(url);
-      cycle = floorCycle(libDialect, (text, values) => conn.query(text, values));
+      const c = (conn ??= await open(url));
+      cycle = floorCycle(libDialect, (text, values) => c.query(text, values));
     },
-    cycle: (lockId) => cycle(lockId),
+    cycle: (lockId) => {
+      if (!cycle) throw new Error('floor: not set up');
+      return cycle(lockId);
+    },
     teardown: async () => {
       if (conn) await conn.close();
       conn = undefined;
@@ -87,7 +126,13 @@ function floorVariant(open, url, libDialect, label) {
 }
 
 /** The library's own statements through its StatementRunner (pool checkout + logging hook + timeout wrapper). */
+/**
+ * @param {import('../types').LibraryInternals} internals
+ * @param {import('sequelize').Sequelize} sequelize
+ * @returns {import('../types').Variant}
+ */
 function runnerVariant(internals, sequelize) {
+  /** @type {((lockId: string) => Promise<void>) | undefined} */
   let cycle;
   return {
     key: 'lib-runner',
@@ -103,11 +148,21 @@ function runnerVariant(internals, sequelize) {
   };
 }
 
-/** The library's dialect module from dist/ (e.g. ('mariadb', 'mariadbDialect')); null when this build lays it out differently. */
+/**
+ * The library's dialect module from dist/ (e.g. ('mariadb', 'mariadbDialect')); null when this build
+ * lays it out differently. Typed from src/ (bench/types.d.ts); the paths are built at run time so
+ * that the type check does not need a build.
+ * @param {string} file
+ * @param {string} exportName
+ * @returns {import('../types').LibraryInternals | null}
+ */
 function libraryInternals(file, exportName) {
+  const dist = path.join(__dirname, '..', '..', 'dist');
   try {
-    const dialect = require(`../../dist/dialects/${file}`)[exportName];
-    const { StatementRunner } = require('../../dist/connection');
+    /** @type {import('../types').Dialect | undefined} */
+    const dialect = require(path.join(dist, 'dialects', file))[exportName];
+    /** @type {{ StatementRunner?: import('../types').LibraryInternals['StatementRunner'] }} */
+    const { StatementRunner } = require(path.join(dist, 'connection'));
     return dialect && StatementRunner ? { dialect, StatementRunner } : null;
   } catch {
     return null;
