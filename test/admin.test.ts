@@ -12,7 +12,8 @@ import path from 'node:path';
 import express, { type Express, type Request } from 'express';
 import request from 'supertest';
 import { createDbMutexAdminRouter, initDbMutex, type DbMutex, type DbMutexAdminRouterOptions, type DbMutexHeldLock } from '../src';
-import { notifies, TestContext } from './helpers/db';
+import { holderLoses, unescapeHtml } from './helpers/dashboard';
+import { TestContext } from './helpers/db';
 
 let ctx: TestContext;
 let mutex: DbMutex;
@@ -61,10 +62,6 @@ function app(options: Partial<DbMutexAdminRouterOptions> = {}, user: unknown = {
   });
   a.use('/admin/locks', createDbMutexAdminRouter({ mutex, authorize: () => true, ...options }));
   return a;
-}
-
-function unescapeHtml(s: string): string {
-  return s.replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&#34;/g, '"').replace(/&#39;/g, "'");
 }
 
 function csrfOf(html: string): string {
@@ -117,21 +114,6 @@ async function raw(a: Express, method: string, path: string, headers: Record<str
     // Node sends no Content-Length and no Transfer-Encoding for a DELETE ended without data.
     req.end(body);
   });
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!condition()) throw new Error(`timed out waiting for ${what}`);
-}
-
-/**
- * Waits until the holder of a force-released lock has lost it. PostgreSQL's release notice aborts it at
- * once; the other dialects have no notices, so the holder finds out at its next renewal, which
- * extend() runs now instead of waiting for the heartbeat (or, without one, for the TTL).
- */
-async function holderLoses(lock: DbMutexHeldLock, what: string): Promise<void> {
-  if (!notifies) await expect(lock.extend()).rejects.toMatchObject({ reason: 'released-by-other' });
-  await until(() => lock.signal.aborted, what);
 }
 
 describe('creating the router', () => {

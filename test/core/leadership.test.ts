@@ -4,6 +4,7 @@
  */
 import { DbMutexDemotedError, type DbMutex, type DbMutexDemotedReason, type DbMutexHeldLock, type Leadership } from '../../src';
 import { TestContext } from '../helpers/db';
+import { sleep } from '../helpers/wait';
 
 let ctx: TestContext;
 let a: DbMutex;
@@ -26,8 +27,6 @@ function next<T>(emitter: Leadership, event: 'elected' | 'demoted' | 'error', ms
     });
   });
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
   ctx = await TestContext.create();

@@ -6,9 +6,9 @@
  */
 import { ensureBuilt } from '../helpers/built';
 import { TestContext, type TestDialect } from '../helpers/db';
-import { ChildGroup, type Child, type ChildMessage } from './helpers/children';
-import { CLOCK_US } from './helpers/dialect';
-import { note } from './helpers/report';
+import { ChildGroup, type Child, type ChildMessage } from '../helpers/children';
+import { CLOCK_US } from '../helpers/safety-dialect';
+import { note } from '../helpers/report';
 
 const LEASE_SECONDS = 1.5;
 const POLL_INTERVAL_MS = 500;
