@@ -7,6 +7,7 @@
  */
 import { DbMutexLostError, DbMutexNotHeldError, DbMutexTimeoutError, type DbMutexLostReason } from './errors';
 import { validateSeconds } from './options';
+import { traceRelease } from './tracing';
 
 /** The lock object handed to critical sections and returned by `mutex.acquire()`. */
 export interface DbMutexHeldLock {
@@ -149,7 +150,8 @@ export class Lease implements DbMutexHeldLock {
    * was lost before release. Every caller gets the same answer.
    */
   settle(): Promise<DbMutexLostReason | null> {
-    this.releasing ??= this.doSettle().finally(() => this.owner.settled(this));
+    // Observability: ends the section span and runs the release inside a release span (no-op without an SDK).
+    this.releasing ??= traceRelease(this, () => this.doSettle()).finally(() => this.owner.settled(this));
     return this.releasing;
   }
 
