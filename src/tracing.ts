@@ -166,8 +166,9 @@ export function sectionFailed(lock: object, error: unknown): void {
 
 /**
  * Runs `settle` (the release; resolves to the loss reason, or null for a clean release) inside a
- * `<prefix> release` span, after ending the lock's section span. The section's outcome waits for the
- * release's answer (a release can be what discovers the loss), then it ends at the time it finished.
+ * `<prefix> release` span, the last child of the lock's section span: the lock is held until the
+ * release statement has run, and the release can be what discovers a loss, which the section then
+ * reports too.
  */
 export async function traceRelease(
   lock: TracedLock,
@@ -178,18 +179,16 @@ export async function traceRelease(
   const active = activeTracer();
   if (state === undefined && active === null) return settle();
   sections.delete(lock);
-  const sectionEnd = performance.timeOrigin + performance.now();
   if (active === null) {
     // The SDK went away between acquire and release: close the section anyway.
-    const lost = await settle().catch((error: unknown) => {
-      state!.span.end(sectionEnd);
-      throw error;
-    });
-    state!.span.end(sectionEnd);
-    return lost;
+    try {
+      return await settle();
+    } finally {
+      state!.span.end();
+    }
   }
   const { api: a, tracer } = active;
-  const parent = a.context.active();
+  const parent = state?.context ?? a.context.active();
   const attributes = { [SPAN_ATTRIBUTES.lockId]: lock.lockId, [SPAN_ATTRIBUTES.fencingToken]: lock.fencingToken };
   const span = tracer.startSpan(`${state?.prefix ?? prefix} release`, { kind: a.SpanKind.INTERNAL, attributes }, parent);
   let lost: DbMutexLostReason | null;
@@ -199,7 +198,7 @@ export async function traceRelease(
     span.setAttribute(SPAN_ATTRIBUTES.outcome, 'error');
     fail(a, span, error);
     span.end();
-    if (state) endSection(a, state, state.lostReason, sectionEnd);
+    if (state) endSection(a, state, state.lostReason);
     throw error;
   }
   if (lost) {
@@ -209,11 +208,11 @@ export async function traceRelease(
     span.setAttribute(SPAN_ATTRIBUTES.outcome, 'released');
   }
   span.end();
-  if (state) endSection(a, state, lost ?? state.lostReason, sectionEnd);
+  if (state) endSection(a, state, lost ?? state.lostReason);
   return lost;
 }
 
-function endSection(a: Api, state: SectionState, lost: DbMutexLostReason | null, at: number): void {
+function endSection(a: Api, state: SectionState, lost: DbMutexLostReason | null): void {
   const { span, failure } = state;
   if (failure) {
     span.setAttribute(SPAN_ATTRIBUTES.outcome, 'failed');
@@ -228,7 +227,7 @@ function endSection(a: Api, state: SectionState, lost: DbMutexLostReason | null,
     // A section that ran without the lock's protection failed its purpose even when fn returned.
     if (!failure) span.setStatus({ code: a.SpanStatusCode.ERROR, message: `lock lost: ${lost}` });
   }
-  span.end(at);
+  span.end();
 }
 
 function fail(a: Api, span: otel.Span, error: unknown): void {
