@@ -41,7 +41,7 @@ function libraryWithoutOtelApi() {
     const lib = require(path.join(DIST, 'index.js'));
     // The API is looked for once, at the first traced call: make that happen while it is hidden.
     require(path.join(DIST, 'tracing.js'))
-      .traceAcquire('bench', 'probe', async () => ({ lockId: 'probe', fencingToken: 1, signal: new AbortController().signal }))
+      .traceAcquire('bench', 'probe', async () => ({ lockId: 'probe', fencingToken: 1, signal: new globalThis.AbortController().signal }))
       .catch(noop);
     return lib;
   } finally {
