@@ -124,6 +124,11 @@ describe('createDbMutexMetrics', () => {
       expect(await value(registry, 'db_mutex_force_releases_total', { action: 'release-stale' })).toBe(2);
       await a.release().catch(() => undefined);
       await b.release().catch(() => undefined);
+      const c = await mutex.acquire('stale:c', { heartbeat: false });
+      await ctx.sql.expireLock('stale:c');
+      expect((await operator.purgeExpired({ operator: 'ops' })).map((e) => e.lockId)).toEqual(['stale:c']);
+      expect(await value(registry, 'db_mutex_force_releases_total', { action: 'purge-expired' })).toBe(1);
+      await c.release().catch(() => undefined);
     } finally {
       metrics.close();
     }
