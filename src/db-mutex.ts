@@ -196,7 +196,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     // a failed one is reported as an event for metrics.
     const started = performance.now();
     try {
-      return await traceAcquire('db-mutex', lockId, () => this.acquireResolved(lockId, opts));
+      return await traceAcquire('db-mutex', lockId, () => this.acquireResolved(lockId, opts), opts.signal);
     } catch (error) {
       const result = acquireFailureResult(error, opts.signal);
       this.emit('acquireFailed', { lockId, result, waitedMs: (error as { waitedMs?: number }).waitedMs ?? performance.now() - started, error });

@@ -204,7 +204,7 @@ function createSet(prom: PromClient, registry: DbMutexMetricsRegistry, prefix: s
     }),
     wait: new prom.Histogram({
       name: wait,
-      help: 'Time an acquisition took, waiting included, in seconds, by result.',
+      help: 'Time an acquisition spent waiting for the lock (0 without waitMs), in seconds, by result.',
       labelNames: ['result', ...lock],
       buckets: WAIT_BUCKETS,
       registers,

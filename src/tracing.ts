@@ -86,6 +86,7 @@ interface SectionState {
   context: otel.Context;
   failure: { error: unknown } | null;
   lostReason: DbMutexLostReason | null;
+  ended: boolean;
 }
 
 const sections = new WeakMap<object, SectionState>();
@@ -105,7 +106,12 @@ export function acquireFailureResult(error: unknown, signal?: AbortSignal | null
  * Runs `attempt` (which acquires `lockId`) inside a `<prefix> acquire` span and, when it succeeds,
  * opens the `<prefix> section` span as a sibling (same parent: the caller's active span).
  */
-export async function traceAcquire<L extends TracedLock>(prefix: string, lockId: string, attempt: () => Promise<L>): Promise<L> {
+export async function traceAcquire<L extends TracedLock>(
+  prefix: string,
+  lockId: string,
+  attempt: () => Promise<L>,
+  signal?: AbortSignal | null,
+): Promise<L> {
   const active = activeTracer();
   if (active === null) return attempt();
   const { api: a, tracer } = active;
@@ -117,8 +123,8 @@ export async function traceAcquire<L extends TracedLock>(prefix: string, lockId:
     lock = await a.context.with(a.trace.setSpan(parent, span), attempt);
   } catch (error) {
     span.setAttributes({
-      [SPAN_ATTRIBUTES.outcome]: acquireFailureResult(error),
-      [SPAN_ATTRIBUTES.waitedMs]: (error as { waitedMs?: number }).waitedMs ?? performance.now() - started,
+      [SPAN_ATTRIBUTES.outcome]: acquireFailureResult(error, signal),
+      [SPAN_ATTRIBUTES.waitedMs]: performance.now() - started,
     });
     fail(a, span, error);
     span.end();
@@ -135,12 +141,13 @@ export async function traceAcquire<L extends TracedLock>(prefix: string, lockId:
     { kind: a.SpanKind.INTERNAL, attributes: { [SPAN_ATTRIBUTES.lockId]: lockId, [SPAN_ATTRIBUTES.fencingToken]: lock.fencingToken } },
     parent,
   );
-  const state: SectionState = { prefix, span: section, context: a.trace.setSpan(parent, section), failure: null, lostReason: null };
+  const state: SectionState = { prefix, span: section, context: a.trace.setSpan(parent, section), failure: null, lostReason: null, ended: false };
   sections.set(lock, state);
   // The moment the lock is lost, not only the fact at the end: a span event on the section.
   lock.signal.addEventListener(
     'abort',
     () => {
+      if (state.ended) return;
       const reason = (lock.signal.reason as { reason?: DbMutexLostReason } | undefined)?.reason ?? null;
       state.lostReason ??= reason;
       section.addEvent('lock lost', reason ? { [SPAN_ATTRIBUTES.lostReason]: reason } : {});
@@ -184,6 +191,7 @@ export async function traceRelease(
     try {
       return await settle();
     } finally {
+      state!.ended = true;
       state!.span.end();
     }
   }
@@ -214,6 +222,7 @@ export async function traceRelease(
 
 function endSection(a: Api, state: SectionState, lost: DbMutexLostReason | null): void {
   const { span, failure } = state;
+  state.ended = true;
   if (failure) {
     span.setAttribute(SPAN_ATTRIBUTES.outcome, 'failed');
     fail(a, span, failure.error);

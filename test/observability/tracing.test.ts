@@ -120,7 +120,7 @@ describe('spans of withDbMutex', () => {
       expect(error).toBeInstanceOf(DbMutexError);
       const acquire = one('db-mutex acquire');
       expect(acquire.status.code).toBe(SpanStatusCode.ERROR);
-      expect(acquire.attributes).toMatchObject({ 'db_mutex.lock_id': 'taken', 'db_mutex.outcome': 'held', 'db_mutex.waited_ms': 0 });
+      expect(acquire.attributes).toMatchObject({ 'db_mutex.lock_id': 'taken', 'db_mutex.outcome': 'held', 'db_mutex.waited_ms': expect.any(Number) });
       expect(acquire.events.map((e) => e.name)).toContain('exception');
       expect(spans().map((s) => s.name)).toEqual(['db-mutex acquire']);
     } finally {
@@ -136,6 +136,21 @@ describe('spans of withDbMutex', () => {
       expect(acquire.attributes['db_mutex.outcome']).toBe('wait_timeout');
       expect(acquire.attributes['db_mutex.waited_ms']).toBeGreaterThanOrEqual(120);
       expect(acquire.status.code).toBe(SpanStatusCode.ERROR);
+    } finally {
+      await held.release();
+    }
+  });
+
+  it('gives outcome "cancelled" when the wait\'s signal aborts', async () => {
+    const held = await rivalHolds('cancelled');
+    try {
+      const controller = new AbortController();
+      const waiting = withDbMutex('cancelled', () => 'never', { mutex, waitMs: 10_000, signal: controller.signal });
+      setTimeout(() => controller.abort(new Error('shutting down')), 50);
+      await expect(waiting).rejects.toThrow('shutting down');
+      const acquire = one('db-mutex acquire');
+      expect(acquire.attributes['db_mutex.outcome']).toBe('cancelled');
+      expect(acquire.status).toEqual({ code: SpanStatusCode.ERROR, message: 'shutting down' });
     } finally {
       await held.release();
     }
