@@ -220,6 +220,26 @@ describe('spans of dbMutex and a manual acquire', () => {
   });
 });
 
+describe('spans of leader election', () => {
+  it('runs onElected inside the term\'s section span and ends it with the term', async () => {
+    let inside: string | null = null;
+    let elected!: () => void;
+    const electedNow = new Promise<void>((resolve) => (elected = resolve));
+    const leadership = mutex.lead('traced-election', {
+      onElected: () => {
+        inside = nameOf(trace.getActiveSpan());
+        elected();
+      },
+    });
+    await electedNow;
+    await leadership.stop();
+    expect(inside).toBe('db-mutex section');
+    const section = one('db-mutex section');
+    expect(section.attributes).toMatchObject({ 'db_mutex.lock_id': 'traced-election', 'db_mutex.outcome': 'completed' });
+    expect(parentOf(one('db-mutex release'))).toBe(idOf(section));
+  });
+});
+
 describe('without an SDK', () => {
   it('makes no spans and runs statements outside any span once the provider is gone', async () => {
     await sdk.shutdown();
