@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * Section: what metrics and tracing cost on the uncontended withDbMutex cycle, as ratios against the
@@ -18,11 +19,27 @@ const path = require('node:path');
 const { measureInterleaved } = require('../lib/measure');
 const { fmt, fmtSpread, fmtRatio } = require('../lib/stats');
 
+/** @typedef {import('../types').BenchEnv} BenchEnv */
+/** @typedef {import('../types').Library} Library */
+/** @typedef {import('../types').DbMutex} DbMutex */
+/** @typedef {import('../types').Variant} Variant */
+/** @typedef {import('../types').MeasuredRow} MeasuredRow */
+/** @typedef {import('../types').Statement} Statement */
+/** @typedef {(cycle: () => Promise<unknown>) => Promise<unknown>} Mode */
+/**
+ * Node's module resolver, which `libraryWithoutOtelApi` wraps for a moment.
+ * @typedef {{ _resolveFilename: (request: string, ...rest: unknown[]) => string }} Resolver
+ */
+
 const noop = () => undefined;
 const DIST = path.join(__dirname, '..', '..', 'dist');
 
-/** A second copy of the built library whose tracing never finds @opentelemetry/api. */
+/**
+ * A second copy of the built library whose tracing never finds @opentelemetry/api.
+ * @returns {Library}
+ */
 function libraryWithoutOtelApi() {
+  const resolver = /** @type {Resolver} */ (/** @type {unknown} */ (Module));
   const ownCopy = new Map();
   for (const key of Object.keys(require.cache)) {
     if (key.startsWith(DIST + path.sep)) {
@@ -30,8 +47,8 @@ function libraryWithoutOtelApi() {
       delete require.cache[key];
     }
   }
-  const resolve = Module._resolveFilename;
-  Module._resolveFilename = function hideOtelApi(request, ...rest) {
+  const resolve = resolver._resolveFilename;
+  resolver._resolveFilename = function hideOtelApi(request, ...rest) {
     if (request === '@opentelemetry/api' || request.startsWith('@opentelemetry/api/')) {
       throw Object.assign(new Error(`Cannot find module '${request}'`), { code: 'MODULE_NOT_FOUND' });
     }
@@ -45,7 +62,7 @@ function libraryWithoutOtelApi() {
       .catch(noop);
     return lib;
   } finally {
-    Module._resolveFilename = resolve;
+    resolver._resolveFilename = resolve;
     for (const key of Object.keys(require.cache)) if (key.startsWith(DIST + path.sep)) delete require.cache[key];
     for (const [key, mod] of ownCopy) require.cache[key] = mod;
   }
@@ -62,10 +79,15 @@ function otelModes() {
   const contextManager = new AsyncLocalStorageContextManager();
   api.context.setGlobalContextManager(contextManager);
   api.trace.setGlobalTracerProvider(recording);
-  const proxy = api.trace.getTracerProvider();
-  const use = (provider) => proxy.setDelegate(provider);
+  const proxy = /** @type {import('@opentelemetry/api').ProxyTracerProvider} */ (api.trace.getTracerProvider());
+  /** @param {import('@opentelemetry/api').TracerProvider | undefined} provider undefined: no SDK (the no-op delegate) */
+  const use = (provider) => proxy.setDelegate(/** @type {import('@opentelemetry/api').TracerProvider} */ (provider));
   use(undefined);
-  /** Runs one cycle with `provider` as the SDK (undefined: none). */
+  /**
+   * Runs each cycle with `provider` as the SDK.
+   * @param {import('@opentelemetry/api').TracerProvider} provider
+   * @returns {Mode}
+   */
   const traced = (provider) => async (cycle) => {
     use(provider);
     try {
@@ -78,6 +100,7 @@ function otelModes() {
     }
   };
   return {
+    /** @type {Mode} */
     none: (cycle) => cycle(),
     sampledOut: traced(sampledOut),
     recording: traced(recording),
@@ -90,7 +113,14 @@ function otelModes() {
   };
 }
 
-/** One row per configuration; `makeMutex(lib)` gives a DbMutex of its own for the row. */
+/**
+ * One row per configuration; `makeMutex(lib)` gives a DbMutex of its own for the row.
+ * @param {BenchEnv} env
+ * @param {(lib: Library) => Promise<DbMutex>} makeMutex
+ * @param {ReturnType<typeof otelModes>} modes
+ * @param {Library} bareLib
+ * @returns {Promise<{ variants: Variant[], close: () => Promise<void> }>}
+ */
 async function rowsFor(env, makeMutex, modes, bareLib) {
   const { lib } = env;
   const mutexes = {
@@ -104,12 +134,20 @@ async function rowsFor(env, makeMutex, modes, bareLib) {
   const { Registry } = require('prom-client');
   const handles = [
     lib.createDbMutexMetrics(mutexes.metrics, { registry: new Registry() }),
-    lib.createDbMutexMetrics(mutexes.metricsLabel, { registry: new Registry(), lockLabel: (id) => id.split(':')[0] }),
+    lib.createDbMutexMetrics(mutexes.metricsLabel, { registry: new Registry(), lockLabel: (id) => id.split(':')[0] ?? id }),
   ];
+  /**
+   * @param {string} key
+   * @param {string} label
+   * @param {Library} mutexLib
+   * @param {DbMutex} mutex
+   * @param {Mode} mode
+   * @returns {Variant}
+   */
   const row = (key, label, mutexLib, mutex, mode) => ({
     key,
     label,
-    cycle: (lockId) => mode(() => mutexLib.withDbMutex(lockId, noop, { mutex })),
+    cycle: (/** @type {string} */ lockId) => mode(() => mutexLib.withDbMutex(lockId, noop, { mutex })),
   });
   const variants = [
     row('default', 'shipped default: no metrics, @opentelemetry/api installed, no SDK registered', lib, mutexes.default, modes.none),
@@ -126,6 +164,11 @@ async function rowsFor(env, makeMutex, modes, bareLib) {
   return { variants, close };
 }
 
+/**
+ * @param {Map<string, MeasuredRow>} results
+ * @param {number} digits
+ * @returns {string[][]}
+ */
 function tableRows(results, digits) {
   const base = results.get('default');
   const baseMedian = base && !base.skipped ? base.wallUs.median : NaN;
@@ -143,13 +186,12 @@ function tableRows(results, digits) {
   );
 }
 
+/**
+ * @param {BenchEnv} env
+ * @returns {Promise<import('../types').Report>}
+ */
 async function run(env) {
   const { config, log, dialect } = env;
-  // The acquire statements now say whether they won (`won`); the dialect's canned rows predate that.
-  const stubbed = (statement) => {
-    const rows = dialect.stubRows(statement);
-    return statement.name.endsWith('_acquire') ? rows.map((r) => ({ won: true, ...r })) : rows;
-  };
   const bareLib = libraryWithoutOtelApi();
   const modes = otelModes();
   try {
@@ -184,7 +226,10 @@ async function run(env) {
       env,
       async (rowLib) => {
         const m = rowLib.initDbMutex(env.sequelizeFor(env.url), { setDefault: false, listen: false });
-        m.runner = { run: async (statement) => stubbed(statement), runInTransaction: async (statements) => statements.map(() => []) };
+        /** @type {any} */ (m).runner = {
+          run: async (/** @type {Statement} */ statement) => dialect.stubRows(statement),
+          runInTransaction: async (/** @type {Statement[]} */ statements) => statements.map(() => []),
+        };
         return m;
       },
       modes,
@@ -203,7 +248,12 @@ async function run(env) {
     } finally {
       await stubRows.close();
     }
-    const stat = (r, key) => (r.get(key) && !r.get(key).skipped ? r.get(key).wallUs.median / r.get('default').wallUs.median : NaN);
+    /** @param {Map<string, MeasuredRow>} r @param {string} key */
+    const stat = (r, key) => {
+      const row = r.get(key);
+      const base = r.get('default');
+      return row && base && !row.skipped && !base.skipped ? row.wallUs.median / base.wallUs.median : NaN;
+    };
     const label = dialect.label;
     const targets = [
       { name: `${label}: withDbMutex, metrics on / shipped default`, value: stat(results, 'metrics'), target: '(measured)', pass: true, fmt: fmtRatio },
