@@ -6,6 +6,7 @@
 import { Counter, Registry } from 'prom-client';
 import { createDbMutexMetrics, DbMutexError, DbMutexTimeoutError, withDbMutex, type DbMutex } from '../../src';
 import { notifies, itIf, TestContext } from '../helpers/db';
+import { waitUntil } from '../helpers/wait';
 
 let ctx: TestContext;
 let mutex: DbMutex;
@@ -40,14 +41,6 @@ async function value(registry: Registry, name: string, labels: Record<string, st
   );
   if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`);
   return found[0]?.value;
-}
-
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('createDbMutexMetrics', () => {
@@ -141,8 +134,8 @@ describe('createDbMutexMetrics', () => {
     try {
       const lock = await doomed.acquire('renew:x', { leaseSeconds: 1, ttlSeconds: null });
       await ctx.sql.dropTable('doomed_locks');
-      await until(async () => ((await value(registry, 'db_mutex_renewal_failures_total')) ?? 0) >= 1, 'a failed renewal');
-      await until(() => !lock.isHeld(), 'the lease to run out');
+      await waitUntil(async () => ((await value(registry, 'db_mutex_renewal_failures_total')) ?? 0) >= 1, 15_000, 'a failed renewal', 25);
+      await waitUntil(() => !lock.isHeld(), 15_000, 'the lease to run out', 25);
       expect(await value(registry, 'db_mutex_lost_total', { reason: 'unreachable' })).toBe(1);
       await lock.release().catch(() => undefined);
     } finally {
@@ -172,13 +165,13 @@ describe('createDbMutexMetrics', () => {
     try {
       const lock = await listening.acquire('listen:x');
       const client = await ctx.client();
-      await until(async () => {
+      await waitUntil(async () => {
         const r = await client.query(
           "SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = 'metrics-listen' AND query LIKE 'LISTEN%'",
         );
         return (r.rows[0] as { n: number }).n > 0;
-      }, 'the LISTEN backend to be terminated');
-      await until(async () => ((await value(registry, 'db_mutex_listener_reconnects_total')) ?? 0) >= 1, 'the listener to reconnect');
+      }, 15_000, 'the LISTEN backend to be terminated', 25);
+      await waitUntil(async () => ((await value(registry, 'db_mutex_listener_reconnects_total')) ?? 0) >= 1, 15_000, 'the listener to reconnect', 25);
       expect(await value(registry, 'db_mutex_listener_reconnects_total')).toBe(1);
       expect(await value(registry, 'db_mutex_listener_errors_total')).toBeGreaterThanOrEqual(1);
       await lock.release();

@@ -9,6 +9,7 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { dbMutex, DbMutexError, DbMutexTimeoutError, withDbMutex, type DbMutex } from '../../src';
 import { registerTestSdk, type TestSdk } from '../fixtures/observability/otel-sdk';
 import { TestContext } from '../helpers/db';
+import { sleep } from '../helpers/wait';
 
 let ctx: TestContext;
 let mutex: DbMutex;
@@ -68,7 +69,7 @@ describe('spans of withDbMutex', () => {
         'invoices:7',
         async () => {
           await tracer().startActiveSpan('app work', async (work) => {
-            await new Promise((r) => setTimeout(r, 5));
+            await sleep(5);
             work.end();
           });
         },
@@ -172,7 +173,7 @@ describe('spans of withDbMutex', () => {
       async (lock) => {
         await rival.forceRelease({ lockId: 'forced', operator: 'ops' });
         // PostgreSQL tells the holder at once; the others learn it at release.
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
         return lock.fencingToken;
       },
       { mutex },
