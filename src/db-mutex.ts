@@ -27,6 +27,7 @@ import {
   type ResolvedDbMutexOptions,
 } from './options';
 import { defineModels, type DefinedModels } from './schema';
+import { acquireFailureResult, traceAcquire, type AcquireFailureResult } from './tracing';
 import { WaitQueue } from './wait-queue';
 
 /** Events a DbMutex emits (all synchronous, listener errors are not caught). */
@@ -44,6 +45,17 @@ export interface DbMutexEvents {
    * Without a listener for this event, it becomes a process warning (`process.emitWarning`).
    */
   degraded: [DbMutexDegradedEvent];
+  // ---- observability (metrics, see src/metrics.ts) ----
+  /**
+   * An acquisition that did not succeed: `held` (refused at once), `wait_timeout`, `cancelled`
+   * (the signal aborted, or the DbMutex closed), `error` (a statement failed). Not for a TypeError
+   * thrown on bad arguments.
+   */
+  acquireFailed: [{ lockId: string; result: AcquireFailureResult; waitedMs: number; error: unknown }];
+  /** An operator action of this DbMutex removed a lock row (`action`: force-release, release-stale, purge-expired). */
+  forceReleased: [{ lockId: string; fencingToken: number; action: string; operator: string }];
+  /** The release-notice (LISTEN) connection is back after it dropped or failed to connect. */
+  listenerReconnected: [];
 }
 
 export interface DbMutexDegradedEvent {
@@ -104,7 +116,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
             onNotice: (notice) => this.onNotice(notice),
             onError: (error) => this.emit('listenerError', { error }),
             // Notices may have been missed while disconnected: let every waiter try again now.
-            onReady: () => this.waiters.wakeAll(),
+            onReady: (info) => {
+              this.waiters.wakeAll();
+              if (info.reconnected) this.emit('listenerReconnected');
+            },
           })
         : null;
   }
@@ -128,6 +143,19 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
   async acquire(lockId: string, options: AcquireOptions = {}): Promise<DbMutexHeldLock> {
     validateLockId(lockId);
     const opts = resolveAcquireOptions(this.options, options);
+    // Observability: the attempt runs inside an OpenTelemetry span (a no-op check without an SDK) and
+    // a failed one is reported as an event for metrics.
+    const started = performance.now();
+    try {
+      return await traceAcquire('db-mutex', lockId, () => this.acquireResolved(lockId, opts), opts.signal);
+    } catch (error) {
+      const result = acquireFailureResult(error, opts.signal);
+      this.emit('acquireFailed', { lockId, result, waitedMs: (error as { waitedMs?: number }).waitedMs ?? performance.now() - started, error });
+      throw error;
+    }
+  }
+
+  private async acquireResolved(lockId: string, opts: ResolvedAcquireOptions): Promise<Lease> {
     if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED' });
     if (opts.waitMs === 0) {
       const outcome = await this.tryAcquire(lockId, opts, 0);
@@ -137,7 +165,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     return this.acquireWaiting(lockId, opts);
   }
 
-  private async acquireWaiting(lockId: string, opts: ResolvedAcquireOptions): Promise<DbMutexHeldLock> {
+  private async acquireWaiting(lockId: string, opts: ResolvedAcquireOptions): Promise<Lease> {
     const started = performance.now();
     const deadline = started + opts.waitMs;
     // Registered before the first attempt, so a release between a refused attempt and the wait
@@ -423,6 +451,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
         if (lease.lockId === event.lockId && lease.fencingToken === event.fencingToken) lease.markLost('released-by-other');
       }
       this.waiters.wake(event.lockId);
+      this.emit('forceReleased', { lockId: event.lockId, fencingToken: event.fencingToken, action: event.action, operator: event.operator });
     }
   }
 

@@ -174,3 +174,21 @@ export class DbMutexDemotedError extends Error {
     super(`Leadership of ${electionId} (epoch ${epoch}) ended: ${reason}`, options);
   }
 }
+
+/**
+ * An optional feature needs a package the app has not installed: `createDbMutexMetrics` needs
+ * `prom-client`. Importing sequelize-db-mutex never needs it; only the feature that uses it throws.
+ */
+export class DbMutexMissingPeerError extends Error {
+  override readonly name = 'DbMutexMissingPeerError';
+  readonly code = 'DB_MUTEX_MISSING_PEER' as const;
+  constructor(
+    /** The npm package to install. */
+    readonly peer: string,
+    /** The function that needs it. */
+    readonly feature: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${feature} needs the optional peer dependency "${peer}": npm install ${peer}`, options);
+  }
+}

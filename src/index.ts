@@ -26,6 +26,7 @@ export {
   DbMutexUnsupportedDialectError,
   DbMutexUnsupportedServerError,
   DbMutexDemotedError,
+  DbMutexMissingPeerError,
 } from './errors';
 export type { DbMutexErrorCode, DbMutexLostReason, DbMutexDemotedReason } from './errors';
 export { DbMutexLock, DbMutexEvent, createSchema, dropSchema, DEFAULT_SCHEMA_NAMES } from './schema';
@@ -38,3 +39,5 @@ export { dbMutexHandler } from './express-handler';
 export type { DbMutexHandlerOptions, DbMutexHeldInfo, DbMutexHeldBody } from './express-handler';
 export { createDbMutexAdminRouter } from './admin/router';
 export type { DbMutexAdminRouterOptions } from './admin/router';
+export { createDbMutexMetrics } from './metrics';
+export type { DbMutexMetrics, DbMutexMetricsOptions, DbMutexMetricsRegistry } from './metrics';

@@ -19,6 +19,7 @@ import type { DbMutex } from './db-mutex';
 import { DbMutexDemotedError, DbMutexError, DbMutexLostError, type DbMutexDemotedReason } from './errors';
 import type { DbMutexHeldLock, Lease } from './lease';
 import { describe, optionKeys, rejectUnknownOptions, validateHolder, validateLockId, validateMs, validateOptionsObject, validateSeconds } from './options';
+import { runInSection } from './tracing';
 
 /** Options of `mutex.lead()`. */
 export interface LeadOptions {
@@ -271,7 +272,8 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
     const running = (async () => {
       if (term.aborted) return;
       try {
-        await this.options.onElected(term.lock);
+        // Inside the term's section span when tracing is on, so the app's own spans nest in it.
+        await runInSection(lease, () => this.options.onElected(term.lock));
       } catch (error) {
         if (!term.aborted) term.end('failed', error);
         // After the term ended, its own signal's reason is the expected way out; anything else is news.

@@ -3,6 +3,7 @@ import { getDefaultDbMutex } from './default-mutex';
 import type { DbMutex } from './db-mutex';
 import { DbMutexError } from './errors';
 import type { DbMutexHeldLock, Lease } from './lease';
+import { runInSection, sectionFailed } from './tracing';
 import { ACQUIRE_OPTION_KEYS, optionKeys, rejectUnknownOptions, validateOptionsObject, type AcquireOptions } from './options';
 
 export interface WithDbMutexOptions extends AcquireOptions {
@@ -32,9 +33,11 @@ export async function withDbMutex<T>(
   let result: T | undefined;
   let failure: { error: unknown } | null = null;
   try {
-    result = await fn(lock);
+    // Inside the section span when tracing is on, so the app's own spans nest in it.
+    result = await runInSection(lock, () => fn(lock));
   } catch (error) {
     failure = { error };
+    sectionFailed(lock, error);
   }
   let lost;
   try {

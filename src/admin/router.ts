@@ -25,6 +25,7 @@ import {
   securityHeaders,
 } from './middleware';
 import { resolveOptions, type DbMutexAdminRouterOptions } from './options';
+import { metricsRoute } from './metrics-route';
 
 export type { DbMutexAdminRouterOptions } from './options';
 
@@ -71,6 +72,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
   router.delete(ONE_LOCK_PATH, lockIdParam, action, apiBody, run(handlers.releaseLock));
   router.all(ONE_LOCK_PATH, lockIdParam, lockMethodNotAllowed);
   router.get('/api/events', run(handlers.listEvents));
+  if (config.metrics) router.get('/metrics', metricsRoute(config.metrics));
 
   router.use(notFound);
   router.use(errorHandler(config));
