@@ -8,7 +8,8 @@ import { hostname } from 'node:os';
 import type { Sequelize } from 'sequelize';
 import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
-import type { CurrentHolder, Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, Statement } from './dialects/types';
+import { parseSemaphoreState } from './dialects/rows';
+import type { CurrentHolder, Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, SemaphoreAttempt, Statement } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
 import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
 import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
@@ -21,6 +22,7 @@ import {
   validateLockId,
   optionKeys,
   rejectUnknownOptions,
+  ACQUIRE_OPTION_KEYS,
   validateOptionsObject,
   type AcquireOptions,
   type DbMutexOptions,
@@ -28,6 +30,15 @@ import {
   type ResolvedDbMutexOptions,
 } from './options';
 import { defineModels, type DefinedModels } from './schema';
+import {
+  PermitLease,
+  semaphoreOfKey,
+  semaphoreWaitKey,
+  validateLimit,
+  validateSemaphoreId,
+  type DbMutexSemaphorePermit,
+  type SemaphoreAcquireOptions,
+} from './semaphore';
 import { WaitQueue } from './wait-queue';
 
 /** Events a DbMutex emits (all synchronous, listener errors are not caught). */
@@ -76,6 +87,8 @@ export interface ForceReleaseOptions {
   reason?: string | null;
 }
 
+const SEMAPHORE_ACQUIRE_OPTION_KEYS = [...ACQUIRE_OPTION_KEYS, 'limit'];
+
 const LIST_OPTION_KEYS = optionKeys<ListOptions>({ filter: true, staleOnly: true, limit: true, after: true });
 const FORCE_RELEASE_OPTION_KEYS = optionKeys<ForceReleaseOptions>({
   lockId: true,
@@ -105,6 +118,8 @@ export type ForceReleaseResult =
   | { status: 'released'; event: EventRow }
   | { status: 'not-found' }
   | { status: 'token-mismatch'; currentFencingToken: number };
+
+type SemaphoreRefusal = Exclude<SemaphoreAttempt, { outcome: 'won' }>;
 
 /** A refused attempt, with the holder when the acquire statement reported it. */
 interface Refusal {
@@ -173,39 +188,88 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    * with `waitMs` it waits up to that long (woken by release notifications where the database has
    * them, jittered polling otherwise).
    */
-  async acquire(lockId: string, options: AcquireOptions = {}): Promise<DbMutexHeldLock> {
+  async acquire(
+    lockId: string,
+    options: AcquireOptions = {},
+    /** @internal Not public API: what the row is marked as (leader elections pass `election`). */
+    internal: { kind?: 'lock' | 'election' } = {},
+  ): Promise<DbMutexHeldLock> {
     validateLockId(lockId);
     const opts = resolveAcquireOptions(this.options, options);
+    const kind = internal.kind ?? 'lock';
+    if (kind !== 'lock' && kind !== 'election') throw new TypeError(`kind must be "lock" or "election", got ${String(kind)}`);
     if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED' });
-    if (opts.waitMs === 0) {
-      const outcome = await this.tryAcquire(lockId, opts, 0);
-      if (outcome instanceof Lease) return outcome;
-      throw new DbMutexError(lockId, { code: 'DB_MUTEX_HELD', ...(await this.holderOf(lockId, outcome)) });
-    }
-    return this.acquireWaiting(lockId, opts);
+    return this.acquireLoop<Lease, Refusal>(
+      lockId,
+      lockId,
+      opts,
+      (waitedMs) => this.tryAcquire(lockId, opts, waitedMs, kind),
+      async (refusal, code, waitedMs) => new DbMutexError(lockId, { code, waitedMs, ...(await this.holderOf(lockId, refusal)) }),
+    );
   }
 
-  private async acquireWaiting(lockId: string, opts: ResolvedAcquireOptions): Promise<DbMutexHeldLock> {
+  /**
+   * Takes one of the `limit` permits of `semaphoreId` (the lowest free one). Without `waitMs` it fails
+   * at once with DbMutexError `DB_MUTEX_SEMAPHORE_FULL` when all are held; with `waitMs` it waits up to
+   * that long, as `acquire` does. Holders with another limit: `DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH`, at once.
+   */
+  async acquireSemaphore(semaphoreId: string, options: SemaphoreAcquireOptions): Promise<DbMutexSemaphorePermit> {
+    const id = validateSemaphoreId(semaphoreId);
+    validateOptionsObject(options);
+    rejectUnknownOptions(options, SEMAPHORE_ACQUIRE_OPTION_KEYS, 'mutex.acquireSemaphore');
+    const { limit: rawLimit, ...acquireOptions } = options;
+    const limit = validateLimit(rawLimit);
+    const opts = resolveAcquireOptions(this.options, acquireOptions, 'mutex.acquireSemaphore');
+    if (this.closed) throw new DbMutexError(id, { code: 'DB_MUTEX_CLOSED' });
+    return this.acquireLoop<PermitLease, SemaphoreRefusal>(
+      id,
+      semaphoreWaitKey(id),
+      opts,
+      (waitedMs) => this.trySemaphore(id, limit, opts, waitedMs),
+      async (refusal, code, waitedMs) =>
+        new DbMutexError(id, {
+          code: code === 'DB_MUTEX_HELD' ? 'DB_MUTEX_SEMAPHORE_FULL' : code,
+          waitedMs,
+          limit,
+          used: refusal.used,
+          ...(refusal.holder ? { holder: refusal.holder.holder, expiresAt: refusal.holder.expiresAt } : {}),
+        }),
+    );
+  }
+
+  /**
+   * Attempts until one wins, the wait runs out, or `attempt` throws. Without `waitMs`, one attempt.
+   * `waitKey` is what release notices and local releases wake.
+   */
+  private async acquireLoop<L extends Lease, R>(
+    id: string,
+    waitKey: string,
+    opts: ResolvedAcquireOptions,
+    attempt: (waitedMs: number) => Promise<L | R>,
+    refused: (refusal: R, code: 'DB_MUTEX_HELD' | 'DB_MUTEX_WAIT_TIMEOUT', waitedMs: number) => Promise<DbMutexError>,
+  ): Promise<L> {
+    if (opts.waitMs === 0) {
+      const outcome = await attempt(0);
+      if (outcome instanceof Lease) return outcome;
+      throw await refused(outcome, 'DB_MUTEX_HELD', 0);
+    }
     const started = performance.now();
     const deadline = started + opts.waitMs;
     // Registered before the first attempt, so a release between a refused attempt and the wait
     // still wakes us (the waiter remembers a notice that arrives while it is not sleeping).
-    const waiter = this.waiters.add(lockId);
+    const waiter = this.waiters.add(waitKey);
     try {
       // The first attempt comes after LISTEN is active, so a release cannot fall between the two
       // unheard; a release while the listener reconnects later is caught by onReady's wake-up.
       await this.listenerNeeded();
       for (;;) {
         if (opts.signal?.aborted) throw opts.signal.reason;
-        if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs: performance.now() - started });
+        if (this.closed) throw new DbMutexError(id, { code: 'DB_MUTEX_CLOSED', waitedMs: performance.now() - started });
         waiter.clearNotice();
-        const outcome = await this.tryAcquire(lockId, opts, performance.now() - started);
+        const outcome = await attempt(performance.now() - started);
         if (outcome instanceof Lease) return outcome;
         const remaining = deadline - performance.now();
-        if (remaining <= 0) {
-          const waitedMs = performance.now() - started;
-          throw new DbMutexError(lockId, { code: 'DB_MUTEX_WAIT_TIMEOUT', waitedMs, ...(await this.holderOf(lockId, outcome)) });
-        }
+        if (remaining <= 0) throw await refused(outcome, 'DB_MUTEX_WAIT_TIMEOUT', performance.now() - started);
         // Jitter spreads pollers of many processes so they do not stampede the row together.
         const poll = this.options.pollIntervalMs * (0.5 + Math.random());
         await waiter.wait(Math.min(remaining, poll), opts.signal);
@@ -234,7 +298,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     return current ? { holder: current.holder, expiresAt: current.expiresAt } : {};
   }
 
-  private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number): Promise<Lease | Refusal> {
+  private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number, kind: 'lock' | 'election'): Promise<Lease | Refusal> {
     const ownerToken = randomUUID();
     const sentAt = performance.now();
     let rows;
@@ -248,6 +312,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
           pid: process.pid,
           ttlSeconds: opts.ttlSeconds,
           leaseSeconds: opts.leaseSeconds,
+          kind,
         }),
       );
     } catch (error) {
@@ -274,7 +339,78 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       opts.leaseSeconds,
       sentAt,
     );
-    this.held.set(ownerToken, lease);
+    return this.adopt(lease, waitedMs);
+  }
+
+  /** One semaphore attempt: a permit, or why not (a limit mismatch throws). */
+  private async trySemaphore(
+    semaphoreId: string,
+    limit: number,
+    opts: ResolvedAcquireOptions,
+    waitedMs: number,
+  ): Promise<PermitLease | SemaphoreRefusal> {
+    // A permit taken by a lock of the same row key meanwhile (`raced`), or a deadlock victim on
+    // MariaDB (the transaction was rolled back as a whole), is tried again at once, a few times.
+    for (let retries = 0; ; retries++) {
+      const p = {
+        semaphoreId,
+        limit,
+        ownerToken: randomUUID(),
+        holder: opts.holder,
+        hostname: this.host,
+        pid: process.pid,
+        ttlSeconds: opts.ttlSeconds,
+        leaseSeconds: opts.leaseSeconds,
+      };
+      const sentAt = performance.now();
+      let result: SemaphoreAttempt;
+      try {
+        const statements = this.sql.semaphoreAcquire(p);
+        const rows =
+          statements.length === 1 ? await this.runner.run(statements[0]!) : ((await this.transaction(statements)).at(-1) ?? []);
+        result =
+          this.sql.parseSemaphoreAcquire(rows, p) ??
+          parseSemaphoreState(await this.runner.run(this.sql.semaphoreState(semaphoreId)), p);
+      } catch (error) {
+        if (retries < 3 && this.dialect.driver.isRetryable?.(error)) continue;
+        throw error;
+      }
+      if (result.outcome === 'raced' && retries < 3) continue;
+      if (result.outcome === 'mismatch') {
+        throw new DbMutexError(semaphoreId, {
+          code: 'DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH',
+          waitedMs,
+          limit: result.currentLimit,
+          used: result.used,
+          ...(result.holder ? { holder: result.holder.holder, expiresAt: result.holder.expiresAt } : {}),
+        });
+      }
+      if (result.outcome !== 'won') {
+        this.emit('contended', { lockId: semaphoreId });
+        return result;
+      }
+      const lease = new PermitLease(
+        this,
+        semaphoreId,
+        result.permit,
+        limit,
+        result.lockId,
+        p.ownerToken,
+        result.fencingToken,
+        result.acquiredAt,
+        result.expiresAt,
+        opts.holder,
+        opts.ttlSeconds,
+        opts.leaseSeconds,
+        sentAt,
+      );
+      return this.adopt(lease, waitedMs);
+    }
+  }
+
+  /** A won acquisition becomes a held lease: renewed, listened for, released by close(). */
+  private async adopt<L extends Lease>(lease: L, waitedMs: number): Promise<L> {
+    this.held.set(lease.ownerToken, lease);
     this.unsettled.add(lease);
     // In the background, so an operator's force-release reaches this holder at once.
     void this.listenerNeeded();
@@ -282,11 +418,18 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       // close() ran while this statement was in flight: do not leave the row behind.
       lease.markLost('closed');
       await lease.settle().catch(() => undefined);
-      throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
+      throw new DbMutexError(lease.lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
     }
     if (lease.heartbeat) this.scheduleTick(lease.leaseSeconds! * 1000 / 3);
-    this.emit('acquired', { lockId, fencingToken: row.fencingToken, holder: opts.holder, waitedMs });
+    this.emit('acquired', { lockId: lease.lockId, fencingToken: lease.fencingToken, holder: lease.holder, waitedMs });
     return lease;
+  }
+
+  /** Wakes the waiters of `lockId`, and of its semaphore when it is a permit's row key. */
+  private wake(lockId: string): void {
+    this.waiters.wake(lockId);
+    const semaphoreId = semaphoreOfKey(lockId);
+    if (semaphoreId !== null) this.waiters.wake(semaphoreWaitKey(semaphoreId));
   }
 
   // ---- LeaseOwner -------------------------------------------------------------------------
@@ -297,7 +440,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     const rows = await this.runner.run(this.sql.release(lease.lockId, lease.ownerToken));
     const outcome = this.sql.parseRelease(rows);
     // A waiter in this process need not wait for the notice's round trip.
-    this.waiters.wake(lease.lockId);
+    this.wake(lease.lockId);
     if (outcome && !outcome.expired) {
       this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: started - lease.startedAt });
     }
@@ -475,7 +618,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     // Our own release removed the lease from `held` before its statement ran, so a notice for a
     // lease still held means someone else removed our row.
     if (lease && lease.lockId === notice.lockId) lease.markLost('released-by-other');
-    this.waiters.wake(notice.lockId);
+    this.wake(notice.lockId);
   }
 
   // ---- operator API ------------------------------------------------------------------------
@@ -600,7 +743,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       for (const lease of this.held.values()) {
         if (lease.lockId === event.lockId && lease.fencingToken === event.fencingToken) lease.markLost('released-by-other');
       }
-      this.waiters.wake(event.lockId);
+      this.wake(event.lockId);
     }
     return events;
   }

@@ -15,6 +15,10 @@ export type {
 } from './db-mutex';
 export { withDbMutex, dbMutex } from './with-db-mutex';
 export type { WithDbMutexOptions, DbMutexWrapperOptions } from './with-db-mutex';
+export { withDbSemaphore, dbSemaphore } from './with-db-semaphore';
+export type { WithDbSemaphoreOptions, DbSemaphoreWrapperOptions } from './with-db-semaphore';
+export type { DbMutexSemaphorePermit, SemaphoreAcquireOptions } from './semaphore';
+export { MAX_SEMAPHORE_ID_LENGTH, MAX_SEMAPHORE_LIMIT } from './semaphore';
 export type { DbMutexHeldLock } from './lease';
 export {
   DbMutexError,

@@ -39,7 +39,7 @@
 import { QueryTypes } from 'sequelize';
 import { DbMutexUnsupportedServerError } from '../errors';
 import type { SchemaNames } from '../schema';
-import { dateOrNull, num, parseEventRows, parseHolderRow, parseJsonEventRows, parseLockRows, positional, truthy } from './rows';
+import { dateOrNull, num, parseEventRows, parseHolderRow, parseJsonEventRows, parseLockRows, parseSemaphoreRow, positional, truthy } from './rows';
 import type { AcquireParams, AcquiredRow, Dialect, DialectDriver, DialectStatements, ListParams, ReleaseWhere, Rows, Statement } from './types';
 
 const MIN_VERSION: readonly [number, number] = [10, 5];
@@ -223,14 +223,15 @@ function statements(names: SchemaNames): DialectStatements {
     acquire(p: AcquireParams): Statement {
       return statement(
         `${prefix}_acquire`,
-        `INSERT INTO ${t} (${COLUMNS})
+        `INSERT INTO ${t} (${COLUMNS}, kind, semaphore_id, permit, permit_limit)
           VALUES (:lockId, :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
-            ${earliest(plus(NOW, ':lease'), plus(NOW, ':ttl'))}, ${plus(NOW, ':ttl')}, ${NOW}, :lease)
+            ${earliest(plus(NOW, ':lease'), plus(NOW, ':ttl'))}, ${plus(NOW, ':ttl')}, ${NOW}, :lease, :kind, NULL, NULL, NULL)
           ON DUPLICATE KEY UPDATE
             ${ifExpired('owner_token')},
             ${ifExpired('fencing_token', `GREATEST(IF(VALUES(fencing_token) > fencing_token, VALUES(fencing_token), NEXTVAL(${seq})), fencing_token + 1)`)},
             ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
             ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
+            ${ifExpired('kind')}, ${ifExpired('semaphore_id')}, ${ifExpired('permit')}, ${ifExpired('permit_limit')},
             ${ifExpired('expires_at')}
           RETURNING owner_token = :ownerToken AS won, CAST(fencing_token AS CHAR) AS fencing_token,
             ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, holder`,
@@ -242,6 +243,7 @@ function statements(names: SchemaNames): DialectStatements {
           pid: p.pid,
           ttl: p.ttlSeconds,
           lease: p.leaseSeconds,
+          kind: p.kind ?? 'lock',
         },
       );
     },
@@ -418,6 +420,72 @@ function statements(names: SchemaNames): DialectStatements {
       // SETVAL takes no placeholders: the floor (a validated safe integer) goes in as a literal,
       // unprepared, since each value is a different text.
       return [{ name: `${prefix}_floor`, text: `SELECT SETVAL(${seq}, ${String(floor)}) AS floor`, values: [], prepare: false }];
+    },
+    semaphoreAcquire(p) {
+      // Two statements in one transaction (no advisory lock that lasts a statement, and no DML in
+      // WITH). First the semaphore's anchor row is upserted, which takes its row lock until commit:
+      // acquisitions of one semaphore id go one at a time from here on. The anchor looks like a
+      // released row (see markReleased), so no listing, count or acquisition ever treats it as held;
+      // a lock that takes its key only shares the row lock. Then, under that lock, the second
+      // statement's reads see every permit committed before (a locking read under REPEATABLE READ, a
+      // fresh snapshot under READ COMMITTED), takes the lowest free permit (no row, expired, or
+      // released), unless the live permits carry another limit, and draws the token: NEXTVAL under
+      // the anchor's lock is larger than every token of this semaphore handed out before.
+      const params = {
+        id: p.semaphoreId,
+        anchor: `${p.semaphoreId}/permits`,
+        ownerToken: p.ownerToken,
+        holder: p.holder,
+        hostname: p.hostname,
+        pid: p.pid,
+        ttl: p.ttlSeconds,
+        lease: p.leaseSeconds,
+        limit: p.limit,
+      };
+      const live = (a: string) => `${a}.acquired_at < ${FREE_AT} AND (${a}.expires_at IS NULL OR ${a}.expires_at > ${NOW})`;
+      return [
+        statement(
+          `${prefix}_semaphore_anchor`,
+          `INSERT INTO ${t} (${COLUMNS})
+            VALUES (:anchor, ${FREE_OWNER}, 0, '', '', 0, ${FREE_AT}, ${EPOCH}, NULL, ${NOW}, NULL)
+            ON DUPLICATE KEY UPDATE lock_id = lock_id`,
+          params,
+        ),
+        statement(
+          `${prefix}_semaphore_acquire`,
+          `INSERT INTO ${t} (${COLUMNS}, kind, semaphore_id, permit, permit_limit)
+            SELECT CONCAT(:id, '/permit/', f.n), :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
+              ${earliest(plus(NOW, ':lease'), plus(NOW, ':ttl'))}, ${plus(NOW, ':ttl')}, ${NOW}, :lease, 'semaphore', :id, f.n, :limit
+            FROM (SELECT s.n FROM (WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit) SELECT n FROM r) AS s
+              WHERE NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.lock_id = CONCAT(:id, '/permit/', s.n) AND ${live('o')})
+                AND NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.semaphore_id = :id AND o.kind = 'semaphore' AND ${live('o')}
+                  AND NOT (o.permit_limit <=> :limit))
+              ORDER BY s.n LIMIT 1) AS f
+            ON DUPLICATE KEY UPDATE
+              ${ifExpired('owner_token')},
+              ${ifExpired('fencing_token', `GREATEST(VALUES(fencing_token), fencing_token + 1)`)},
+              ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
+              ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
+              ${ifExpired('kind')}, ${ifExpired('semaphore_id')}, ${ifExpired('permit')}, ${ifExpired('permit_limit')},
+              ${ifExpired('expires_at')}
+            RETURNING IF(owner_token = :ownerToken, 'won', 'raced') AS outcome, CAST(fencing_token AS CHAR) AS fencing_token,
+              ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, permit, 0 AS used, permit_limit AS current_limit, holder`,
+          params,
+        ),
+      ];
+    },
+    parseSemaphoreAcquire: parseSemaphoreRow,
+    semaphoreState(semaphoreId) {
+      const live = `${LIVE} AND (expires_at IS NULL OR expires_at > ${NOW})`;
+      return statement(
+        `${prefix}_semaphore_state`,
+        `SELECT CAST(COUNT(*) AS CHAR) AS used, MIN(permit_limit) AS min_limit, MAX(permit_limit) AS max_limit,
+            ${ms('MIN(expires_at)')} AS expires_ms,
+            (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = :id AND h.kind = 'semaphore' AND h.${LIVE}
+              AND (h.expires_at IS NULL OR h.expires_at > ${NOW}) ORDER BY h.expires_at IS NULL, h.expires_at LIMIT 1) AS holder
+          FROM ${t} WHERE semaphore_id = :id AND kind = 'semaphore' AND ${live}`,
+        { id: semaphoreId },
+      );
     },
   };
 }

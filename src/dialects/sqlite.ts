@@ -21,7 +21,7 @@
  *   milliseconds computed in SQL.
  */
 import type { SchemaNames } from '../schema';
-import { dateOrNull, num, parseEventRows, parseJsonEventRows, parseLockRows, positional, truthy } from './rows';
+import { dateOrNull, num, parseEventRows, parseJsonEventRows, parseLockRows, parseSemaphoreRow, positional, truthy } from './rows';
 import type { AcquireParams, AcquiredRow, Dialect, DialectDriver, DialectStatements, ListParams, ReleaseWhere, Rows, Statement } from './types';
 
 interface SqliteDatabase {
@@ -146,13 +146,13 @@ function statements(names: SchemaNames): DialectStatements {
       return statement(
         `${prefix}_acquire`,
         `INSERT INTO ${t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
-            acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds)
+            acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds, kind, semaphore_id, permit, permit_limit)
           VALUES (:lockId, :ownerToken, COALESCE((SELECT value FROM ${counter} WHERE id = 1), 0) + 1, :holder, :hostname, :pid,
-            ${NOW}, ${text(`${NOW_JD} + ${earliest(':lease', ':ttl')} / 86400.0`)}, ${inSeconds(':ttl')}, ${NOW}, :lease)
+            ${NOW}, ${text(`${NOW_JD} + ${earliest(':lease', ':ttl')} / 86400.0`)}, ${inSeconds(':ttl')}, ${NOW}, :lease, :kind, NULL, NULL, NULL)
           ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
             holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
             expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
-            lease_seconds = excluded.lease_seconds
+            lease_seconds = excluded.lease_seconds, kind = excluded.kind, semaphore_id = NULL, permit = NULL, permit_limit = NULL
           WHERE ${expired('expires_at')}
           RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
         {
@@ -163,6 +163,7 @@ function statements(names: SchemaNames): DialectStatements {
           pid: p.pid,
           ttl: p.ttlSeconds,
           lease: p.leaseSeconds,
+          kind: p.kind ?? 'lock',
         },
       );
     },
@@ -311,6 +312,60 @@ function statements(names: SchemaNames): DialectStatements {
           { floor },
         ),
       ];
+    },
+    semaphoreAcquire(p) {
+      // One statement: it takes the file's write lock before it reads (as every writing statement
+      // here does), so what it reads is current and nobody writes until it is done. The lowest free
+      // permit (no row or an expired one) is taken unless the live permits carry another limit; the
+      // token is the counter + 1, so it exceeds every token handed out before, of any id.
+      const live = (a: string) => `(${a}.expires_at IS NULL OR julianday(${a}.expires_at) > ${NOW_JD})`;
+      return [
+        statement(
+          `${prefix}_semaphore_acquire`,
+          `WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit),
+            free AS (SELECT n FROM r
+              WHERE NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.lock_id = :id || '/permit/' || r.n AND ${live('o')})
+                AND NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.semaphore_id = :id AND o.kind = 'semaphore' AND ${live('o')}
+                  AND o.permit_limit IS NOT :limit)
+              ORDER BY n LIMIT 1)
+          INSERT INTO ${t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
+              acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds, kind, semaphore_id, permit, permit_limit)
+            SELECT :id || '/permit/' || free.n, :ownerToken, COALESCE((SELECT value FROM ${counter} WHERE id = 1), 0) + 1,
+              :holder, :hostname, :pid, ${NOW}, ${text(`${NOW_JD} + ${earliest(':lease', ':ttl')} / 86400.0`)}, ${inSeconds(':ttl')},
+              ${NOW}, :lease, 'semaphore', :id, free.n, :limit
+            FROM free WHERE true
+          ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
+            holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
+            expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
+            lease_seconds = excluded.lease_seconds, kind = excluded.kind, semaphore_id = excluded.semaphore_id,
+            permit = excluded.permit, permit_limit = excluded.permit_limit
+          WHERE ${expired('expires_at')}
+          RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, permit`,
+          {
+            id: p.semaphoreId,
+            ownerToken: p.ownerToken,
+            holder: p.holder,
+            hostname: p.hostname,
+            pid: p.pid,
+            ttl: p.ttlSeconds,
+            lease: p.leaseSeconds,
+            limit: p.limit,
+          },
+        ),
+      ];
+    },
+    // Only a permit won returns a row; a refusal is explained by semaphoreState.
+    parseSemaphoreAcquire: parseSemaphoreRow,
+    semaphoreState(semaphoreId) {
+      const live = `(expires_at IS NULL OR julianday(expires_at) > ${NOW_JD})`;
+      return statement(
+        `${prefix}_semaphore_state`,
+        `SELECT count(*) AS used, min(permit_limit) AS min_limit, max(permit_limit) AS max_limit, ${ms('min(expires_at)')} AS expires_ms,
+            (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = :id AND h.kind = 'semaphore' AND ${live}
+              ORDER BY h.expires_at IS NULL, julianday(h.expires_at) LIMIT 1) AS holder
+          FROM ${t} WHERE semaphore_id = :id AND kind = 'semaphore' AND ${live}`,
+        { id: semaphoreId },
+      );
     },
   };
 }

@@ -60,6 +60,11 @@ export interface AcquireParams {
   pid: number;
   ttlSeconds: number | null;
   leaseSeconds: number | null;
+  /**
+   * What the row is: a plain lock, or a leader election's lock. Written on insert and on takeover,
+   * which also clears the semaphore columns of a permit row taken over under its key. Default `lock`.
+   */
+  kind?: 'lock' | 'election';
 }
 
 export interface AcquiredRow {
@@ -67,6 +72,35 @@ export interface AcquiredRow {
   acquiredAt: Date;
   expiresAt: Date | null;
 }
+
+/** One attempt at a permit of a counting semaphore. */
+export interface SemaphoreAcquireParams {
+  semaphoreId: string;
+  limit: number;
+  ownerToken: string;
+  holder: string;
+  hostname: string;
+  pid: number;
+  ttlSeconds: number | null;
+  leaseSeconds: number | null;
+}
+
+/**
+ * What a semaphore acquisition statement decided: `won` a permit; refused because every permit is
+ * held (`full`) or because the current holders use another limit (`mismatch`); or `raced`: the free
+ * permit it chose was taken by a lock of that very id in the meantime (try again at once).
+ */
+export type SemaphoreAttempt =
+  | { outcome: 'won'; permit: number; lockId: string; fencingToken: number; acquiredAt: Date; expiresAt: Date | null }
+  | {
+      outcome: 'full' | 'mismatch' | 'raced';
+      /** Live permits of the semaphore. */
+      used: number;
+      /** The limit of the current holders (the caller's own when nobody holds a permit). */
+      currentLimit: number;
+      /** The holder whose permit runs out first, and when (null: never); null when nobody holds one. */
+      holder: CurrentHolder | null;
+    };
 
 /** Who holds a lock, as a refused acquisition learned it. */
 export interface CurrentHolder {
@@ -144,6 +178,10 @@ export interface Dialect {
   prepareSchema?(sequelize: Sequelize): Promise<void>;
   schemaExtrasSql(names: SchemaNames): string[];
   dropExtrasSql(names: SchemaNames): string[];
+  /** Extras that use the kind columns (second migration), run after them; idempotent. */
+  kindExtrasSql?(names: SchemaNames): string[];
+  /** Drops what `kindExtrasSql` created. */
+  dropKindExtrasSql?(names: SchemaNames): string[];
   statements(names: SchemaNames): DialectStatements;
   /** Channel to LISTEN on, when `notifies`. */
   channel?(names: SchemaNames): string;
@@ -186,4 +224,13 @@ export interface DialectStatements {
    * lock first).
    */
   fencingFloor(floor: number): Statement[];
+  /**
+   * Takes the lowest free permit of a semaphore, if the limit matches the holders'. One statement, or
+   * several to run as one transaction; the last one's rows go to `parseSemaphoreAcquire`.
+   */
+  semaphoreAcquire(p: SemaphoreAcquireParams): Statement[];
+  /** null: the statement returned no row, `semaphoreState` tells why it refused. */
+  parseSemaphoreAcquire(rows: Rows, p: SemaphoreAcquireParams): SemaphoreAttempt | null;
+  /** The live permits of one semaphore: how many, their limits, the first to run out. */
+  semaphoreState(semaphoreId: string): Statement;
 }
