@@ -7,7 +7,7 @@
 const os = require('node:os');
 const path = require('node:path');
 
-const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak'];
+const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak', 'semaphore'];
 
 function int(name, fallback, min = 1) {
   const raw = process.env[name];
