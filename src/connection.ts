@@ -5,13 +5,14 @@
  *   uncommitted transaction would be invisible to rivals or rolled back with it.
  * - Sequelize's query pipeline (SQL building, instance mapping) costs more than the statement itself
  *   on this hot path; the raw driver (on PostgreSQL with named prepared statements) avoids it.
- * How a statement is sent is the dialect's `DialectDriver`; this file only borrows and returns
- * connections, retries deadlock victims, and logs. The host's `logging`/`benchmark` options are
+ * How a statement is sent is the dialect's `DialectDriver`, and which statements an operation sends
+ * is its lock store's; this file only borrows and returns connections, runs transactions, retries
+ * deadlock victims, and logs. The host's `logging`/`benchmark` options are
  * honoured so lock SQL shows up in its logs.
  */
 import { randomUUID } from 'node:crypto';
 import type { Sequelize } from 'sequelize';
-import type { DialectDriver, Rows, Statement } from './dialects/types';
+import type { DialectDriver, Rows, Statement, StatementSender } from './dialects/types';
 
 interface ConnectionManagerLike {
   getConnection(options: { type: 'read' | 'write'; useMaster?: boolean; uuid?: string }): Promise<unknown>;
@@ -39,7 +40,7 @@ export interface StatementRunnerOptions {
   onUnnamed?: (error: unknown) => void;
 }
 
-export class StatementRunner {
+export class StatementRunner implements StatementSender {
   private readonly cm: ConnectionManagerLike;
   private named: boolean;
 
@@ -58,14 +59,22 @@ export class StatementRunner {
     return this.named;
   }
 
-  async run(statement: Statement): Promise<Rows> {
+  run(statement: Statement): Promise<Rows> {
+    return this.retrying((named) => this.runOnce(statement, named));
+  }
+
+  /**
+   * Runs `once` again after a prepared-statement mismatch (unnamed from then on) or as a deadlock
+   * victim: the database rolled the victim (a statement, or a whole transaction) back as a whole,
+   * so running it again cannot apply it twice.
+   */
+  private async retrying<T>(once: (named: boolean) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const named = this.named;
       try {
-        return await this.runOnce(statement, named);
+        return await once(named);
       } catch (error) {
         if (this.mismatch(named, error)) continue;
-        // A deadlock victim was rolled back as a whole, so running it again cannot apply it twice.
         if (attempt >= MAX_ATTEMPTS || !this.driver.isRetryable?.(error)) throw error;
         await retryPause(attempt);
       }
@@ -109,33 +118,17 @@ export class StatementRunner {
     }
   }
 
-  /** Runs several statements in one transaction on one connection (dialects that need more than one). */
-  async runInTransaction(statements: readonly Statement[], begin: Statement, commit: Statement, rollback: Statement): Promise<Rows[]> {
+  /** Runs several statements in one transaction on one connection (a single one runs alone, in autocommit). */
+  async transaction(statements: readonly Statement[]): Promise<Rows[]> {
     if (statements.length === 1) return [await this.run(statements[0]!)];
-    for (let attempt = 1; ; attempt++) {
-      const named = this.named;
-      try {
-        return await this.runTransactionOnce(statements, named, begin, commit, rollback);
-      } catch (error) {
-        if (this.mismatch(named, error)) continue;
-        // The whole transaction was rolled back (deadlock victim): it is safe to run it again.
-        if (attempt >= MAX_ATTEMPTS || !this.driver.isRetryable?.(error)) throw error;
-        await retryPause(attempt);
-      }
-    }
+    return this.retrying((named) => this.runTransactionOnce(statements, named));
   }
 
-  private async runTransactionOnce(
-    statements: readonly Statement[],
-    named: boolean,
-    begin: Statement,
-    commit: Statement,
-    rollback: Statement,
-  ): Promise<Rows[]> {
+  private async runTransactionOnce(statements: readonly Statement[], named: boolean): Promise<Rows[]> {
     const { connection, release: releaseConnection } = await this.transactionConnection();
     let broken = false;
     try {
-      await this.driver.run(connection, begin, this.timeoutMs);
+      await this.driver.control(connection, 'BEGIN', this.timeoutMs);
       const out: Rows[] = [];
       try {
         for (const s of statements) {
@@ -143,9 +136,9 @@ export class StatementRunner {
           out.push(await this.driver.run(connection, this.shaped(s, named), this.timeoutMs));
           this.log(s, performance.now() - started);
         }
-        await this.driver.run(connection, commit, this.timeoutMs);
+        await this.driver.control(connection, 'COMMIT', this.timeoutMs);
       } catch (error) {
-        await this.driver.run(connection, rollback, this.timeoutMs).catch(() => undefined);
+        await this.driver.control(connection, 'ROLLBACK', this.timeoutMs).catch(() => undefined);
         throw error;
       }
       return out;

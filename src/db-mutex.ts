@@ -8,21 +8,20 @@ import { hostname } from 'node:os';
 import type { Sequelize } from 'sequelize';
 import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
-import { parseSemaphoreState } from './dialects/rows';
-import type { CurrentHolder, Dialect, DialectStatements, EventRow, LockRow, ReleaseNotice, SemaphoreAttempt, Statement } from './dialects/types';
+import type { CurrentHolder, Dialect, EventRow, LockRow, LockStore, ReleaseNotice, SemaphoreAttempt } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
-import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
-import { Lease, type DbMutexHeldLock, type LeaseOwner } from './lease';
+import { Heartbeat } from './heartbeat';
+import { Lease, type DbMutexHeldLock, type LeaseObserver } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
+import { LockOperator, type AuditOptions, type EventsOptions, type ForceReleaseOptions, type ForceReleaseResult, type ListOptions } from './operator';
+import { storeSeamOf } from './internal/store-seam';
 import { OrphanCleanup } from './orphan-cleanup';
 import {
+  ACQUIRE_OPTION_KEYS,
+  rejectUnknownOptions,
   resolveAcquireOptions,
   resolveDbMutexOptions,
-  validateHolder,
   validateLockId,
-  optionKeys,
-  rejectUnknownOptions,
-  ACQUIRE_OPTION_KEYS,
   validateOptionsObject,
   type AcquireOptions,
   type DbMutexOptions,
@@ -67,57 +66,9 @@ export interface DbMutexDegradedEvent {
   cause?: unknown;
 }
 
-export interface ListOptions {
-  /** Only lock ids containing this text (plain substring, case-sensitive). */
-  filter?: string | null;
-  /** Only expired locks and locks whose heartbeat is overdue. */
-  staleOnly?: boolean;
-  /** At most this many rows; default: all. */
-  limit?: number | null;
-  /** Keyset cursor: the last row of the previous page. */
-  after?: { acquiredAt: Date; lockId: string } | null;
-}
-
-export interface ForceReleaseOptions {
-  lockId: string;
-  /** Release only this exact acquisition; a re-acquired lock is left alone. */
-  fencingToken?: number | null;
-  /** Who did it, for the audit trail. */
-  operator: string;
-  reason?: string | null;
-}
+export type { AuditOptions, EventsOptions, ForceReleaseOptions, ForceReleaseResult, ListOptions } from './operator';
 
 const SEMAPHORE_ACQUIRE_OPTION_KEYS = [...ACQUIRE_OPTION_KEYS, 'limit'];
-
-const LIST_OPTION_KEYS = optionKeys<ListOptions>({ filter: true, staleOnly: true, limit: true, after: true });
-const FORCE_RELEASE_OPTION_KEYS = optionKeys<ForceReleaseOptions>({
-  lockId: true,
-  fencingToken: true,
-  operator: true,
-  reason: true,
-});
-
-/** Options of `releaseStale` and `purgeExpired`. */
-export interface AuditOptions {
-  /** Who did it, for the audit trail. */
-  operator: string;
-  reason?: string | null;
-}
-const AUDIT_OPTION_KEYS = optionKeys<AuditOptions>({ operator: true, reason: true });
-
-/** Options of `events`. */
-export interface EventsOptions {
-  /** At most this many entries, newest first; default 50, at most 100000. */
-  limit?: number;
-  /** Only this lock id's entries. */
-  lockId?: string | null;
-}
-const EVENTS_OPTION_KEYS = optionKeys<EventsOptions>({ limit: true, lockId: true });
-
-export type ForceReleaseResult =
-  | { status: 'released'; event: EventRow }
-  | { status: 'not-found' }
-  | { status: 'token-mismatch'; currentFencingToken: number };
 
 type SemaphoreRefusal = Exclude<SemaphoreAttempt, { outcome: 'won' }>;
 
@@ -127,11 +78,13 @@ interface Refusal {
 }
 
 
-export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
+export class DbMutex extends EventEmitter<DbMutexEvents> {
   readonly options: ResolvedDbMutexOptions;
   readonly models: DefinedModels;
   readonly dialect: Dialect;
-  private readonly sql: DialectStatements;
+  /** Every lock statement goes through the store: its SQL, rows and transactions are the database's. */
+  private readonly store: LockStore;
+  private readonly operator: LockOperator;
   private readonly runner: StatementRunner;
   private listener: ReleaseListener | null;
   private listenIdleTimer: NodeJS.Timeout | null = null;
@@ -141,13 +94,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private readonly held = new Map<string, Lease>();
   /** Leases not yet settled: held, or lost while their critical section still runs. close() releases these. */
   private readonly unsettled = new Set<Lease>();
-  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => {
-    const rows = await this.runner.run(this.sql.release(lockId, ownerToken));
-    return this.sql.parseRelease(rows) !== null;
-  });
-  private tickTimer: NodeJS.Timeout | null = null;
-  private tickDueAt = Infinity;
-  private renewing = false;
+  private readonly heartbeat: Heartbeat;
+  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => (await this.store.release({ lockId, ownerToken })) !== null);
   private closed = false;
   private readonly host = hostname();
 
@@ -156,11 +104,15 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.dialect = dialectFor(sequelize);
     this.options = resolveDbMutexOptions(options);
     this.models = defineModels(sequelize, this.options);
-    this.sql = this.dialect.statements(this.options);
     this.runner = new StatementRunner(sequelize, this.dialect.driver, this.options.statementTimeoutMs, {
       preparedStatements: this.options.preparedStatements,
       onUnnamed: (error) => this.onUnnamedStatements(error),
     });
+    // Only the bench sets a seam (src/internal/bench-seam.ts); the library always uses its runner as is.
+    const seam = storeSeamOf(options);
+    this.store = this.dialect.store(this.options, seam?.sender ? seam.sender(this.runner) : this.runner, seam?.variant);
+    this.operator = new LockOperator(this.store, (events) => this.releasedHere(events));
+    this.heartbeat = new Heartbeat(this.store, (error, lockCount) => this.emit('renewalFailed', { error, lockCount }));
     this.listener =
       this.options.listen && this.dialect.notifies && this.dialect.channel && this.dialect.parseNotice
         ? new ReleaseListener(this.listenConnector(), this.dialect.channel(this.options), (payload) => this.dialect.parseNotice!(payload), {
@@ -290,7 +242,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     let current: CurrentHolder | null = refusal.holder;
     if (!current) {
       try {
-        current = await this.inspect(lockId);
+        current = await this.store.inspect(lockId);
       } catch {
         current = null;
       }
@@ -301,20 +253,18 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number, kind: 'lock' | 'election'): Promise<Lease | Refusal> {
     const ownerToken = randomUUID();
     const sentAt = performance.now();
-    let rows;
+    let row;
     try {
-      rows = await this.runner.run(
-        this.sql.acquire({
-          lockId,
-          ownerToken,
-          holder: opts.holder,
-          hostname: this.host,
-          pid: process.pid,
-          ttlSeconds: opts.ttlSeconds,
-          leaseSeconds: opts.leaseSeconds,
-          kind,
-        }),
-      );
+      row = await this.store.acquire({
+        lockId,
+        ownerToken,
+        holder: opts.holder,
+        hostname: this.host,
+        pid: process.pid,
+        ttlSeconds: opts.ttlSeconds,
+        leaseSeconds: opts.leaseSeconds,
+        kind,
+      });
     } catch (error) {
       // The statement may still commit even though we never saw the answer (timeout, dropped
       // connection): keep trying to remove our row, so it does not linger until its expiry.
@@ -322,35 +272,30 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       this.orphans.add(lockId, ownerToken, lifetimeSeconds * 1000);
       throw error;
     }
-    const row = this.sql.parseAcquire(rows);
-    if (!row) {
+    if (!row.won) {
       this.emit('contended', { lockId });
-      return { holder: this.sql.parseRefused(rows) };
+      return { holder: row.holder };
     }
-    const lease = new Lease(
-      this,
+    const lease = new Lease({
+      store: this.store,
+      observer: this.leaseObserver,
       lockId,
       ownerToken,
-      row.fencingToken,
-      row.acquiredAt,
-      row.expiresAt,
-      opts.holder,
-      opts.ttlSeconds,
-      opts.leaseSeconds,
+      fencingToken: row.fencingToken,
+      acquiredAt: row.acquiredAt,
+      expiresAt: row.expiresAt,
+      holder: opts.holder,
+      ttlSeconds: opts.ttlSeconds,
+      leaseSeconds: opts.leaseSeconds,
       sentAt,
-    );
+    });
     return this.adopt(lease, waitedMs);
   }
 
   /** One semaphore attempt: a permit, or why not (a limit mismatch throws). */
-  private async trySemaphore(
-    semaphoreId: string,
-    limit: number,
-    opts: ResolvedAcquireOptions,
-    waitedMs: number,
-  ): Promise<PermitLease | SemaphoreRefusal> {
+  private async trySemaphore(semaphoreId: string, limit: number, opts: ResolvedAcquireOptions, waitedMs: number): Promise<PermitLease | SemaphoreRefusal> {
     // A permit taken by a lock of the same row key meanwhile (`raced`), or a deadlock victim on
-    // MariaDB (the transaction was rolled back as a whole), is tried again at once, a few times.
+    // MariaDB (the store's transaction was rolled back as a whole), is tried again at once, a few times.
     for (let retries = 0; ; retries++) {
       const p = {
         semaphoreId,
@@ -365,12 +310,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       const sentAt = performance.now();
       let result: SemaphoreAttempt;
       try {
-        const statements = this.sql.semaphoreAcquire(p);
-        const rows =
-          statements.length === 1 ? await this.runner.run(statements[0]!) : ((await this.transaction(statements)).at(-1) ?? []);
-        result =
-          this.sql.parseSemaphoreAcquire(rows, p) ??
-          parseSemaphoreState(await this.runner.run(this.sql.semaphoreState(semaphoreId)), p);
+        result = await this.store.acquireSemaphore(p);
       } catch (error) {
         if (retries < 3 && this.dialect.driver.isRetryable?.(error)) continue;
         throw error;
@@ -389,21 +329,22 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
         this.emit('contended', { lockId: semaphoreId });
         return result;
       }
-      const lease = new PermitLease(
-        this,
+      const lease = new PermitLease({
+        store: this.store,
+        observer: this.leaseObserver,
         semaphoreId,
-        result.permit,
+        permit: result.permit,
         limit,
-        result.lockId,
-        p.ownerToken,
-        result.fencingToken,
-        result.acquiredAt,
-        result.expiresAt,
-        opts.holder,
-        opts.ttlSeconds,
-        opts.leaseSeconds,
+        lockId: result.lockId,
+        ownerToken: p.ownerToken,
+        fencingToken: result.fencingToken,
+        acquiredAt: result.acquiredAt,
+        expiresAt: result.expiresAt,
+        holder: opts.holder,
+        ttlSeconds: opts.ttlSeconds,
+        leaseSeconds: opts.leaseSeconds,
         sentAt,
-      );
+      });
       return this.adopt(lease, waitedMs);
     }
   }
@@ -420,7 +361,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       await lease.settle().catch(() => undefined);
       throw new DbMutexError(lease.lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
     }
-    if (lease.heartbeat) this.scheduleTick(lease.leaseSeconds! * 1000 / 3);
+    this.heartbeat.add(lease);
     this.emit('acquired', { lockId: lease.lockId, fencingToken: lease.fencingToken, holder: lease.holder, waitedMs });
     return lease;
   }
@@ -432,96 +373,22 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     if (semaphoreId !== null) this.waiters.wake(semaphoreWaitKey(semaphoreId));
   }
 
-  // ---- LeaseOwner -------------------------------------------------------------------------
-
-  /** @internal */
-  async releaseLease(lease: Lease): Promise<{ expired: boolean } | null> {
-    const started = performance.now();
-    const rows = await this.runner.run(this.sql.release(lease.lockId, lease.ownerToken));
-    const outcome = this.sql.parseRelease(rows);
-    // A waiter in this process need not wait for the notice's round trip.
-    this.wake(lease.lockId);
-    if (outcome && !outcome.expired) {
-      this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: started - lease.startedAt });
-    }
-    return outcome;
-  }
-
-  /** @internal */
-  async extendLease(lease: Lease, seconds: number | null) {
-    const rows = await this.runner.run(this.sql.extend(lease.lockId, lease.ownerToken, seconds));
-    const extended = this.sql.parseExtend(rows);
-    if (extended) return { expiresAt: extended.expiresAt };
-    return (await this.classify([lease])).has(lease.ownerToken) ? ('expired' as const) : ('released-by-other' as const);
-  }
-
-  /** @internal */
-  forget(lease: Lease): void {
-    this.held.delete(lease.ownerToken);
-    this.listenerMaybeIdle();
-  }
-
-  /** @internal */
-  settled(lease: Lease): void {
-    this.unsettled.delete(lease);
-  }
-
-  /** @internal */
-  onLost(lease: Lease, reason: DbMutexLostReason): void {
-    this.emit('lost', { lockId: lease.lockId, fencingToken: lease.fencingToken, reason });
-  }
-
-  // ---- heartbeat -------------------------------------------------------------------------
-
-  private scheduleTick(periodMs: number): void {
-    if (this.closed) return;
-    const due = performance.now() + periodMs;
-    if (this.tickTimer && due >= this.tickDueAt) return;
-    if (this.tickTimer) clearTimeout(this.tickTimer);
-    this.tickDueAt = due;
-    // Node fires timers longer than 2^31-1 ms at once; a longer period is simply re-armed then.
-    this.tickTimer = setTimeout(() => void this.tick(), Math.min(periodMs, 2_147_483_647));
-    // A held lock alone does not keep the process alive; the critical section's own work does.
-    this.tickTimer.unref();
-  }
-
-  /** One statement renews every heartbeat lock this DbMutex holds. */
-  private async tick(): Promise<void> {
-    this.tickTimer = null;
-    this.tickDueAt = Infinity;
-    if (this.renewing || this.closed) return;
-    const leases = [...this.held.values()].filter((l) => l.heartbeat);
-    if (leases.length === 0) return;
-    const periodMs = Math.min(...leases.map((l) => l.leaseSeconds!)) * 1000 / 3;
-    this.renewing = true;
-    const sentAt = performance.now();
-    try {
-      const rows = await this.runner.run(this.sql.renew(leases.map((l) => l.lockId), leases.map((l) => l.ownerToken)));
-      const renewed = this.sql.parseRenew(rows);
-      const missing: Lease[] = [];
-      for (const lease of leases) {
-        if (renewed.has(lease.ownerToken)) lease.renewed(sentAt);
-        else if (lease.isHeld()) missing.push(lease);
-      }
-      if (missing.length > 0) {
-        const expired = await this.classify(missing);
-        for (const lease of missing) lease.markLost(expired.has(lease.ownerToken) ? 'expired' : 'released-by-other');
-      }
-      this.renewing = false;
-      this.scheduleTick(periodMs);
-    } catch (error) {
-      for (const lease of leases) lease.renewalFailing = true;
-      this.renewing = false;
-      this.emit('renewalFailed', { error, lockCount: leases.length });
-      // Retry sooner than a full period: the lease keeps running out meanwhile.
-      this.scheduleTick(Math.min(periodMs, 1000));
-    }
-  }
-
-  private async classify(leases: Lease[]): Promise<Set<string>> {
-    const rows = await this.runner.run(this.sql.classify(leases.map((l) => l.lockId), leases.map((l) => l.ownerToken)));
-    return this.sql.parseClassify(rows);
-  }
+  /** What this DbMutex does when one of its leases ends or settles (the leases' only way back here). */
+  private readonly leaseObserver: LeaseObserver = {
+    ended: (lease, lost) => {
+      this.held.delete(lease.ownerToken);
+      this.heartbeat.remove(lease);
+      this.listenerMaybeIdle();
+      if (lost) this.emit('lost', { lockId: lease.lockId, fencingToken: lease.fencingToken, reason: lost });
+    },
+    settled: (lease, outcome) => {
+      this.unsettled.delete(lease);
+      if (outcome.status === 'failed') return;
+      // A waiter in this process need not wait for the notice's round trip.
+      this.wake(lease.lockId);
+      if (outcome.status === 'released') this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: outcome.heldMs });
+    },
+  };
 
   // ---- the LISTEN connection: open only while this process waits for or holds a lock ------------
 
@@ -621,47 +488,21 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     this.wake(notice.lockId);
   }
 
-  // ---- operator API ------------------------------------------------------------------------
+  // ---- operator API (validated and run by src/operator.ts) ----------------------------------
 
   /** Active locks (held, or expired and not yet taken over), oldest first. */
-  async list(options: ListOptions = {}): Promise<LockRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, LIST_OPTION_KEYS, 'mutex.list');
-    const limit = options.limit ?? null;
-    if (limit !== null && (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)) {
-      throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);
-    }
-    const filter = options.filter ?? null;
-    if (filter !== null && typeof filter !== 'string') throw new TypeError('filter must be a string');
-    if (filter !== null && (filter.includes('\0') || !filter.isWellFormed())) {
-      throw new TypeError('filter must be well-formed text without NUL characters');
-    }
-    const after = options.after ?? null;
-    if (after !== null) {
-      if (!(after.acquiredAt instanceof Date) || Number.isNaN(after.acquiredAt.getTime())) {
-        throw new TypeError('after.acquiredAt must be a valid Date');
-      }
-      validateLockId(after.lockId, 'after.lockId');
-    }
-    const rows = await this.runner.run(
-      this.sql.list({ filter: filter === '' ? null : filter, staleOnly: options.staleOnly === true, limit: limit ?? MAX_LIST_LIMIT, after }),
-    );
-    return this.sql.parseLocks(rows);
+  list(options: ListOptions = {}): Promise<LockRow[]> {
+    return this.operator.list(options);
   }
 
   /** Number of active locks and how many of them are stale. */
-  async counts(filter: string | null = null): Promise<{ total: number; stale: number; active: number }> {
-    if (filter !== null && (typeof filter !== 'string' || filter.includes('\0') || !filter.isWellFormed())) {
-      throw new TypeError('filter must be well-formed text without NUL characters');
-    }
-    const c = this.sql.parseCounts(await this.runner.run(this.sql.counts(filter === '' ? null : filter)));
-    return { ...c, active: c.total - c.stale };
+  counts(filter: string | null = null): Promise<{ total: number; stale: number; active: number }> {
+    return this.operator.counts(filter);
   }
 
   /** The current row of one lock, or null when nobody holds it. */
-  async inspect(lockId: string): Promise<LockRow | null> {
-    validateLockId(lockId);
-    return this.sql.parseLocks(await this.runner.run(this.sql.inspect(lockId)))[0] ?? null;
+  inspect(lockId: string): Promise<LockRow | null> {
+    return this.operator.inspect(lockId);
   }
 
   /**
@@ -669,51 +510,23 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    * fencing token) and records it in the audit table, atomically. The holder's signal aborts:
    * at once through the release notice where the database has one, else at its next renewal.
    */
-  async forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, FORCE_RELEASE_OPTION_KEYS, 'mutex.forceRelease');
-    const lockId = validateLockId(options.lockId);
-    const fencingToken = validateFencingToken(options.fencingToken ?? null);
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    const events = await this.releaseAudited(
-      this.sql.releaseAudited({ kind: 'one', lockId, fencingToken }, 'force-release', operator, reason),
-    );
-    const event = events[0];
-    if (event) return { status: 'released', event };
-    const current = await this.inspect(lockId);
-    if (!current) return { status: 'not-found' };
-    return { status: 'token-mismatch', currentFencingToken: current.fencingToken };
+  forceRelease(options: ForceReleaseOptions): Promise<ForceReleaseResult> {
+    return this.operator.forceRelease(options);
   }
 
   /** Operator action: force-releases every stale lock (expired or heartbeat overdue), audited. */
-  async releaseStale(options: AuditOptions): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.releaseStale');
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    return this.releaseAudited(this.sql.releaseAudited({ kind: 'stale' }, 'release-stale', operator, reason));
+  releaseStale(options: AuditOptions): Promise<EventRow[]> {
+    return this.operator.releaseStale(options);
   }
 
   /** Deletes expired rows (nobody can be relying on them), audited as `purge-expired`. */
-  async purgeExpired(options: AuditOptions): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, AUDIT_OPTION_KEYS, 'mutex.purgeExpired');
-    const operator = validateHolder(options.operator, 'operator');
-    const reason = validateReason(options.reason ?? null);
-    return this.releaseAudited(this.sql.releaseAudited({ kind: 'expired' }, 'purge-expired', operator, reason));
+  purgeExpired(options: AuditOptions): Promise<EventRow[]> {
+    return this.operator.purgeExpired(options);
   }
 
   /** The audit trail, newest first. */
-  async events(options: EventsOptions = {}): Promise<EventRow[]> {
-    validateOptionsObject(options);
-    rejectUnknownOptions(options, EVENTS_OPTION_KEYS, 'mutex.events');
-    const limit = options.limit ?? DEFAULT_EVENTS_LIMIT;
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_EVENTS_LIMIT) {
-      throw new RangeError(`limit must be an integer between 1 and ${MAX_EVENTS_LIMIT}, got ${String(limit)}`);
-    }
-    const lockId = options.lockId == null ? null : validateLockId(options.lockId);
-    return this.sql.parseEvents(await this.runner.run(this.sql.events(limit, lockId)));
+  events(options: EventsOptions = {}): Promise<EventRow[]> {
+    return this.operator.events(options);
   }
 
   /**
@@ -723,21 +536,12 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
    * bound above it). Never lowers the token source, so a floor below the current tokens, or the same
    * floor twice, changes nothing. Safe while acquisitions run; it holds them off for a moment.
    */
-  async advanceFencingTokens(floor: number): Promise<void> {
-    if (typeof floor !== 'number' || !Number.isSafeInteger(floor) || floor < 0) {
-      throw new RangeError(`floor must be a non-negative safe integer, got ${typeof floor === 'number' ? floor : typeof floor}`);
-    }
-    await this.transaction(this.sql.fencingFloor(floor));
+  advanceFencingTokens(floor: number): Promise<void> {
+    return this.operator.advanceFencingTokens(floor);
   }
 
-  private transaction(statements: Statement[]) {
-    const [begin, commit, rollback] = ['BEGIN', 'COMMIT', 'ROLLBACK'].map((text) => ({ name: '', text, values: [] }));
-    return this.runner.runInTransaction(statements, begin!, commit!, rollback!);
-  }
-
-  private async releaseAudited(statements: Statement[]): Promise<EventRow[]> {
-    const results = await this.transaction(statements);
-    const events = this.sql.parseReleased(results[results.length - 1] ?? []);
+  /** An operator release (here or through the operator module) ended these acquisitions. */
+  private releasedHere(events: EventRow[]): void {
     // Holders in this very process learn it now, without waiting for a notice or a renewal.
     for (const event of events) {
       for (const lease of this.held.values()) {
@@ -745,12 +549,12 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
       }
       this.wake(event.lockId);
     }
-    return events;
   }
 
   /** The locks this process holds through this DbMutex right now. */
   heldLocks(): DbMutexHeldLock[] {
-    return [...this.held.values()];
+    // A lease that is being lost is still in `held` while its signal's listeners run.
+    return [...this.held.values()].filter((lease) => lease.isHeld());
   }
 
   get isClosed(): boolean {
@@ -765,8 +569,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.tickTimer) clearTimeout(this.tickTimer);
-    this.tickTimer = null;
+    this.heartbeat.stop();
     if (this.listenIdleTimer) clearTimeout(this.listenIdleTimer);
     this.listenIdleTimer = null;
     this.waiters.closeAll();
@@ -776,30 +579,5 @@ export class DbMutex extends EventEmitter<DbMutexEvents> implements LeaseOwner {
     await Promise.all(leases.map((lease) => lease.settle().catch(() => undefined)));
     await this.orphans.flush();
     await this.listener?.close();
-    this.emitClose();
-  }
-
-  private emitClose(): void {
-    closeHooks.forEach((hook) => hook(this));
   }
 }
-
-/** Lets the default-instance registry forget a closed DbMutex without a circular import. */
-export const closeHooks = new Set<(mutex: DbMutex) => void>();
-
-function validateFencingToken(value: unknown): number | null {
-  if (value === null) return null;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`fencingToken must be a positive integer, got ${typeof value === 'number' ? value : typeof value}`);
-  }
-  return value;
-}
-
-function validateReason(value: unknown): string | null {
-  if (value === null || value === '') return null;
-  if (typeof value !== 'string') throw new TypeError('reason must be a string');
-  if (value.includes('\0') || !value.isWellFormed()) throw new TypeError('reason must be well-formed text without NUL characters');
-  if ([...value].length > MAX_REASON_LENGTH) throw new RangeError(`reason must be at most ${MAX_REASON_LENGTH} characters`);
-  return value;
-}
-

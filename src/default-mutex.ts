@@ -1,13 +1,9 @@
 /** `initDbMutex` and the default DbMutex used by the top-level helpers. */
 import type { Sequelize } from 'sequelize';
-import { closeHooks, DbMutex } from './db-mutex';
+import { DbMutex } from './db-mutex';
 import type { DbMutexOptions } from './options';
 
 let defaultMutex: DbMutex | null = null;
-
-closeHooks.add((mutex) => {
-  if (defaultMutex === mutex) defaultMutex = null;
-});
 
 /**
  * Defines the DbMutexLock (and DbMutexEvent) models on `sequelize` and returns a DbMutex for them.
@@ -23,8 +19,10 @@ export function initDbMutex(sequelize: Sequelize, options: DbMutexOptions = {}):
   return mutex;
 }
 
-/** The default DbMutex; throws a TypeError naming the fix when there is none. */
+/** The default DbMutex; throws a TypeError naming the fix when there is none (or it was closed). */
 export function getDefaultDbMutex(): DbMutex {
+  // A closed default is gone: forgotten here, the first time anyone asks for it.
+  if (defaultMutex?.isClosed) defaultMutex = null;
   if (!defaultMutex) {
     throw new TypeError('No default DbMutex: call initDbMutex(sequelize) first, or pass { mutex } to this call');
   }

@@ -6,6 +6,7 @@
  * Wall-clock time of this process is never compared with database times.
  */
 import { DbMutexLostError, DbMutexNotHeldError, DbMutexTimeoutError, type DbMutexLostReason } from './errors';
+import type { LeaseKey, LockStore } from './dialects/types';
 import { validateSeconds } from './options';
 
 /** The lock object handed to critical sections and returned by `mutex.acquire()`. */
@@ -31,21 +32,70 @@ export interface DbMutexHeldLock {
   release(): Promise<void>;
 }
 
-/** What a Lease needs from its DbMutex. */
-export interface LeaseOwner {
-  releaseLease(lease: Lease): Promise<{ expired: boolean } | null>;
-  extendLease(lease: Lease, seconds: number | null): Promise<{ expiresAt: Date | null } | 'expired' | 'released-by-other'>;
-  /** The lease stopped being renewable (lost or being released). */
-  forget(lease: Lease): void;
-  /** The lease's release has finished (whatever its outcome): nothing of it is left to clean up. */
-  settled(lease: Lease): void;
-  onLost(lease: Lease, reason: DbMutexLostReason): void;
+/** How a release ended, as the lease tells its observer. */
+export type ReleaseOutcome =
+  /** Our row was removed before it expired; `heldMs` from sending the acquire to sending the release. */
+  | { status: 'released'; heldMs: number }
+  /** Our row was there but had expired (by the database clock) when the release removed it. */
+  | { status: 'expired' }
+  /** No row of ours was left (released by someone else, or taken over). */
+  | { status: 'gone' }
+  /** The release statement failed (database error): what became of the row is unknown. */
+  | { status: 'failed' };
+
+/**
+ * What a lease reports to whoever keeps track of it (its DbMutex). The lease asks nothing back: it
+ * runs its own statements through the store, and these are notices, in this order, once each.
+ */
+export interface LeaseObserver {
+  /**
+   * The lease stopped being held, so it must not be renewed any more: lost (`lost` is the reason;
+   * its signal has just aborted), or its release began (`lost` null).
+   */
+  ended(lease: Lease, lost: DbMutexLostReason | null): void;
+  /** The release statement answered (or failed): nothing of the lease is left to clean up. */
+  settled(lease: Lease, outcome: ReleaseOutcome): void;
+}
+
+export interface LeaseOptions {
+  /** Where the lease's own statements (release, extend) go. */
+  store: LockStore;
+  observer: LeaseObserver;
+  lockId: string;
+  ownerToken: string;
+  fencingToken: number;
+  /** Database-clock instant of the acquisition. */
+  acquiredAt: Date;
+  /** Database-clock expiry the acquire statement set; null = never. */
+  expiresAt: Date | null;
+  holder: string;
+  ttlSeconds: number | null;
+  /** Heartbeat lease; null = no heartbeat (the TTL alone bounds the lock). */
+  leaseSeconds: number | null;
+  /** Monotonic ms when the acquire statement was sent. */
+  sentAt: number;
 }
 
 type State = 'held' | 'releasing' | 'released' | 'lost';
 
-export class Lease implements DbMutexHeldLock {
+/**
+ * A lease runs its own release and extend through the store. Its DbMutex acquires it, renews it
+ * (src/heartbeat.ts tells it `renewed` or `renewalFailed`), marks it lost when it learns so
+ * (`markLost`), and hears back only through the observer.
+ */
+export class Lease implements DbMutexHeldLock, LeaseKey {
   readonly signal: AbortSignal;
+  readonly lockId: string;
+  readonly ownerToken: string;
+  readonly fencingToken: number;
+  readonly acquiredAt: Date;
+  readonly holder: string;
+  readonly leaseSeconds: number | null;
+  /** Monotonic ms when the acquire statement was sent. */
+  readonly startedAt: number;
+  private readonly store: LockStore;
+  private readonly observer: LeaseObserver;
+  private ttlSeconds: number | null;
   private readonly controller = new AbortController();
   private state: State = 'held';
   private lostReason: DbMutexLostReason | null = null;
@@ -57,25 +107,23 @@ export class Lease implements DbMutexHeldLock {
   /** Monotonic ms; the TTL cap. */
   private localDeadline: number;
   /** Set when the last renewal attempt failed, so a lease that then runs out is reported as unreachable. */
-  renewalFailing = false;
+  private renewalFailing = false;
   private currentExpiresAt: Date | null;
 
-  constructor(
-    private readonly owner: LeaseOwner,
-    readonly lockId: string,
-    readonly ownerToken: string,
-    readonly fencingToken: number,
-    readonly acquiredAt: Date,
-    expiresAt: Date | null,
-    readonly holder: string,
-    private ttlSeconds: number | null,
-    readonly leaseSeconds: number | null,
-    /** Monotonic ms when the acquire statement was sent. */
-    readonly startedAt: number,
-  ) {
-    const sentAt = startedAt;
+  constructor(options: LeaseOptions) {
+    const { sentAt, ttlSeconds, leaseSeconds } = options;
+    this.store = options.store;
+    this.observer = options.observer;
+    this.lockId = options.lockId;
+    this.ownerToken = options.ownerToken;
+    this.fencingToken = options.fencingToken;
+    this.acquiredAt = options.acquiredAt;
+    this.holder = options.holder;
+    this.ttlSeconds = ttlSeconds;
+    this.leaseSeconds = leaseSeconds;
+    this.startedAt = sentAt;
     this.signal = this.controller.signal;
-    this.currentExpiresAt = expiresAt;
+    this.currentExpiresAt = options.expiresAt;
     this.localDeadline = ttlSeconds === null ? Infinity : sentAt + ttlSeconds * 1000;
     this.localLeaseEnd = leaseSeconds === null ? this.localDeadline : Math.min(sentAt + leaseSeconds * 1000, this.localDeadline);
     this.armExpiryTimer();
@@ -101,6 +149,11 @@ export class Lease implements DbMutexHeldLock {
     this.armExpiryTimer();
   }
 
+  /** A renewal attempt failed (database unreachable?): if the lease now runs out, it is reported as `unreachable`. */
+  renewalFailed(): void {
+    this.renewalFailing = true;
+  }
+
   /** Marks the lock lost: aborts the signal at once. Idempotent; ignored once released. */
   markLost(reason: DbMutexLostReason): void {
     if (this.state !== 'held') return;
@@ -111,9 +164,8 @@ export class Lease implements DbMutexHeldLock {
     this.state = 'lost';
     this.lostReason = reason;
     this.clearTimer();
-    this.owner.forget(this);
     this.controller.abort(new DbMutexLostError(this.lockId, reason));
-    this.owner.onLost(this, reason);
+    this.observer.ended(this, reason);
   }
 
   async extend(seconds?: number | null): Promise<void> {
@@ -121,14 +173,16 @@ export class Lease implements DbMutexHeldLock {
     if (this.state === 'lost') throw this.timeoutError(this.lostReason!);
     if (this.state !== 'held') throw new DbMutexNotHeldError(this.lockId, this.fencingToken);
     const sentAt = performance.now();
-    const outcome = await this.owner.extendLease(this, next);
-    if (outcome === 'expired' || outcome === 'released-by-other') {
-      this.markLost(outcome);
-      throw this.timeoutError(outcome);
+    const extended = await this.store.extend(this, next);
+    if (!extended) {
+      // Not extended: our row is gone or expired. Which one says how the lock was lost.
+      const reason = (await this.store.classify([this])).has(this.ownerToken) ? 'expired' : 'released-by-other';
+      this.markLost(reason);
+      throw this.timeoutError(reason);
     }
     if (this.state !== 'held') throw this.timeoutError(this.lostReason ?? 'released-by-other');
     this.ttlSeconds = next;
-    this.currentExpiresAt = outcome.expiresAt;
+    this.currentExpiresAt = extended.expiresAt;
     this.localDeadline = next === null ? Infinity : sentAt + next * 1000;
     this.localLeaseEnd = this.leaseSeconds === null ? this.localDeadline : Math.min(sentAt + this.leaseSeconds * 1000, this.localDeadline);
     this.renewalFailing = false;
@@ -149,7 +203,7 @@ export class Lease implements DbMutexHeldLock {
    * was lost before release. Every caller gets the same answer.
    */
   settle(): Promise<DbMutexLostReason | null> {
-    this.releasing ??= this.doSettle().finally(() => this.owner.settled(this));
+    this.releasing ??= this.doSettle();
     return this.releasing;
   }
 
@@ -158,20 +212,25 @@ export class Lease implements DbMutexHeldLock {
     const wasLost = this.state === 'lost' ? this.lostReason : null;
     this.state = wasLost ? 'lost' : 'releasing';
     this.clearTimer();
-    this.owner.forget(this);
+    // Told before the release statement runs: a release notice for a lease still held then means
+    // someone else removed our row.
+    if (!wasLost) this.observer.ended(this, null);
     let outcome: { expired: boolean } | null;
+    const sentAt = performance.now();
     try {
       // Even a lost lock may still be our row (e.g. the database was unreachable): deleting by owner
       // token can only ever remove our own acquisition.
-      outcome = await this.owner.releaseLease(this);
+      outcome = await this.store.release(this);
     } catch (error) {
-      if (wasLost) {
-        this.state = 'released';
-        return wasLost;
-      }
       this.state = 'released';
+      this.observer.settled(this, { status: 'failed' });
+      if (wasLost) return wasLost;
       throw error;
     }
+    this.observer.settled(
+      this,
+      outcome === null ? { status: 'gone' } : outcome.expired ? { status: 'expired' } : { status: 'released', heldMs: sentAt - this.startedAt },
+    );
     if (wasLost) {
       this.state = 'released';
       return wasLost;

@@ -16,7 +16,7 @@
  * are the permit, everything before it the semaphore id.
  */
 import type { DbMutexHeldLock } from './lease';
-import { Lease, type LeaseOwner } from './lease';
+import { Lease, type LeaseOptions } from './lease';
 import { describe, validateLockId, codePointLength, type AcquireOptions } from './options';
 
 /** Longest semaphore id, in characters: the permit's row key (`<id>/permit/<n>`) must fit the 255 of a lock id. */
@@ -77,13 +77,14 @@ export interface DbMutexSemaphorePermit extends DbMutexHeldLock {
 }
 
 export class PermitLease extends Lease implements DbMutexSemaphorePermit {
-  constructor(
-    owner: LeaseOwner,
-    readonly semaphoreId: string,
-    readonly permit: number,
-    readonly limit: number,
-    ...rest: ConstructorParameters<typeof Lease> extends [LeaseOwner, ...infer R] ? R : never
-  ) {
-    super(owner, ...rest);
+  readonly semaphoreId: string;
+  readonly permit: number;
+  readonly limit: number;
+
+  constructor(options: LeaseOptions & { semaphoreId: string; permit: number; limit: number }) {
+    super(options);
+    this.semaphoreId = options.semaphoreId;
+    this.permit = options.permit;
+    this.limit = options.limit;
   }
 }

@@ -17,7 +17,11 @@ const DIALECTS: Readonly<Record<string, Dialect>> = {
 export const SUPPORTED_DIALECTS: readonly string[] = Object.keys(DIALECTS);
 
 export function dialectFor(sequelize: Sequelize): Dialect {
-  const name = sequelize.getDialect();
+  return dialectNamed(sequelize.getDialect());
+}
+
+/** The dialect module of a Sequelize dialect name. */
+export function dialectNamed(name: string): Dialect {
   const dialect = Object.prototype.hasOwnProperty.call(DIALECTS, name) ? DIALECTS[name] : undefined;
   if (!dialect) throw new DbMutexUnsupportedDialectError(name, SUPPORTED_DIALECTS);
   return dialect;

@@ -39,12 +39,12 @@
 import { QueryTypes } from 'sequelize';
 import { DbMutexUnsupportedServerError } from '../errors';
 import type { SchemaNames } from '../schema';
-import { dateOrNull, num, parseEventRows, parseHolderRow, parseJsonEventRows, parseLockRows, parseSemaphoreRow, positional, truthy } from './rows';
-import type { AcquireParams, AcquiredRow, Dialect, DialectDriver, DialectStatements, ListParams, ReleaseWhere, Rows, Statement } from './types';
+import { auditedRows, eventJson, listParams, PlaceholderLockStore, type SqlSpelling } from './placeholder-sql';
+import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow, parseSemaphoreState } from './rows';
+import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, SemaphoreAcquireParams, Statement, StoreOperation } from './types';
 
 const MIN_VERSION: readonly [number, number] = [10, 5];
 const DEADLOCK = 1213;
-const TRANSACTION_CONTROL = /^\s*(BEGIN|COMMIT|ROLLBACK|START\s)/i;
 
 /** Connections already checked to be MariaDB 10.5+. */
 const checked = new WeakSet<object>();
@@ -58,11 +58,14 @@ function makeDriver(send: Send, isBroken: DialectDriver['isBroken']): DialectDri
       await ensureMariaDb(connection, send, timeoutMs);
       // The server enforces the limit and the connection stays usable afterwards (unlike a
       // client-side timeout, after which the reply may still arrive).
-      const text = TRANSACTION_CONTROL.test(statement.text)
-        ? statement.text
-        : `SET STATEMENT max_statement_time=${(timeoutMs / 1000).toFixed(3)} FOR ${statement.text}`;
+      const text = `SET STATEMENT max_statement_time=${(timeoutMs / 1000).toFixed(3)} FOR ${statement.text}`;
       const result = await send(connection, text, statement.values, timeoutMs, statement.prepare === true);
       return Array.isArray(result) ? (result as Rows) : [];
+    },
+    async control(connection, command, timeoutMs) {
+      // Not wrapped: SET STATEMENT … FOR does not take transaction control.
+      await ensureMariaDb(connection, send, timeoutMs);
+      await send(connection, command, [], timeoutMs, false);
     },
     isBroken,
     isRetryable(error) {
@@ -196,298 +199,250 @@ const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS CHAR
 const STALE = `(expires_at <= ${NOW} OR (lease_seconds IS NOT NULL
   AND heartbeat_at < ${NOW} - ${interval('lease_seconds * 2 / 3')}))`;
 
-const EVENT_COLUMNS = (e: string) => `CAST(${e}.id AS CHAR) AS id, ${e}.action, ${e}.lock_id,
-  CAST(${e}.fencing_token AS CHAR) AS fencing_token, ${e}.holder, ${e}.hostname, ${e}.pid, ${ms(`${e}.acquired_at`)} AS acquired_ms,
-  ${e}.age_seconds, ${e}.operator, ${e}.reason, ${ms(`${e}.created_at`)} AS created_ms`;
+/** Our own rows: (lock id, owner token) pairs, see `oursParams`. */
+const OURS = `lock_id IN (:lockIds) AND (lock_id, owner_token) IN (:pairs)`;
 
-const EVENT_JSON = (e: string) => `JSON_OBJECT('id', CAST(${e}.id AS CHAR), 'action', ${e}.action, 'lock_id', ${e}.lock_id,
-  'fencing_token', CAST(${e}.fencing_token AS CHAR), 'holder', ${e}.holder, 'hostname', ${e}.hostname, 'pid', ${e}.pid,
-  'acquired_ms', ${ms(`${e}.acquired_at`)}, 'age_seconds', ${e}.age_seconds, 'operator', ${e}.operator,
-  'reason', ${e}.reason, 'created_ms', ${ms(`${e}.created_at`)})`;
+const SPELLING: SqlSpelling = { quote: q, text: 'CHAR', ms, jsonObject: 'JSON_OBJECT' };
 
-function statement(name: string, text: string, params: Record<string, unknown>): Statement {
-  const prepare = !Object.values(params).some((value) => Array.isArray(value));
-  return { name, ...positional(text, params), prepare };
+/** Our own rows (lock id and owner token pairs), as the positional list placeholders expand them. */
+function oursParams(locks: readonly LeaseKey[]): Record<string, unknown> {
+  return { lockIds: locks.map((l) => l.lockId), pairs: locks.map((l) => [l.lockId, l.ownerToken]) };
 }
 
-function statements(names: SchemaNames): DialectStatements {
-  const t = q(names.tableName);
-  const ev = q(names.eventsTableName);
-  const seq = q(sequenceName(names));
-  const prefix = `dbm_${names.tableName}`;
-  /** Taken over only when expired by the database clock; NULL (never expires) is never taken over. */
-  const ifExpired = (column: string, value = `VALUES(${column})`) => `${column} = IF(expires_at <= ${NOW}, ${value}, ${column})`;
-  const ours = `lock_id IN (:lockIds) AND (lock_id, owner_token) IN (:pairs)`;
+class MariadbStore extends PlaceholderLockStore {
+  protected get spelling() {
+    return SPELLING;
+  }
+  private readonly seq = q(sequenceName(this.names));
 
-  return {
-    acquire(p: AcquireParams): Statement {
-      return statement(
-        `${prefix}_acquire`,
+  async acquire(p: AcquireParams) {
+    const { t, seq } = this;
+    /** Taken over only when expired by the database clock; NULL (never expires) is never taken over. */
+    const ifExpired = (column: string, value = `VALUES(${column})`) => `${column} = IF(expires_at <= ${NOW}, ${value}, ${column})`;
+    // RETURNING reports the row as the statement left it: on a refusal, the live holder's row, read
+    // under the row lock the upsert took anyway.
+    const rows = await this.send(
+      'acquire',
+      `INSERT INTO ${t} (${COLUMNS}, kind, semaphore_id, permit, permit_limit)
+        VALUES (:lockId, :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
+          ${earliest(plus(NOW, ':leaseSeconds'), plus(NOW, ':ttlSeconds'))}, ${plus(NOW, ':ttlSeconds')}, ${NOW}, :leaseSeconds,
+          :kind, NULL, NULL, NULL)
+        ON DUPLICATE KEY UPDATE
+          ${ifExpired('owner_token')},
+          ${ifExpired('fencing_token', `GREATEST(IF(VALUES(fencing_token) > fencing_token, VALUES(fencing_token), NEXTVAL(${seq})), fencing_token + 1)`)},
+          ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
+          ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
+          ${ifExpired('kind')}, ${ifExpired('semaphore_id')}, ${ifExpired('permit')}, ${ifExpired('permit_limit')},
+          ${ifExpired('expires_at')}
+        RETURNING owner_token = :ownerToken AS won, CAST(fencing_token AS CHAR) AS fencing_token,
+          ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, holder`,
+      { ...p, kind: p.kind ?? 'lock' },
+    );
+    return parseAcquisition(rows);
+  }
+
+  async acquireSemaphore(p: SemaphoreAcquireParams) {
+    const { t, seq } = this;
+    const ifExpired = (column: string, value = `VALUES(${column})`) => `${column} = IF(expires_at <= ${NOW}, ${value}, ${column})`;
+    const live = (a: string) => `${a}.acquired_at < ${FREE_AT} AND (${a}.expires_at IS NULL OR ${a}.expires_at > ${NOW})`;
+    const params = { ...p, anchor: `${p.semaphoreId}/permits` };
+    // Two statements in one transaction (no advisory lock that lasts a statement, and no DML in
+    // WITH). First the semaphore's anchor row is upserted, which takes its row lock until commit:
+    // acquisitions of one semaphore id go one at a time from here on. The anchor looks like a
+    // released row (see markReleased), so no listing, count or acquisition ever treats it as held;
+    // a lock that takes its key only shares the row lock. Then, under that lock, the second
+    // statement's reads see every permit committed before (a locking read under REPEATABLE READ, a
+    // fresh snapshot under READ COMMITTED); it takes the lowest free permit (no row, expired, or
+    // released) unless the live permits carry another limit, and draws the token: NEXTVAL under the
+    // anchor's lock is larger than every token of this semaphore handed out before.
+    const results = await this.transaction('acquireSemaphore', [
+      this.statement(
+        'semaphore_anchor',
+        `INSERT INTO ${t} (${COLUMNS})
+          VALUES (:anchor, ${FREE_OWNER}, 0, '', '', 0, ${FREE_AT}, ${EPOCH}, NULL, ${NOW}, NULL)
+          ON DUPLICATE KEY UPDATE lock_id = lock_id`,
+        params,
+      ),
+      this.statement(
+        'semaphore_acquire',
         `INSERT INTO ${t} (${COLUMNS}, kind, semaphore_id, permit, permit_limit)
-          VALUES (:lockId, :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
-            ${earliest(plus(NOW, ':lease'), plus(NOW, ':ttl'))}, ${plus(NOW, ':ttl')}, ${NOW}, :lease, :kind, NULL, NULL, NULL)
+          SELECT CONCAT(:semaphoreId, '/permit/', f.n), :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
+            ${earliest(plus(NOW, ':leaseSeconds'), plus(NOW, ':ttlSeconds'))}, ${plus(NOW, ':ttlSeconds')}, ${NOW}, :leaseSeconds,
+            'semaphore', :semaphoreId, f.n, :limit
+          FROM (SELECT s.n FROM (WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit) SELECT n FROM r) AS s
+            WHERE NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.lock_id = CONCAT(:semaphoreId, '/permit/', s.n) AND ${live('o')})
+              AND NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.semaphore_id = :semaphoreId AND o.kind = 'semaphore' AND ${live('o')}
+                AND NOT (o.permit_limit <=> :limit))
+            ORDER BY s.n LIMIT 1) AS f
           ON DUPLICATE KEY UPDATE
             ${ifExpired('owner_token')},
-            ${ifExpired('fencing_token', `GREATEST(IF(VALUES(fencing_token) > fencing_token, VALUES(fencing_token), NEXTVAL(${seq})), fencing_token + 1)`)},
+            ${ifExpired('fencing_token', 'GREATEST(VALUES(fencing_token), fencing_token + 1)')},
             ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
             ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
             ${ifExpired('kind')}, ${ifExpired('semaphore_id')}, ${ifExpired('permit')}, ${ifExpired('permit_limit')},
             ${ifExpired('expires_at')}
-          RETURNING owner_token = :ownerToken AS won, CAST(fencing_token AS CHAR) AS fencing_token,
-            ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, holder`,
-        {
-          lockId: p.lockId,
-          ownerToken: p.ownerToken,
-          holder: p.holder,
-          hostname: p.hostname,
-          pid: p.pid,
-          ttl: p.ttlSeconds,
-          lease: p.leaseSeconds,
-          kind: p.kind ?? 'lock',
-        },
-      );
-    },
-    parseAcquire(rows): AcquiredRow | null {
-      const r = rows[0];
-      if (!r || !truthy(r.won)) return null;
-      return { fencingToken: num(r.fencing_token), acquiredAt: new Date(num(r.acquired_ms)), expiresAt: dateOrNull(r.expires_ms) };
-    },
-    // RETURNING reports the row as the statement left it: on a refusal, the live holder's row, read
-    // under the row lock the upsert took anyway.
-    parseRefused: (rows) => (rows[0] && !truthy(rows[0].won) ? parseHolderRow(rows) : null),
-    release(lockId, ownerToken) {
-      // Marks our row released (rows persist, see above) with the INSERT … SELECT … FOR UPDATE form
-      // that renew uses; the row selected is ours, so it always hits its key and is never inserted.
-      return statement(
-        `${prefix}_release`,
-        `INSERT INTO ${t} (${COLUMNS})
-          SELECT ${COLUMNS} FROM ${t} AS src WHERE lock_id = :lockId AND owner_token = :ownerToken
-          FOR UPDATE
-          ON DUPLICATE KEY UPDATE ${markReleased}
-          RETURNING COALESCE(deadline_at <= ${NOW}, 0) AS expired`,
-        { lockId, ownerToken },
-      );
-    },
-    parseRelease(rows) {
-      const r = rows[0];
-      return r ? { expired: truthy(r.expired) } : null;
-    },
-    renew(lockIds, ownerTokens) {
-      // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
-      // resurrecting a lease that already ran out.
-      return statement(
-        `${prefix}_renew`,
-        `INSERT INTO ${t} (${COLUMNS})
-          SELECT ${COLUMNS} FROM ${t} AS src WHERE ${ours} AND lease_seconds IS NOT NULL AND expires_at > ${NOW}
-          FOR UPDATE
-          ON DUPLICATE KEY UPDATE heartbeat_at = ${NOW},
-            expires_at = ${earliest(plus(NOW, `${t}.lease_seconds`), `${t}.deadline_at`)}
-          RETURNING owner_token`,
-        { lockIds, pairs: lockIds.map((id, i) => [id, ownerTokens[i]]) },
-      );
-    },
-    parseRenew(rows) {
-      return new Set(rows.map((r) => String(r.owner_token)));
-    },
-    classify(lockIds, ownerTokens) {
-      return statement(
-        `${prefix}_classify`,
-        `SELECT owner_token FROM ${t} WHERE ${ours} AND expires_at <= ${NOW}`,
-        { lockIds, pairs: lockIds.map((id, i) => [id, ownerTokens[i]]) },
-      );
-    },
-    parseClassify(rows) {
-      return new Set(rows.map((r) => String(r.owner_token)));
-    },
-    extend(lockId, ownerToken, seconds) {
-      return statement(
-        `${prefix}_extend`,
-        `INSERT INTO ${t} (${COLUMNS})
-          SELECT ${COLUMNS} FROM ${t} AS src
-          WHERE lock_id = :lockId AND owner_token = :ownerToken AND (expires_at IS NULL OR expires_at > ${NOW})
-          FOR UPDATE
-          ON DUPLICATE KEY UPDATE heartbeat_at = ${NOW}, deadline_at = ${plus(NOW, ':seconds')},
-            expires_at = IF(${t}.lease_seconds IS NULL, ${plus(NOW, ':seconds')},
-              ${earliest(plus(NOW, `${t}.lease_seconds`), plus(NOW, ':seconds'))})
-          RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`,
-        { lockId, ownerToken, seconds },
-      );
-    },
-    parseExtend(rows) {
-      const r = rows[0];
-      return r ? { expiresAt: dateOrNull(r.expires_ms), deadlineAt: dateOrNull(r.deadline_ms) } : null;
-    },
-    inspect(lockId) {
-      return statement(`${prefix}_inspect`, `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t} WHERE lock_id = :lockId AND ${LIVE}`, { lockId });
-    },
-    list(p: ListParams) {
-      // Keyset pagination on (acquired_at, lock_id) stays fast at any depth, unlike OFFSET.
-      return statement(
-        `${prefix}_list`,
-        `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t}
-          WHERE ${LIVE} AND (:filter IS NULL OR INSTR(lock_id, :filter) > 0)
-            AND (NOT :staleOnly OR ${STALE})
-            AND (:afterMs IS NULL OR (acquired_at, lock_id) > (${fromMs(':afterMs')}, :afterId))
-          ORDER BY acquired_at, lock_id LIMIT :limit`,
-        {
-          filter: p.filter,
-          staleOnly: p.staleOnly,
-          afterMs: p.after ? p.after.acquiredAt.getTime() : null,
-          afterId: p.after ? p.after.lockId : null,
-          limit: p.limit,
-        },
-      );
-    },
-    parseLocks: parseLockRows,
-    counts(filter) {
-      return statement(
-        `${prefix}_counts`,
-        `SELECT CAST(COUNT(*) AS CHAR) AS total, CAST(COALESCE(SUM(${STALE}), 0) AS CHAR) AS stale FROM ${t}
-          WHERE ${LIVE} AND (:filter IS NULL OR INSTR(lock_id, :filter) > 0)`,
-        { filter },
-      );
-    },
-    parseCounts(rows) {
-      const r = rows[0] ?? {};
-      return { total: num(r.total ?? 0), stale: num(r.stale ?? 0) };
-    },
-    releaseAudited(where: ReleaseWhere, action, operator, reason) {
-      // Statements in one transaction (MariaDB has no DML in WITH, and a trigger may not write the
-      // table its statement reads): first record the matching live rows in the audit table, locking
-      // them; then mark released exactly the live rows that now have an audit row, returning those
-      // audit rows. Every audit row records the end of that very acquisition, and (lock_id,
-      // fencing_token) names one acquisition (a released row keeps its token, but is no longer
-      // live, and the next acquisition takes a larger one), so "live with an audit row" can only
-      // mean "audited just now"; `id >= LAST_INSERT_ID()` (the first id this connection's INSERT
-      // generated) merely keeps the lookup short.
-      const one = where.kind === 'one';
-      const condition = one
-        ? 'lock_id = :lockId AND (:fencingToken IS NULL OR fencing_token = :fencingToken)'
-        : where.kind === 'stale'
-          ? STALE
-          : `expires_at <= ${NOW}`;
-      const params = { action, operator, reason, lockId: where.lockId ?? null, fencingToken: where.fencingToken ?? null };
-      const purgeReleased: Statement[] =
-        where.kind === 'expired'
-          ? [
-              // Purge also drops rows released long ago (else every lock id ever used stays). This
-              // is the one DELETE the library does; the day's margin keeps it clear of any
-              // acquisition statement that drew its token before the release.
-              statement(
-                `${prefix}_purge_released`,
-                `DELETE FROM ${t} WHERE NOT ${LIVE} AND heartbeat_at < ${NOW} - ${PURGE_RELEASED_AFTER}`,
-                {},
-              ),
-            ]
-          : [];
-      return [
-        ...purgeReleased,
-        statement(
-          `${prefix}_audit_${where.kind}`,
-          `INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
+          RETURNING IF(owner_token = :ownerToken, 'won', 'raced') AS outcome, CAST(fencing_token AS CHAR) AS fencing_token,
+            ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, permit, 0 AS used, permit_limit AS current_limit, holder`,
+        params,
+      ),
+    ]);
+    const attempt = parseSemaphoreRow(results.at(-1) ?? [], p);
+    if (attempt) return attempt;
+    // No permit taken: one read says why (another limit among the live permits, or full).
+    const state = await this.run(
+      'acquireSemaphore',
+      this.statement(
+        'semaphore_state',
+        `SELECT CAST(COUNT(*) AS CHAR) AS used, MIN(permit_limit) AS min_limit, MAX(permit_limit) AS max_limit,
+          ${ms('MIN(expires_at)')} AS expires_ms,
+          (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = :semaphoreId AND h.kind = 'semaphore' AND ${live('h')}
+            ORDER BY h.expires_at IS NULL, h.expires_at LIMIT 1) AS holder
+        FROM ${t} AS l WHERE l.semaphore_id = :semaphoreId AND l.kind = 'semaphore' AND ${live('l')}`,
+        { semaphoreId: p.semaphoreId },
+      ),
+    );
+    return parseSemaphoreState(state, p);
+  }
+
+  async release({ lockId, ownerToken }: LeaseKey) {
+    // Marks our row released (rows persist, see above) with the INSERT … SELECT … FOR UPDATE form
+    // that renew uses; the row selected is ours, so it always hits its key and is never inserted.
+    const rows = await this.send(
+      'release',
+      `INSERT INTO ${this.t} (${COLUMNS})
+        SELECT ${COLUMNS} FROM ${this.t} AS src WHERE lock_id = :lockId AND owner_token = :ownerToken
+        FOR UPDATE
+        ON DUPLICATE KEY UPDATE ${markReleased}
+        RETURNING COALESCE(deadline_at <= ${NOW}, 0) AS expired`,
+      { lockId, ownerToken },
+    );
+    return parseRelease(rows);
+  }
+
+  async renew(locks: readonly LeaseKey[]) {
+    const t = this.t;
+    // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
+    // resurrecting a lease that already ran out.
+    const rows = await this.send(
+      'renew',
+      `INSERT INTO ${t} (${COLUMNS})
+        SELECT ${COLUMNS} FROM ${t} AS src WHERE ${OURS} AND lease_seconds IS NOT NULL AND expires_at > ${NOW}
+        FOR UPDATE
+        ON DUPLICATE KEY UPDATE heartbeat_at = ${NOW},
+          expires_at = ${earliest(plus(NOW, `${t}.lease_seconds`), `${t}.deadline_at`)}
+        RETURNING owner_token`,
+      oursParams(locks),
+    );
+    return parseOwnerTokens(rows);
+  }
+
+  async classify(locks: readonly LeaseKey[]) {
+    const rows = await this.send('classify', `SELECT owner_token FROM ${this.t} WHERE ${OURS} AND expires_at <= ${NOW}`, oursParams(locks));
+    return parseOwnerTokens(rows);
+  }
+
+  async extend({ lockId, ownerToken }: LeaseKey, seconds: number | null) {
+    const t = this.t;
+    const rows = await this.send(
+      'extend',
+      `INSERT INTO ${t} (${COLUMNS})
+        SELECT ${COLUMNS} FROM ${t} AS src
+        WHERE lock_id = :lockId AND owner_token = :ownerToken AND (expires_at IS NULL OR expires_at > ${NOW})
+        FOR UPDATE
+        ON DUPLICATE KEY UPDATE heartbeat_at = ${NOW}, deadline_at = ${plus(NOW, ':seconds')},
+          expires_at = IF(${t}.lease_seconds IS NULL, ${plus(NOW, ':seconds')},
+            ${earliest(plus(NOW, `${t}.lease_seconds`), plus(NOW, ':seconds'))})
+        RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`,
+      { lockId, ownerToken, seconds },
+    );
+    return parseExtend(rows);
+  }
+
+  async inspect(lockId: string) {
+    const rows = await this.send('inspect', `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t} WHERE lock_id = :lockId AND ${LIVE}`, { lockId });
+    return parseLockRows(rows)[0] ?? null;
+  }
+
+  async list(p: ListParams) {
+    // Keyset pagination on (acquired_at, lock_id) stays fast at any depth, unlike OFFSET.
+    const rows = await this.send(
+      'list',
+      `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t}
+        WHERE ${LIVE} AND (:filter IS NULL OR INSTR(lock_id, :filter) > 0)
+          AND (NOT :staleOnly OR ${STALE})
+          AND (:afterMs IS NULL OR (acquired_at, lock_id) > (${fromMs(':afterMs')}, :afterId))
+        ORDER BY acquired_at, lock_id LIMIT :limit`,
+      listParams(p, p.staleOnly),
+    );
+    return parseLockRows(rows);
+  }
+
+  async counts(filter: string | null) {
+    const rows = await this.send(
+      'counts',
+      `SELECT CAST(COUNT(*) AS CHAR) AS total, CAST(COALESCE(SUM(${STALE}), 0) AS CHAR) AS stale FROM ${this.t}
+        WHERE ${LIVE} AND (:filter IS NULL OR INSTR(lock_id, :filter) > 0)`,
+      { filter },
+    );
+    return parseCounts(rows);
+  }
+
+  protected async releaseAudited(where: ReleaseWhere, action: string, audit: Audit, operation: StoreOperation) {
+    const { t, ev } = this;
+    // Statements in one transaction (MariaDB has no DML in WITH, and a trigger may not write the
+    // table its statement reads): first record the matching live rows in the audit table, locking
+    // them; then mark released exactly the live rows that now have an audit row, returning those
+    // audit rows. Every audit row records the end of that very acquisition, and (lock_id,
+    // fencing_token) names one acquisition (a released row keeps its token, but is no longer
+    // live, and the next acquisition takes a larger one), so "live with an audit row" can only
+    // mean "audited just now"; `id >= LAST_INSERT_ID()` (the first id this connection's INSERT
+    // generated) merely keeps the lookup short.
+    const { condition, params } = auditedRows(where, action, audit, { stale: STALE, expired: `expires_at <= ${NOW}` });
+    const purgeReleased: Statement[] =
+      where.kind === 'expired'
+        ? [
+            // Purge also drops rows released long ago (else every lock id ever used stays). This
+            // is the one DELETE the library does; the day's margin keeps it clear of any
+            // acquisition statement that drew its token before the release.
+            this.statement('purge_released', `DELETE FROM ${t} WHERE NOT ${LIVE} AND heartbeat_at < ${NOW} - ${PURGE_RELEASED_AFTER}`, {}),
+          ]
+        : [];
+    const results = await this.transaction(operation, [
+      ...purgeReleased,
+      this.statement(
+        `audit_${where.kind}`,
+        `INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
             SELECT :action, lock_id, fencing_token, holder, hostname, pid, acquired_at,
               TIMESTAMPDIFF(MICROSECOND, acquired_at, ${NOW}) / 1000000, :operator, :reason, ${NOW}
             FROM ${t} WHERE ${LIVE} AND ${condition}
             FOR UPDATE`,
-          params,
-        ),
-        statement(
-          `${prefix}_release_audited`,
-          `INSERT INTO ${t} (${COLUMNS})
-            SELECT ${COLUMNS} FROM ${t} AS src WHERE ${one ? 'lock_id = :lockId AND ' : ''}${LIVE} AND (lock_id, fencing_token) IN
+        params,
+      ),
+      this.statement(
+        `release_audited`,
+        `INSERT INTO ${t} (${COLUMNS})
+            SELECT ${COLUMNS} FROM ${t} AS src WHERE ${where.kind === 'one' ? 'lock_id = :lockId AND ' : ''}${LIVE} AND (lock_id, fencing_token) IN
               (SELECT e.lock_id, e.fencing_token FROM ${ev} AS e WHERE e.id >= LAST_INSERT_ID())
             FOR UPDATE
             ON DUPLICATE KEY UPDATE ${markReleased}
-            RETURNING (SELECT ${EVENT_JSON('e')} FROM ${ev} AS e
+            RETURNING (SELECT ${eventJson('e', SPELLING)} FROM ${ev} AS e
               WHERE e.lock_id = ${t}.lock_id AND e.fencing_token = ${t}.fencing_token ORDER BY e.id DESC LIMIT 1) AS event`,
-          params,
-        ),
-      ];
-    },
-    parseReleased: parseJsonEventRows,
-    events(limit, lockId) {
-      return statement(
-        `${prefix}_events`,
-        `SELECT ${EVENT_COLUMNS('e')} FROM ${ev} AS e WHERE (:lockId IS NULL OR e.lock_id = :lockId) ORDER BY e.id DESC LIMIT :limit`,
-        { lockId, limit },
-      );
-    },
-    parseEvents: parseEventRows,
-    fencingFloor(floor) {
-      // MariaDB's SETVAL never moves a sequence backwards (a smaller value is ignored), atomically
-      // with concurrent NEXTVALs. Tokens also exceed the kept row's own token, which a floor
-      // cannot lower either.
-      // SETVAL takes no placeholders: the floor (a validated safe integer) goes in as a literal,
-      // unprepared, since each value is a different text.
-      return [{ name: `${prefix}_floor`, text: `SELECT SETVAL(${seq}, ${String(floor)}) AS floor`, values: [], prepare: false }];
-    },
-    semaphoreAcquire(p) {
-      // Two statements in one transaction (no advisory lock that lasts a statement, and no DML in
-      // WITH). First the semaphore's anchor row is upserted, which takes its row lock until commit:
-      // acquisitions of one semaphore id go one at a time from here on. The anchor looks like a
-      // released row (see markReleased), so no listing, count or acquisition ever treats it as held;
-      // a lock that takes its key only shares the row lock. Then, under that lock, the second
-      // statement's reads see every permit committed before (a locking read under REPEATABLE READ, a
-      // fresh snapshot under READ COMMITTED), takes the lowest free permit (no row, expired, or
-      // released), unless the live permits carry another limit, and draws the token: NEXTVAL under
-      // the anchor's lock is larger than every token of this semaphore handed out before.
-      const params = {
-        id: p.semaphoreId,
-        anchor: `${p.semaphoreId}/permits`,
-        ownerToken: p.ownerToken,
-        holder: p.holder,
-        hostname: p.hostname,
-        pid: p.pid,
-        ttl: p.ttlSeconds,
-        lease: p.leaseSeconds,
-        limit: p.limit,
-      };
-      const live = (a: string) => `${a}.acquired_at < ${FREE_AT} AND (${a}.expires_at IS NULL OR ${a}.expires_at > ${NOW})`;
-      return [
-        statement(
-          `${prefix}_semaphore_anchor`,
-          `INSERT INTO ${t} (${COLUMNS})
-            VALUES (:anchor, ${FREE_OWNER}, 0, '', '', 0, ${FREE_AT}, ${EPOCH}, NULL, ${NOW}, NULL)
-            ON DUPLICATE KEY UPDATE lock_id = lock_id`,
-          params,
-        ),
-        statement(
-          `${prefix}_semaphore_acquire`,
-          `INSERT INTO ${t} (${COLUMNS}, kind, semaphore_id, permit, permit_limit)
-            SELECT CONCAT(:id, '/permit/', f.n), :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
-              ${earliest(plus(NOW, ':lease'), plus(NOW, ':ttl'))}, ${plus(NOW, ':ttl')}, ${NOW}, :lease, 'semaphore', :id, f.n, :limit
-            FROM (SELECT s.n FROM (WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit) SELECT n FROM r) AS s
-              WHERE NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.lock_id = CONCAT(:id, '/permit/', s.n) AND ${live('o')})
-                AND NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.semaphore_id = :id AND o.kind = 'semaphore' AND ${live('o')}
-                  AND NOT (o.permit_limit <=> :limit))
-              ORDER BY s.n LIMIT 1) AS f
-            ON DUPLICATE KEY UPDATE
-              ${ifExpired('owner_token')},
-              ${ifExpired('fencing_token', `GREATEST(VALUES(fencing_token), fencing_token + 1)`)},
-              ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
-              ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
-              ${ifExpired('kind')}, ${ifExpired('semaphore_id')}, ${ifExpired('permit')}, ${ifExpired('permit_limit')},
-              ${ifExpired('expires_at')}
-            RETURNING IF(owner_token = :ownerToken, 'won', 'raced') AS outcome, CAST(fencing_token AS CHAR) AS fencing_token,
-              ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, permit, 0 AS used, permit_limit AS current_limit, holder`,
-          params,
-        ),
-      ];
-    },
-    parseSemaphoreAcquire: parseSemaphoreRow,
-    semaphoreState(semaphoreId) {
-      const live = `${LIVE} AND (expires_at IS NULL OR expires_at > ${NOW})`;
-      return statement(
-        `${prefix}_semaphore_state`,
-        `SELECT CAST(COUNT(*) AS CHAR) AS used, MIN(permit_limit) AS min_limit, MAX(permit_limit) AS max_limit,
-            ${ms('MIN(expires_at)')} AS expires_ms,
-            (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = :id AND h.kind = 'semaphore' AND h.${LIVE}
-              AND (h.expires_at IS NULL OR h.expires_at > ${NOW}) ORDER BY h.expires_at IS NULL, h.expires_at LIMIT 1) AS holder
-          FROM ${t} WHERE semaphore_id = :id AND kind = 'semaphore' AND ${live}`,
-        { id: semaphoreId },
-      );
-    },
-  };
+        params,
+      ),
+    ]);
+    return parseJsonEventRows(results[results.length - 1] ?? []);
+  }
+
+  async fencingFloor(floor: number) {
+    // MariaDB's SETVAL never moves a sequence backwards (a smaller value is ignored), atomically
+    // with concurrent NEXTVALs. Tokens also exceed the kept row's own token, which a floor
+    // cannot lower either.
+    // SETVAL takes no placeholders: the floor (a validated safe integer) goes in as a literal,
+    // unprepared, since each value is a different text.
+    await this.transaction('fencingFloor', [
+      { name: `${this.prefix}_floor`, text: `SELECT SETVAL(${this.seq}, ${String(floor)}) AS floor`, values: [], prepare: false },
+    ]);
+  }
 }
 
 function sequenceName(names: SchemaNames): string {
@@ -507,7 +462,7 @@ function mariadbFamily(name: 'mariadb' | 'mysql', driver: DialectDriver): Dialec
     },
     schemaExtrasSql: (names) => [`CREATE SEQUENCE IF NOT EXISTS ${q(sequenceName(names))}`],
     dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
-    statements,
+    store: (names, sender, variant) => new MariadbStore(names, sender, variant),
   };
 }
 

@@ -12,18 +12,9 @@
  * - Timestamps travel as epoch milliseconds (float8) so no type parser of the host app matters.
  */
 import type { SchemaNames } from '../schema';
-import { date, dateOrNull, num, parseEventRows, parseHolderRow, parseLockRows, parseSemaphoreRow } from './rows';
-import type {
-  AcquireParams,
-  AcquiredRow,
-  Dialect,
-  DialectDriver,
-  DialectStatements,
-  ListParams,
-  ReleaseWhere,
-  Rows,
-  Statement,
-} from './types';
+import { parseAcquisition, parseCounts, parseEventRows, parseExtend, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow } from './rows';
+import { SqlLockStore } from './store';
+import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, SemaphoreAcquireParams, StoreOperation } from './types';
 
 interface PgClient {
   query(config: { name?: string; text: string; values?: unknown[]; query_timeout?: number }): Promise<{ rows: Rows }>;
@@ -41,6 +32,9 @@ const driver: DialectDriver = {
       query_timeout: timeoutMs,
     });
     return result.rows;
+  },
+  async control(connection, command, timeoutMs) {
+    await (connection as PgClient).query({ text: command, values: [], query_timeout: timeoutMs });
   },
   isBroken(connection, error) {
     // After a client-side timeout the server may still be running the statement; the connection's
@@ -88,16 +82,134 @@ const REFUSED = `false AS won, NULL::text AS fencing_token, NULL::float8 AS acqu
 const STALE = `(expires_at <= now() OR (lease_seconds IS NOT NULL
   AND heartbeat_at < now() - lease_seconds * interval '1 second' * 2 / 3))`;
 
-function statements(names: SchemaNames): DialectStatements {
-  const t = q(names.tableName);
-  const ev = q(names.eventsTableName);
-  const seq = `'${q(sequenceName(names))}'`;
-  const channel = channelName(names);
-  const prefix = `dbm_${names.tableName}`;
-  /** First key of the advisory locks on lock ids: one namespace per lock table. */
-  const advisoryClass = int32Hash(`sequelize-db-mutex:${names.tableName}`);
+/** The ($1, $2) arrays that unnest() pairs up into (lock_id, owner_token) rows. */
+function pairs(locks: readonly LeaseKey[]): unknown[] {
+  return [locks.map((l) => l.lockId), locks.map((l) => l.ownerToken)];
+}
 
-  const releaseSelect = (where: string, action: string) => `WITH d AS (DELETE FROM ${t} WHERE ${where} RETURNING *),
+class PostgresStore extends SqlLockStore {
+  private readonly seq = `'${q(sequenceName(this.names))}'`;
+  private readonly channel = channelName(this.names);
+  /** First key of the advisory locks on lock ids: one namespace per lock table. */
+  private readonly advisoryClass = int32Hash(`sequelize-db-mutex:${this.names.tableName}`);
+
+  protected quote(identifier: string): string {
+    return q(identifier);
+  }
+
+  async acquire(p: AcquireParams) {
+    const { t, seq, advisoryClass } = this;
+    const fresh = `$1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
+        CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
+        ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8, $8::text, NULL::text, NULL::integer, NULL::integer`;
+    // The token must be drawn only once this statement has the lock id to itself: a token drawn
+    // earlier could be older than that of an acquisition that came and went (row inserted and
+    // deleted) while this statement waited, and fencing tokens must strictly increase per lock id.
+    // A transaction-scoped advisory lock on the id, taken before nextval() (both branches draw
+    // the token from a projection over `claim`), serializes acquisitions of one id until commit;
+    // releases need not take it.
+    //
+    // A free id is inserted; an expired row is taken over by the UPDATE, which locks the row and
+    // rechecks `expires_at` on its newest version, so two takers cannot both win. A live row is
+    // left alone without a row lock: `ON CONFLICT DO NOTHING` skips it and the UPDATE's WHERE
+    // filters it out before locking. (`ON CONFLICT … DO UPDATE … WHERE expired` would lock the
+    // live row even when refusing, making every refused attempt write WAL, wait for a flush while
+    // holding the claim, and queue the holder's release behind it; measured in bench/.)
+    // At most one branch returns a row: the UPDATE's snapshot cannot see the INSERT's row.
+    //
+    // When neither branch won, `refused` returns the holder's row from the statement's snapshot
+    // with a plain read (no row lock, so the property above holds), for DbMutexError.holder and
+    // .expiresAt at no extra round trip. Its NOT EXISTS tests are uncorrelated (one-time filters),
+    // so a successful acquire never scans for it. A row that is expired in the snapshot yet
+    // refused us was renewed after the snapshot: that stale copy is not reported (no row: the
+    // caller reads the holder with inspect).
+    const text = `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1))),
+          inserted AS (INSERT INTO ${t} AS l (${LOCK_ACQUIRE_COLUMNS}) SELECT ${fresh} FROM claim
+            ON CONFLICT (lock_id) DO NOTHING RETURNING ${ACQUIRED}),
+          taken_over AS (UPDATE ${t} AS l SET (${LOCK_ACQUIRE_COLUMNS}) = (SELECT ${fresh} FROM claim)
+            WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING ${ACQUIRED}),
+          refused AS (SELECT ${REFUSED} FROM ${t}
+            WHERE lock_id = $1 AND (expires_at IS NULL OR expires_at > now())
+              AND NOT EXISTS (SELECT 1 FROM inserted) AND NOT EXISTS (SELECT 1 FROM taken_over))
+          SELECT * FROM inserted UNION ALL SELECT * FROM taken_over UNION ALL SELECT * FROM refused`;
+    const values = [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds, p.kind ?? 'lock'];
+    return parseAcquisition(await this.run('acquire', this.named('acquire', text, values)));
+  }
+
+  async acquireSemaphore(p: SemaphoreAcquireParams) {
+    // One round trip: the function (see semaphoreFunctionSql) claims the semaphore and decides, and
+    // always answers with one row (won, or why not).
+    const text = `SELECT * FROM ${q(semaphoreFunctionName(this.names))}($1, $2::uuid, $3, $4, $5::integer, $6::float8, $7::float8, $8::integer)`;
+    const values = [p.semaphoreId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds, p.limit];
+    const attempt = parseSemaphoreRow(await this.run('acquireSemaphore', this.named('semaphore_acquire', text, values)), p);
+    if (!attempt) throw new Error('the semaphore function returned no row');
+    return attempt;
+  }
+
+  async release({ lockId, ownerToken }: LeaseKey) {
+    // The release alone commits without waiting for the WAL flush: if the database crashes right
+    // after, the release may be lost and the lock stays taken until its lease (or TTL) runs out.
+    // That delays the next holder; it can never let two hold at once. Acquire stays durable.
+    const text = `WITH d AS (DELETE FROM ${this.t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, expires_at)
+          SELECT COALESCE(d.expires_at <= now(), false) AS expired, pg_notify('${this.channel}', $2::text || d.lock_id) AS notified,
+            set_config('synchronous_commit', 'off', true) AS async_commit FROM d`;
+    return parseRelease(await this.run('release', this.named('release', text, [lockId, ownerToken])));
+  }
+
+  async renew(locks: readonly LeaseKey[]) {
+    // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
+    // resurrecting a lease that already ran out.
+    const text = `UPDATE ${this.t} AS l SET heartbeat_at = now(),
+            expires_at = LEAST(now() + l.lease_seconds * interval '1 second', l.deadline_at)
+          FROM unnest($1::text[], $2::uuid[]) AS h(lock_id, owner_token)
+          WHERE l.lock_id = h.lock_id AND l.owner_token = h.owner_token AND l.lease_seconds IS NOT NULL
+            AND l.expires_at > now()
+          RETURNING l.owner_token::text AS owner_token`;
+    return parseOwnerTokens(await this.run('renew', this.named('renew', text, pairs(locks))));
+  }
+
+  async classify(locks: readonly LeaseKey[]) {
+    const text = `SELECT l.owner_token::text AS owner_token FROM ${this.t} AS l
+          JOIN unnest($1::text[], $2::uuid[]) AS h(lock_id, owner_token) ON l.lock_id = h.lock_id AND l.owner_token = h.owner_token
+          WHERE l.expires_at <= now()`;
+    return parseOwnerTokens(await this.run('classify', this.named('classify', text, pairs(locks))));
+  }
+
+  async extend({ lockId, ownerToken }: LeaseKey, seconds: number | null) {
+    const text = `UPDATE ${this.t} SET heartbeat_at = now(), deadline_at = now() + ${secs('$3')},
+            expires_at = CASE WHEN lease_seconds IS NULL THEN now() + ${secs('$3')}
+              ELSE LEAST(now() + lease_seconds * interval '1 second', now() + ${secs('$3')}) END
+          WHERE lock_id = $1 AND owner_token = $2::uuid AND (expires_at IS NULL OR expires_at > now())
+          RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`;
+    return parseExtend(await this.run('extend', this.named('extend', text, [lockId, ownerToken, seconds])));
+  }
+
+  async inspect(lockId: string) {
+    const text = `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t} WHERE lock_id = $1`;
+    return parseLockRows(await this.run('inspect', this.named('inspect', text, [lockId])))[0] ?? null;
+  }
+
+  async list(p: ListParams) {
+    // Keyset pagination on (acquired_at, lock_id) stays fast at any depth, unlike OFFSET.
+    const text = `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t}
+          WHERE ($1::text IS NULL OR strpos(lock_id, $1) > 0)
+            AND (NOT $2::boolean OR ${STALE})
+            AND ($4::float8 IS NULL OR (acquired_at, lock_id) > (to_timestamp($4::float8 / 1000), $5::text))
+          ORDER BY acquired_at, lock_id LIMIT $3`;
+    const after = p.after ? [p.after.acquiredAt.getTime(), p.after.lockId] : [null, null];
+    return parseLockRows(await this.run('list', this.named('list', text, [p.filter, p.staleOnly, p.limit, ...after])));
+  }
+
+  async counts(filter: string | null) {
+    const text = `SELECT count(*)::int AS total, count(*) FILTER (WHERE ${STALE})::int AS stale FROM ${this.t}
+          WHERE ($1::text IS NULL OR strpos(lock_id, $1) > 0)`;
+    return parseCounts(await this.run('counts', this.named('counts', text, [filter])));
+  }
+
+  /** One statement: a data-modifying WITH deletes, records and notifies at once. */
+  protected async releaseAudited(where: ReleaseWhere, action: string, audit: Audit, operation: StoreOperation) {
+    const { t, ev, channel } = this;
+    const select = (condition: string) => `WITH d AS (DELETE FROM ${t} WHERE ${condition} RETURNING *),
     e AS (INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
       SELECT '${action}', d.lock_id, d.fencing_token, d.holder, d.hostname, d.pid, d.acquired_at,
         extract(epoch from now() - d.acquired_at)::float8, $1, $2, now() FROM d
@@ -106,217 +218,48 @@ function statements(names: SchemaNames): DialectStatements {
       ${ms('e.acquired_at')} AS acquired_ms, e.age_seconds, e.operator, e.reason, ${ms('e.created_at')} AS created_ms,
       pg_notify('${channel}', d.owner_token::text || d.lock_id) AS notified
     FROM e JOIN d ON d.lock_id = e.lock_id`;
+    const rows =
+      where.kind === 'one'
+        ? await this.run(
+            operation,
+            this.named(`force_${action}`, select(`lock_id = $3 AND ($4::bigint IS NULL OR fencing_token = $4::bigint)`), [
+              audit.operator,
+              audit.reason,
+              where.lockId,
+              where.fencingToken,
+            ]),
+          )
+        : await this.run(
+            operation,
+            this.named(`${where.kind}_${action}`, select(where.kind === 'stale' ? STALE : 'expires_at <= now()'), [audit.operator, audit.reason]),
+          );
+    return parseEventRows(rows);
+  }
 
-  return {
-    acquire(p: AcquireParams): Statement {
-      const fresh = `$1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
-        CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
-        ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8, $8::text, NULL::text, NULL::integer, NULL::integer`;
-      return {
-        name: `${prefix}_acquire`,
-        // The token must be drawn only once this statement has the lock id to itself: a token drawn
-        // earlier could be older than that of an acquisition that came and went (row inserted and
-        // deleted) while this statement waited, and fencing tokens must strictly increase per lock id.
-        // A transaction-scoped advisory lock on the id, taken before nextval() (both branches draw
-        // the token from a projection over `claim`), serializes acquisitions of one id until commit;
-        // releases need not take it.
-        //
-        // A free id is inserted; an expired row is taken over by the UPDATE, which locks the row and
-        // rechecks `expires_at` on its newest version, so two takers cannot both win. A live row is
-        // left alone without a row lock: `ON CONFLICT DO NOTHING` skips it and the UPDATE's WHERE
-        // filters it out before locking. (`ON CONFLICT … DO UPDATE … WHERE expired` would lock the
-        // live row even when refusing, making every refused attempt write WAL, wait for a flush while
-        // holding the claim, and queue the holder's release behind it; measured in bench/.)
-        // At most one branch returns a row: the UPDATE's snapshot cannot see the INSERT's row.
-        //
-        // When neither branch won, `refused` returns the holder's row from the statement's snapshot
-        // with a plain read (no row lock, so the property above holds), for DbMutexError.holder and
-        // .expiresAt at no extra round trip. Its NOT EXISTS tests are uncorrelated (one-time filters),
-        // so a successful acquire never scans for it. A row that is expired in the snapshot yet
-        // refused us was renewed after the snapshot: that stale copy is not reported.
-        text: `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1))),
-          inserted AS (INSERT INTO ${t} AS l (${LOCK_ACQUIRE_COLUMNS}) SELECT ${fresh} FROM claim
-            ON CONFLICT (lock_id) DO NOTHING RETURNING ${ACQUIRED}),
-          taken_over AS (UPDATE ${t} AS l SET (${LOCK_ACQUIRE_COLUMNS}) = (SELECT ${fresh} FROM claim)
-            WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING ${ACQUIRED}),
-          refused AS (SELECT ${REFUSED} FROM ${t}
-            WHERE lock_id = $1 AND (expires_at IS NULL OR expires_at > now())
-              AND NOT EXISTS (SELECT 1 FROM inserted) AND NOT EXISTS (SELECT 1 FROM taken_over))
-          SELECT * FROM inserted UNION ALL SELECT * FROM taken_over UNION ALL SELECT * FROM refused`,
-        values: [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds, p.kind ?? 'lock'],
-      };
-    },
-    parseAcquire(rows): AcquiredRow | null {
-      const r = rows[0];
-      if (!r || r.won !== true) return null;
-      return { fencingToken: num(r.fencing_token), acquiredAt: date(r.acquired_ms), expiresAt: dateOrNull(r.expires_ms) };
-    },
-    parseRefused: parseHolderRow,
-    release(lockId, ownerToken) {
-      return {
-        name: `${prefix}_release`,
-        // The release alone commits without waiting for the WAL flush: if the database crashes right
-        // after, the release may be lost and the lock stays taken until its lease (or TTL) runs out.
-        // That delays the next holder; it can never let two hold at once. Acquire stays durable.
-        text: `WITH d AS (DELETE FROM ${t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, expires_at)
-          SELECT COALESCE(d.expires_at <= now(), false) AS expired, pg_notify('${channel}', $2::text || d.lock_id) AS notified,
-            set_config('synchronous_commit', 'off', true) AS async_commit FROM d`,
-        values: [lockId, ownerToken],
-      };
-    },
-    parseRelease(rows) {
-      const r = rows[0];
-      return r ? { expired: r.expired === true } : null;
-    },
-    renew(lockIds, ownerTokens) {
-      return {
-        name: `${prefix}_renew`,
-        // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
-        // resurrecting a lease that already ran out.
-        text: `UPDATE ${t} AS l SET heartbeat_at = now(),
-            expires_at = LEAST(now() + l.lease_seconds * interval '1 second', l.deadline_at)
-          FROM unnest($1::text[], $2::uuid[]) AS h(lock_id, owner_token)
-          WHERE l.lock_id = h.lock_id AND l.owner_token = h.owner_token AND l.lease_seconds IS NOT NULL
-            AND l.expires_at > now()
-          RETURNING l.owner_token::text AS owner_token`,
-        values: [lockIds, ownerTokens],
-      };
-    },
-    parseRenew(rows) {
-      return new Set(rows.map((r) => String(r.owner_token)));
-    },
-    classify(lockIds, ownerTokens) {
-      return {
-        name: `${prefix}_classify`,
-        text: `SELECT l.owner_token::text AS owner_token FROM ${t} AS l
-          JOIN unnest($1::text[], $2::uuid[]) AS h(lock_id, owner_token) ON l.lock_id = h.lock_id AND l.owner_token = h.owner_token
-          WHERE l.expires_at <= now()`,
-        values: [lockIds, ownerTokens],
-      };
-    },
-    parseClassify(rows) {
-      return new Set(rows.map((r) => String(r.owner_token)));
-    },
-    extend(lockId, ownerToken, seconds) {
-      return {
-        name: `${prefix}_extend`,
-        text: `UPDATE ${t} SET heartbeat_at = now(), deadline_at = now() + ${secs('$3')},
-            expires_at = CASE WHEN lease_seconds IS NULL THEN now() + ${secs('$3')}
-              ELSE LEAST(now() + lease_seconds * interval '1 second', now() + ${secs('$3')}) END
-          WHERE lock_id = $1 AND owner_token = $2::uuid AND (expires_at IS NULL OR expires_at > now())
-          RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`,
-        values: [lockId, ownerToken, seconds],
-      };
-    },
-    parseExtend(rows) {
-      const r = rows[0];
-      return r ? { expiresAt: dateOrNull(r.expires_ms), deadlineAt: dateOrNull(r.deadline_ms) } : null;
-    },
-    inspect(lockId) {
-      return {
-        name: `${prefix}_inspect`,
-        text: `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t} WHERE lock_id = $1`,
-        values: [lockId],
-      };
-    },
-    list(p: ListParams) {
-      // Keyset pagination on (acquired_at, lock_id) stays fast at any depth, unlike OFFSET.
-      return {
-        name: `${prefix}_list`,
-        text: `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t}
-          WHERE ($1::text IS NULL OR strpos(lock_id, $1) > 0)
-            AND (NOT $2::boolean OR ${STALE})
-            AND ($4::float8 IS NULL OR (acquired_at, lock_id) > (to_timestamp($4::float8 / 1000), $5::text))
-          ORDER BY acquired_at, lock_id LIMIT $3`,
-        values: [
-          p.filter,
-          p.staleOnly,
-          p.limit,
-          p.after ? p.after.acquiredAt.getTime() : null,
-          p.after ? p.after.lockId : null,
-        ],
-      };
-    },
-    parseLocks: parseLockRows,
-    counts(filter) {
-      return {
-        name: `${prefix}_counts`,
-        text: `SELECT count(*)::int AS total, count(*) FILTER (WHERE ${STALE})::int AS stale FROM ${t}
-          WHERE ($1::text IS NULL OR strpos(lock_id, $1) > 0)`,
-        values: [filter],
-      };
-    },
-    parseCounts(rows) {
-      const r = rows[0] ?? {};
-      return { total: num(r.total ?? 0), stale: num(r.stale ?? 0) };
-    },
-    releaseAudited(where: ReleaseWhere, action, operator, reason) {
-      if (where.kind === 'one') {
-        return [
-          {
-            name: `${prefix}_force_${action}`,
-            text: releaseSelect(`lock_id = $3 AND ($4::bigint IS NULL OR fencing_token = $4::bigint)`, action),
-            values: [operator, reason, where.lockId, where.fencingToken ?? null],
-          },
-        ];
-      }
-      const condition = where.kind === 'stale' ? STALE : 'expires_at <= now()';
-      return [{ name: `${prefix}_${where.kind}_${action}`, text: releaseSelect(condition, action), values: [operator, reason] }];
-    },
-    parseReleased: parseEventRows,
-    events(limit, lockId) {
-      return {
-        name: `${prefix}_events`,
-        text: `SELECT id::text AS id, action, lock_id, fencing_token::text AS fencing_token, holder, hostname, pid,
+  async events(limit: number, lockId: string | null) {
+    const ev = this.ev;
+    const text = `SELECT id::text AS id, action, lock_id, fencing_token::text AS fencing_token, holder, hostname, pid,
             ${ms('acquired_at')} AS acquired_ms, age_seconds, operator, reason, ${ms('created_at')} AS created_ms
-          FROM ${ev} WHERE ($2::text IS NULL OR lock_id = $2) ORDER BY ${ev}.id DESC LIMIT $1`,
-        values: [limit, lockId],
-      };
-    },
-    parseEvents: parseEventRows,
-    fencingFloor(floor) {
-      return [
-        {
-          name: `${prefix}_floor_lock`,
-          // nextval() is not transactional, so a read-then-setval could move the sequence back
-          // below tokens that concurrent acquisitions drew in between. Every draw happens inside an
-          // acquire statement, which holds ROW EXCLUSIVE on the lock table until it commits: this
-          // lock waits for those in flight and holds off new ones (and other floors) until commit.
-          text: `LOCK TABLE ${t} IN SHARE ROW EXCLUSIVE MODE`,
-          values: [],
-        },
-        {
-          name: `${prefix}_floor`,
-          // The highest token handed out is last_value once is_called, last_value - 1 before.
-          text: `SELECT setval(${seq}, $1::bigint, true) AS floor FROM ${q(sequenceName(names))}
+          FROM ${ev} WHERE ($2::text IS NULL OR lock_id = $2) ORDER BY ${ev}.id DESC LIMIT $1`;
+    return parseEventRows(await this.run('events', this.named('events', text, [limit, lockId])));
+  }
+
+  async fencingFloor(floor: number) {
+    await this.transaction('fencingFloor', [
+      // nextval() is not transactional, so a read-then-setval could move the sequence back
+      // below tokens that concurrent acquisitions drew in between. Every draw happens inside an
+      // acquire statement, which holds ROW EXCLUSIVE on the lock table until it commits: this
+      // lock waits for those in flight and holds off new ones (and other floors) until commit.
+      this.named('floor_lock', `LOCK TABLE ${this.t} IN SHARE ROW EXCLUSIVE MODE`, []),
+      // The highest token handed out is last_value once is_called, last_value - 1 before.
+      this.named(
+        'floor',
+        `SELECT setval(${this.seq}, $1::bigint, true) AS floor FROM ${q(sequenceName(this.names))}
             WHERE (CASE WHEN is_called THEN last_value ELSE last_value - 1 END) < $1::bigint`,
-          values: [floor],
-        },
-      ];
-    },
-    semaphoreAcquire(p) {
-      // One round trip: the function (see semaphoreFunctionSql) claims the semaphore and decides.
-      return [
-        {
-          name: `${prefix}_semaphore_acquire`,
-          text: `SELECT * FROM ${q(semaphoreFunctionName(names))}($1, $2::uuid, $3, $4, $5::integer, $6::float8, $7::float8, $8::integer)`,
-          values: [p.semaphoreId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds, p.limit],
-        },
-      ];
-    },
-    parseSemaphoreAcquire: parseSemaphoreRow,
-    semaphoreState(semaphoreId) {
-      return {
-        name: `${prefix}_semaphore_state`,
-        text: `SELECT count(*)::int AS used, min(permit_limit) AS min_limit, max(permit_limit) AS max_limit,
-            ${ms('min(expires_at)')} AS expires_ms,
-            (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = $1 AND h.kind = 'semaphore' AND (h.expires_at IS NULL OR h.expires_at > now())
-              ORDER BY h.expires_at NULLS LAST LIMIT 1) AS holder
-          FROM ${t} WHERE semaphore_id = $1 AND kind = 'semaphore' AND (expires_at IS NULL OR expires_at > now())`,
-        values: [semaphoreId],
-      };
-    },
-  };
+        [floor],
+      ),
+    ]);
+  }
 }
 
 function semaphoreFunctionName(names: SchemaNames): string {
@@ -411,7 +354,7 @@ export const postgresDialect: Dialect = {
   dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
   kindExtrasSql: (names) => [semaphoreFunctionSql(names)],
   dropKindExtrasSql: (names) => [`DROP FUNCTION IF EXISTS ${q(semaphoreFunctionName(names))}${SEMAPHORE_FUNCTION_ARGS}`],
-  statements,
+  store: (names, sender, variant) => new PostgresStore(names, sender, variant),
   channel: channelName,
   parseNotice(payload) {
     if (payload.length <= UUID_LENGTH) return null;

@@ -3,7 +3,7 @@
  * instants as epoch milliseconds (numbers or numeric strings) and 64-bit integers as text, so no
  * type parser of the host app or of the driver (Date, BigInt, DECIMAL) ever touches lock data.
  */
-import type { CurrentHolder, EventRow, LockRow, Rows, SemaphoreAcquireParams, SemaphoreAttempt } from './types';
+import type { Acquisition, AcquisitionFields, CurrentHolder, EventRow, LockRow, Rows, SemaphoreAcquireParams, SemaphoreAttempt } from './types';
 
 export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
@@ -22,11 +22,56 @@ export function truthy(v: unknown): boolean {
   return v !== null && v !== undefined && Number(v) === 1;
 }
 
+/**
+ * Columns: won (absent where only a won acquisition returns a row), fencing_token, acquired_ms,
+ * expires_ms; on a refusal, where the database reports it, holder and expires_ms of the live row.
+ */
+export function parseAcquisition(rows: Rows): Acquisition {
+  const r = rows[0];
+  if (!r || (r.won !== undefined && !truthy(r.won))) return { won: false, holder: parseHolderRow(rows) };
+  return { won: true, fencingToken: num(r.fencing_token), acquiredAt: date(r.acquired_ms), expiresAt: dateOrNull(r.expires_ms) };
+}
+
+/** Column: expired (of the row our release removed); no row: it was not ours any more. */
+export function parseRelease(rows: Rows): { expired: boolean } | null {
+  const r = rows[0];
+  return r ? { expired: truthy(r.expired) } : null;
+}
+
+/** Column: owner_token (renew, classify). */
+export function parseOwnerTokens(rows: Rows): Set<string> {
+  return new Set(rows.map((r) => String(r.owner_token)));
+}
+
+/** Columns: expires_ms, deadline_ms (the extended row); no row: not extended. */
+export function parseExtend(rows: Rows): { expiresAt: Date | null; deadlineAt: Date | null } | null {
+  const r = rows[0];
+  return r ? { expiresAt: dateOrNull(r.expires_ms), deadlineAt: dateOrNull(r.deadline_ms) } : null;
+}
+
+/** Columns: total, stale. */
+export function parseCounts(rows: Rows): { total: number; stale: number } {
+  const r = rows[0] ?? {};
+  return { total: num(r.total ?? 0), stale: num(r.stale ?? 0) };
+}
+
 /** Columns: holder, expires_ms (the first row), as a refused acquire statement returns them. */
 export function parseHolderRow(rows: Rows): CurrentHolder | null {
   const r = rows[0];
   if (!r || typeof r.holder !== 'string') return null;
   return { holder: r.holder, expiresAt: dateOrNull(r.expires_ms) };
+}
+
+/** Columns: lock_id, fencing_token, holder, hostname, pid, acquired_ms (of lock rows and audit rows alike). */
+function acquisitionFields(r: Record<string, unknown>): AcquisitionFields {
+  return {
+    lockId: String(r.lock_id),
+    fencingToken: num(r.fencing_token),
+    holder: String(r.holder),
+    hostname: String(r.hostname),
+    pid: num(r.pid),
+    acquiredAt: date(r.acquired_ms),
+  };
 }
 
 /**
@@ -35,12 +80,7 @@ export function parseHolderRow(rows: Rows): CurrentHolder | null {
  */
 export function parseLockRows(rows: Rows): LockRow[] {
   return rows.map((r) => ({
-    lockId: String(r.lock_id),
-    fencingToken: num(r.fencing_token),
-    holder: String(r.holder),
-    hostname: String(r.hostname),
-    pid: num(r.pid),
-    acquiredAt: date(r.acquired_ms),
+    ...acquisitionFields(r),
     expiresAt: dateOrNull(r.expires_ms),
     deadlineAt: dateOrNull(r.deadline_ms),
     heartbeatAt: date(r.heartbeat_ms),
@@ -58,12 +98,7 @@ export function parseEventRows(rows: Rows): EventRow[] {
   return rows.map((r) => ({
     id: num(r.id),
     action: String(r.action),
-    lockId: String(r.lock_id),
-    fencingToken: num(r.fencing_token),
-    holder: String(r.holder),
-    hostname: String(r.hostname),
-    pid: num(r.pid),
-    acquiredAt: date(r.acquired_ms),
+    ...acquisitionFields(r),
     ageSeconds: num(r.age_seconds),
     operator: String(r.operator),
     reason: typeof r.reason === 'string' ? r.reason : null,
@@ -80,36 +115,6 @@ export function parseJsonEventRows(rows: Rows): EventRow[] {
   return parseEventRows(
     rows.map((r) => (typeof r.event === 'string' ? JSON.parse(r.event) : r.event) as Record<string, unknown>),
   );
-}
-
-/**
- * Turns `:name` placeholders into the positional `?` the MariaDB/MySQL and SQLite drivers bind, so
- * statements can name a parameter several times. An array value becomes a list (`?, ?`), an array of
- * arrays a list of tuples (`(?, ?), (?, ?)`); an empty array becomes NULL, which matches nothing in
- * `IN (…)`. A name without a value is a programming error.
- */
-export function positional(text: string, params: Record<string, unknown>): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const out = text.replace(/:([A-Za-z_][A-Za-z0-9_]*)\b/g, (_match, name: string) => {
-    if (!Object.prototype.hasOwnProperty.call(params, name)) throw new Error(`no value for statement parameter :${name}`);
-    const value = params[name];
-    if (!Array.isArray(value)) {
-      values.push(value);
-      return '?';
-    }
-    if (value.length === 0) return 'NULL';
-    return value
-      .map((item: unknown) => {
-        if (!Array.isArray(item)) {
-          values.push(item);
-          return '?';
-        }
-        values.push(...(item as unknown[]));
-        return `(${item.map(() => '?').join(', ')})`;
-      })
-      .join(', ');
-  });
-  return { text: out, values };
 }
 
 /** The row key of permit `permit` of semaphore `semaphoreId` (see src/semaphore.ts for why this shape). */

@@ -21,8 +21,9 @@
  *   milliseconds computed in SQL.
  */
 import type { SchemaNames } from '../schema';
-import { dateOrNull, num, parseEventRows, parseJsonEventRows, parseLockRows, parseSemaphoreRow, positional, truthy } from './rows';
-import type { AcquireParams, AcquiredRow, Dialect, DialectDriver, DialectStatements, ListParams, ReleaseWhere, Rows, Statement } from './types';
+import { auditedRows, eventJson, listParams, PlaceholderLockStore, type SqlSpelling } from './placeholder-sql';
+import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow, parseSemaphoreState } from './rows';
+import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, StoreOperation, SemaphoreAcquireParams } from './types';
 
 interface SqliteDatabase {
   all(sql: string, params: unknown[], callback: (error: Error | null, rows: Rows) => void): unknown;
@@ -90,6 +91,11 @@ const driver: DialectDriver = {
     await prepare(db, timeoutMs);
     return all(db, statement.text, statement.values);
   },
+  async control(connection, command, timeoutMs) {
+    const db = connection as SqliteDatabase;
+    await prepare(db, timeoutMs);
+    await all(db, command, []);
+  },
   // A failed statement leaves the connection as it was; and Sequelize never pools SQLite connections.
   isBroken: () => false,
   sharesConnection: true,
@@ -118,256 +124,200 @@ const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS TEXT
 const STALE = `(${expired('expires_at')} OR (lease_seconds IS NOT NULL
   AND julianday(heartbeat_at) < ${NOW_JD} - lease_seconds * 2.0 / 3.0 / 86400.0))`;
 
-const EVENT_COLUMNS = (e: string) => `CAST(${e}.id AS TEXT) AS id, ${e}.action, ${e}.lock_id,
-  CAST(${e}.fencing_token AS TEXT) AS fencing_token, ${e}.holder, ${e}.hostname, ${e}.pid, ${ms(`${e}.acquired_at`)} AS acquired_ms,
-  ${e}.age_seconds, ${e}.operator, ${e}.reason, ${ms(`${e}.created_at`)} AS created_ms`;
-
-const EVENT_JSON = (e: string) => `json_object('id', CAST(${e}.id AS TEXT), 'action', ${e}.action, 'lock_id', ${e}.lock_id,
-  'fencing_token', CAST(${e}.fencing_token AS TEXT), 'holder', ${e}.holder, 'hostname', ${e}.hostname, 'pid', ${e}.pid,
-  'acquired_ms', ${ms(`${e}.acquired_at`)}, 'age_seconds', ${e}.age_seconds, 'operator', ${e}.operator,
-  'reason', ${e}.reason, 'created_ms', ${ms(`${e}.created_at`)})`;
+const SPELLING: SqlSpelling = { quote: q, text: 'TEXT', ms, jsonObject: 'json_object' };
 
 /** (lock id, owner token) pairs travel as two JSON arrays, so the statement text never changes with their number. */
 const OURS = `lock_id IN (SELECT value FROM json_each(:lockIds))
   AND (lock_id, owner_token) IN (SELECT a.value, b.value FROM json_each(:lockIds) AS a JOIN json_each(:ownerTokens) AS b ON a.key = b.key)`;
 
-function statement(name: string, sql: string, params: Record<string, unknown>): Statement {
-  return { name, ...positional(sql, params) };
+function oursParams(locks: readonly LeaseKey[]): Record<string, unknown> {
+  return { lockIds: JSON.stringify(locks.map((l) => l.lockId)), ownerTokens: JSON.stringify(locks.map((l) => l.ownerToken)) };
 }
 
-function statements(names: SchemaNames): DialectStatements {
-  const t = q(names.tableName);
-  const ev = q(names.eventsTableName);
-  const counter = q(counterName(names));
-  const prefix = `dbm_${names.tableName}`;
+class SqliteStore extends PlaceholderLockStore {
+  protected get spelling() {
+    return SPELLING;
+  }
+  private readonly counter = q(counterName(this.names));
 
-  return {
-    acquire(p: AcquireParams): Statement {
-      return statement(
-        `${prefix}_acquire`,
-        `INSERT INTO ${t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
-            acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds, kind, semaphore_id, permit, permit_limit)
-          VALUES (:lockId, :ownerToken, COALESCE((SELECT value FROM ${counter} WHERE id = 1), 0) + 1, :holder, :hostname, :pid,
-            ${NOW}, ${text(`${NOW_JD} + ${earliest(':lease', ':ttl')} / 86400.0`)}, ${inSeconds(':ttl')}, ${NOW}, :lease, :kind, NULL, NULL, NULL)
-          ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
-            holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
-            expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
-            lease_seconds = excluded.lease_seconds, kind = excluded.kind, semaphore_id = NULL, permit = NULL, permit_limit = NULL
-          WHERE ${expired('expires_at')}
-          RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
-        {
-          lockId: p.lockId,
-          ownerToken: p.ownerToken,
-          holder: p.holder,
-          hostname: p.hostname,
-          pid: p.pid,
-          ttl: p.ttlSeconds,
-          lease: p.leaseSeconds,
-          kind: p.kind ?? 'lock',
-        },
-      );
-    },
-    parseAcquire(rows): AcquiredRow | null {
-      const r = rows[0];
-      if (!r) return null;
-      return { fencingToken: num(r.fencing_token), acquiredAt: new Date(num(r.acquired_ms)), expiresAt: dateOrNull(r.expires_ms) };
-    },
+  async acquire(p: AcquireParams) {
     // An upsert whose WHERE refuses returns no row in SQLite: the caller reads the holder with
     // `inspect`, on the refused path only.
-    parseRefused: () => null,
-    release(lockId, ownerToken) {
-      return statement(
-        `${prefix}_release`,
-        `DELETE FROM ${t} WHERE lock_id = :lockId AND owner_token = :ownerToken
-          RETURNING COALESCE(${expired('expires_at')}, 0) AS expired`,
-        { lockId, ownerToken },
-      );
-    },
-    parseRelease(rows) {
-      const r = rows[0];
-      return r ? { expired: truthy(r.expired) } : null;
-    },
-    renew(lockIds, ownerTokens) {
-      // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
-      // resurrecting a lease that already ran out.
-      return statement(
-        `${prefix}_renew`,
-        `UPDATE ${t} SET heartbeat_at = ${NOW},
-            expires_at = ${text(earliest(`${NOW_JD} + lease_seconds / 86400.0`, 'julianday(deadline_at)'))}
-          WHERE ${OURS} AND lease_seconds IS NOT NULL AND julianday(expires_at) > ${NOW_JD}
-          RETURNING owner_token`,
-        { lockIds: JSON.stringify(lockIds), ownerTokens: JSON.stringify(ownerTokens) },
-      );
-    },
-    parseRenew(rows) {
-      return new Set(rows.map((r) => String(r.owner_token)));
-    },
-    classify(lockIds, ownerTokens) {
-      return statement(
-        `${prefix}_classify`,
-        `SELECT owner_token FROM ${t} WHERE ${OURS} AND ${expired('expires_at')}`,
-        { lockIds: JSON.stringify(lockIds), ownerTokens: JSON.stringify(ownerTokens) },
-      );
-    },
-    parseClassify(rows) {
-      return new Set(rows.map((r) => String(r.owner_token)));
-    },
-    extend(lockId, ownerToken, seconds) {
-      return statement(
-        `${prefix}_extend`,
-        `UPDATE ${t} SET heartbeat_at = ${NOW}, deadline_at = ${inSeconds(':seconds')},
-            expires_at = CASE WHEN lease_seconds IS NULL THEN ${inSeconds(':seconds')}
-              ELSE ${text(earliest(`${NOW_JD} + lease_seconds / 86400.0`, `${NOW_JD} + (:seconds) / 86400.0`))} END
-          WHERE lock_id = :lockId AND owner_token = :ownerToken AND (expires_at IS NULL OR julianday(expires_at) > ${NOW_JD})
-          RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`,
-        { lockId, ownerToken, seconds },
-      );
-    },
-    parseExtend(rows) {
-      const r = rows[0];
-      return r ? { expiresAt: dateOrNull(r.expires_ms), deadlineAt: dateOrNull(r.deadline_ms) } : null;
-    },
-    inspect(lockId) {
-      return statement(`${prefix}_inspect`, `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t} WHERE lock_id = :lockId`, { lockId });
-    },
-    list(p: ListParams) {
-      // Keyset pagination on (acquired_at, lock_id); the stored text sorts chronologically.
-      return statement(
-        `${prefix}_list`,
-        `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${t}
-          WHERE (:filter IS NULL OR instr(lock_id, :filter) > 0)
-            AND (NOT :staleOnly OR ${STALE})
-            AND (:afterMs IS NULL OR (acquired_at, lock_id) > (${text(':afterMs / 86400000.0 + 2440587.5')}, :afterId))
-          ORDER BY acquired_at, lock_id LIMIT :limit`,
-        {
-          filter: p.filter,
-          staleOnly: p.staleOnly ? 1 : 0,
-          afterMs: p.after ? p.after.acquiredAt.getTime() : null,
-          afterId: p.after ? p.after.lockId : null,
-          limit: p.limit,
-        },
-      );
-    },
-    parseLocks: parseLockRows,
-    counts(filter) {
-      return statement(
-        `${prefix}_counts`,
-        `SELECT count(*) AS total, COALESCE(sum(CASE WHEN ${STALE} THEN 1 ELSE 0 END), 0) AS stale FROM ${t}
-          WHERE (:filter IS NULL OR instr(lock_id, :filter) > 0)`,
-        { filter },
-      );
-    },
-    parseCounts(rows) {
-      const r = rows[0] ?? {};
-      return { total: num(r.total ?? 0), stale: num(r.stale ?? 0) };
-    },
-    releaseAudited(where: ReleaseWhere, action, operator, reason) {
-      // Two statements in one transaction (SQLite has no DML in WITH): record the matching rows in
-      // the audit table, then delete exactly the rows that now have an audit row. The transaction
-      // starts with a write, so it holds the file's write lock from its first statement on and
-      // nothing can change in between. Every audit row records the deletion of that very acquisition
-      // and (lock_id, fencing_token) names one acquisition, so "has an audit row" means "audited now".
-      // The age is rounded to the millisecond (the precision of SQLite's clock), which also keeps it
-      // identical through json_object's 15-digit number format.
-      const condition =
-        where.kind === 'one'
-          ? 'lock_id = :lockId AND (:fencingToken IS NULL OR fencing_token = :fencingToken)'
-          : where.kind === 'stale'
-            ? STALE
-            : expired('expires_at');
-      const params = { action, operator, reason, lockId: where.lockId ?? null, fencingToken: where.fencingToken ?? null };
-      const audited = (e: string) => `${e}.lock_id = ${t}.lock_id AND ${e}.fencing_token = ${t}.fencing_token`;
-      return [
-        statement(
-          `${prefix}_audit_${where.kind}`,
-          `INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
+    const rows = await this.send(
+      'acquire',
+      `INSERT INTO ${this.t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
+          acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds, kind, semaphore_id, permit, permit_limit)
+        VALUES (:lockId, :ownerToken, COALESCE((SELECT value FROM ${this.counter} WHERE id = 1), 0) + 1, :holder, :hostname, :pid,
+          ${NOW}, ${text(`${NOW_JD} + ${earliest(':leaseSeconds', ':ttlSeconds')} / 86400.0`)}, ${inSeconds(':ttlSeconds')}, ${NOW}, :leaseSeconds,
+          :kind, NULL, NULL, NULL)
+        ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
+          holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
+          expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
+          lease_seconds = excluded.lease_seconds, kind = excluded.kind, semaphore_id = NULL, permit = NULL, permit_limit = NULL
+        WHERE ${expired('expires_at')}
+        RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
+      { ...p, kind: p.kind ?? 'lock' },
+    );
+    return parseAcquisition(rows);
+  }
+
+  async acquireSemaphore(p: SemaphoreAcquireParams) {
+    // One statement: it takes the file's write lock before it reads (as every writing statement
+    // here does), so what it reads is current and nobody writes until it is done. The lowest free
+    // permit (no row or an expired one) is taken unless the live permits carry another limit; the
+    // token is the counter + 1, so it exceeds every token handed out before, of any id.
+    const live = (a: string) => `(${a}.expires_at IS NULL OR julianday(${a}.expires_at) > ${NOW_JD})`;
+    const rows = await this.send(
+      'acquireSemaphore',
+      `WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit),
+          free AS (SELECT n FROM r
+            WHERE NOT EXISTS (SELECT 1 FROM ${this.t} AS o WHERE o.lock_id = :semaphoreId || '/permit/' || r.n AND ${live('o')})
+              AND NOT EXISTS (SELECT 1 FROM ${this.t} AS o WHERE o.semaphore_id = :semaphoreId AND o.kind = 'semaphore' AND ${live('o')}
+                AND o.permit_limit IS NOT :limit)
+            ORDER BY n LIMIT 1)
+        INSERT INTO ${this.t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
+            acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds, kind, semaphore_id, permit, permit_limit)
+          SELECT :semaphoreId || '/permit/' || free.n, :ownerToken, COALESCE((SELECT value FROM ${this.counter} WHERE id = 1), 0) + 1,
+            :holder, :hostname, :pid, ${NOW}, ${text(`${NOW_JD} + ${earliest(':leaseSeconds', ':ttlSeconds')} / 86400.0`)},
+            ${inSeconds(':ttlSeconds')}, ${NOW}, :leaseSeconds, 'semaphore', :semaphoreId, free.n, :limit
+          FROM free WHERE true
+        ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
+          holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
+          expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
+          lease_seconds = excluded.lease_seconds, kind = excluded.kind, semaphore_id = excluded.semaphore_id,
+          permit = excluded.permit, permit_limit = excluded.permit_limit
+        WHERE ${expired('expires_at')}
+        RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, permit`,
+      p,
+    );
+    const attempt = parseSemaphoreRow(rows, p);
+    if (attempt) return attempt;
+    // Only a permit won returns a row: one read says why not (another limit, or full).
+    const state = await this.run(
+      'acquireSemaphore',
+      this.statement(
+        'semaphore_state',
+        `SELECT count(*) AS used, min(permit_limit) AS min_limit, max(permit_limit) AS max_limit, ${ms('min(expires_at)')} AS expires_ms,
+          (SELECT h.holder FROM ${this.t} AS h WHERE h.semaphore_id = :semaphoreId AND h.kind = 'semaphore' AND ${live('h')}
+            ORDER BY h.expires_at IS NULL, julianday(h.expires_at) LIMIT 1) AS holder
+        FROM ${this.t} AS l WHERE l.semaphore_id = :semaphoreId AND l.kind = 'semaphore' AND ${live('l')}`,
+        { semaphoreId: p.semaphoreId },
+      ),
+    );
+    return parseSemaphoreState(state, p);
+  }
+
+  async release({ lockId, ownerToken }: LeaseKey) {
+    const rows = await this.send(
+      'release',
+      `DELETE FROM ${this.t} WHERE lock_id = :lockId AND owner_token = :ownerToken
+        RETURNING COALESCE(${expired('expires_at')}, 0) AS expired`,
+      { lockId, ownerToken },
+    );
+    return parseRelease(rows);
+  }
+
+  async renew(locks: readonly LeaseKey[]) {
+    // One statement renews every lock this DbMutex holds; never past the TTL deadline, never
+    // resurrecting a lease that already ran out.
+    const rows = await this.send(
+      'renew',
+      `UPDATE ${this.t} SET heartbeat_at = ${NOW},
+          expires_at = ${text(earliest(`${NOW_JD} + lease_seconds / 86400.0`, 'julianday(deadline_at)'))}
+        WHERE ${OURS} AND lease_seconds IS NOT NULL AND julianday(expires_at) > ${NOW_JD}
+        RETURNING owner_token`,
+      oursParams(locks),
+    );
+    return parseOwnerTokens(rows);
+  }
+
+  async classify(locks: readonly LeaseKey[]) {
+    const rows = await this.send('classify', `SELECT owner_token FROM ${this.t} WHERE ${OURS} AND ${expired('expires_at')}`, oursParams(locks));
+    return parseOwnerTokens(rows);
+  }
+
+  async extend({ lockId, ownerToken }: LeaseKey, seconds: number | null) {
+    const rows = await this.send(
+      'extend',
+      `UPDATE ${this.t} SET heartbeat_at = ${NOW}, deadline_at = ${inSeconds(':seconds')},
+          expires_at = CASE WHEN lease_seconds IS NULL THEN ${inSeconds(':seconds')}
+            ELSE ${text(earliest(`${NOW_JD} + lease_seconds / 86400.0`, `${NOW_JD} + (:seconds) / 86400.0`))} END
+        WHERE lock_id = :lockId AND owner_token = :ownerToken AND (expires_at IS NULL OR julianday(expires_at) > ${NOW_JD})
+        RETURNING ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms`,
+      { lockId, ownerToken, seconds },
+    );
+    return parseExtend(rows);
+  }
+
+  async inspect(lockId: string) {
+    const rows = await this.send('inspect', `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t} WHERE lock_id = :lockId`, { lockId });
+    return parseLockRows(rows)[0] ?? null;
+  }
+
+  async list(p: ListParams) {
+    // Keyset pagination on (acquired_at, lock_id); the stored text sorts chronologically.
+    const rows = await this.send(
+      'list',
+      `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t}
+        WHERE (:filter IS NULL OR instr(lock_id, :filter) > 0)
+          AND (NOT :staleOnly OR ${STALE})
+          AND (:afterMs IS NULL OR (acquired_at, lock_id) > (${text(':afterMs / 86400000.0 + 2440587.5')}, :afterId))
+        ORDER BY acquired_at, lock_id LIMIT :limit`,
+      listParams(p, p.staleOnly ? 1 : 0),
+    );
+    return parseLockRows(rows);
+  }
+
+  async counts(filter: string | null) {
+    const rows = await this.send(
+      'counts',
+      `SELECT count(*) AS total, COALESCE(sum(CASE WHEN ${STALE} THEN 1 ELSE 0 END), 0) AS stale FROM ${this.t}
+        WHERE (:filter IS NULL OR instr(lock_id, :filter) > 0)`,
+      { filter },
+    );
+    return parseCounts(rows);
+  }
+
+  protected async releaseAudited(where: ReleaseWhere, action: string, audit: Audit, operation: StoreOperation) {
+    const { t, ev } = this;
+    // Two statements in one transaction (SQLite has no DML in WITH): record the matching rows in
+    // the audit table, then delete exactly the rows that now have an audit row. The transaction
+    // starts with a write, so it holds the file's write lock from its first statement on and
+    // nothing can change in between. Every audit row records the deletion of that very acquisition
+    // and (lock_id, fencing_token) names one acquisition, so "has an audit row" means "audited now".
+    // The age is rounded to the millisecond (the precision of SQLite's clock), which also keeps it
+    // identical through json_object's 15-digit number format.
+    const { condition, params } = auditedRows(where, action, audit, { stale: STALE, expired: expired('expires_at') });
+    const audited = (e: string) => `${e}.lock_id = ${t}.lock_id AND ${e}.fencing_token = ${t}.fencing_token`;
+    const results = await this.transaction(operation, [
+      this.statement(
+        `audit_${where.kind}`,
+        `INSERT INTO ${ev} (action, lock_id, fencing_token, holder, hostname, pid, acquired_at, age_seconds, operator, reason, created_at)
             SELECT :action, lock_id, fencing_token, holder, hostname, pid, acquired_at,
               round((${NOW_JD} - julianday(acquired_at)) * 86400.0, 3), :operator, :reason, ${NOW}
             FROM ${t} WHERE ${condition}`,
-          params,
-        ),
-        statement(
-          `${prefix}_delete_audited`,
-          `DELETE FROM ${t} WHERE EXISTS (SELECT 1 FROM ${ev} AS e WHERE ${audited('e')})
-            RETURNING (SELECT ${EVENT_JSON('e')} FROM ${ev} AS e WHERE ${audited('e')} ORDER BY e.id DESC LIMIT 1) AS event`,
-          params,
-        ),
-      ];
-    },
-    parseReleased: parseJsonEventRows,
-    events(limit, lockId) {
-      return statement(
-        `${prefix}_events`,
-        `SELECT ${EVENT_COLUMNS('e')} FROM ${ev} AS e WHERE (:lockId IS NULL OR e.lock_id = :lockId) ORDER BY e.id DESC LIMIT :limit`,
-        { lockId, limit },
-      );
-    },
-    parseEvents: parseEventRows,
-    fencingFloor(floor) {
-      // The counter holds the highest token ever handed out (one writer at a time: SQLite).
-      return [
-        statement(
-          `${prefix}_floor`,
-          `INSERT INTO ${counter} (id, value) VALUES (1, :floor) ON CONFLICT (id) DO UPDATE SET value = max(value, excluded.value)`,
-          { floor },
-        ),
-      ];
-    },
-    semaphoreAcquire(p) {
-      // One statement: it takes the file's write lock before it reads (as every writing statement
-      // here does), so what it reads is current and nobody writes until it is done. The lowest free
-      // permit (no row or an expired one) is taken unless the live permits carry another limit; the
-      // token is the counter + 1, so it exceeds every token handed out before, of any id.
-      const live = (a: string) => `(${a}.expires_at IS NULL OR julianday(${a}.expires_at) > ${NOW_JD})`;
-      return [
-        statement(
-          `${prefix}_semaphore_acquire`,
-          `WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit),
-            free AS (SELECT n FROM r
-              WHERE NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.lock_id = :id || '/permit/' || r.n AND ${live('o')})
-                AND NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.semaphore_id = :id AND o.kind = 'semaphore' AND ${live('o')}
-                  AND o.permit_limit IS NOT :limit)
-              ORDER BY n LIMIT 1)
-          INSERT INTO ${t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
-              acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds, kind, semaphore_id, permit, permit_limit)
-            SELECT :id || '/permit/' || free.n, :ownerToken, COALESCE((SELECT value FROM ${counter} WHERE id = 1), 0) + 1,
-              :holder, :hostname, :pid, ${NOW}, ${text(`${NOW_JD} + ${earliest(':lease', ':ttl')} / 86400.0`)}, ${inSeconds(':ttl')},
-              ${NOW}, :lease, 'semaphore', :id, free.n, :limit
-            FROM free WHERE true
-          ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
-            holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
-            expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
-            lease_seconds = excluded.lease_seconds, kind = excluded.kind, semaphore_id = excluded.semaphore_id,
-            permit = excluded.permit, permit_limit = excluded.permit_limit
-          WHERE ${expired('expires_at')}
-          RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, permit`,
-          {
-            id: p.semaphoreId,
-            ownerToken: p.ownerToken,
-            holder: p.holder,
-            hostname: p.hostname,
-            pid: p.pid,
-            ttl: p.ttlSeconds,
-            lease: p.leaseSeconds,
-            limit: p.limit,
-          },
-        ),
-      ];
-    },
-    // Only a permit won returns a row; a refusal is explained by semaphoreState.
-    parseSemaphoreAcquire: parseSemaphoreRow,
-    semaphoreState(semaphoreId) {
-      const live = `(expires_at IS NULL OR julianday(expires_at) > ${NOW_JD})`;
-      return statement(
-        `${prefix}_semaphore_state`,
-        `SELECT count(*) AS used, min(permit_limit) AS min_limit, max(permit_limit) AS max_limit, ${ms('min(expires_at)')} AS expires_ms,
-            (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = :id AND h.kind = 'semaphore' AND ${live}
-              ORDER BY h.expires_at IS NULL, julianday(h.expires_at) LIMIT 1) AS holder
-          FROM ${t} WHERE semaphore_id = :id AND kind = 'semaphore' AND ${live}`,
-        { id: semaphoreId },
-      );
-    },
-  };
+        params,
+      ),
+      this.statement(
+        `delete_audited`,
+        `DELETE FROM ${t} WHERE EXISTS (SELECT 1 FROM ${ev} AS e WHERE ${audited('e')})
+            RETURNING (SELECT ${eventJson('e', SPELLING)} FROM ${ev} AS e WHERE ${audited('e')} ORDER BY e.id DESC LIMIT 1) AS event`,
+        params,
+      ),
+    ]);
+    return parseJsonEventRows(results[results.length - 1] ?? []);
+  }
+
+  async fencingFloor(floor: number) {
+    // The counter holds the highest token ever handed out (one writer at a time: SQLite).
+    await this.transaction('fencingFloor', [
+      this.statement(
+        `floor`,
+        `INSERT INTO ${this.counter} (id, value) VALUES (1, :floor) ON CONFLICT (id) DO UPDATE SET value = max(value, excluded.value)`,
+        { floor },
+      ),
+    ]);
+  }
 }
 
 function counterName(names: SchemaNames): string {
@@ -401,5 +351,5 @@ export const sqliteDialect: Dialect = {
   },
   // The triggers go with the lock table (dropSchema drops it first).
   dropExtrasSql: (names) => [`DROP TABLE IF EXISTS ${q(counterName(names))}`],
-  statements,
+  store: (names, sender, variant) => new SqliteStore(names, sender, variant),
 };

@@ -1,6 +1,7 @@
 /**
- * What differs between databases lives behind this interface: the SQL text of each lock statement,
- * how a raw driver connection runs it, schema extras, and (optionally) release notifications.
+ * What differs between databases lives behind these interfaces: the lock store (each operation's SQL
+ * text, rows and transactions), how a raw driver connection runs a statement, schema extras, and
+ * (optionally) release notifications.
  * Everything else (leases, waiting, errors, the admin router) is written once on top of it.
  */
 import type { Sequelize } from 'sequelize';
@@ -19,14 +20,19 @@ export interface Statement {
   readonly prepare?: boolean;
 }
 
-/** A lock row as the library reads it. Times are database-clock instants. */
-export interface LockRow {
+/** One acquisition, as both a lock row and its audit entry name it. */
+export interface AcquisitionFields {
   lockId: string;
   fencingToken: number;
   holder: string;
   hostname: string;
   pid: number;
+  /** Database-clock instant. */
   acquiredAt: Date;
+}
+
+/** A lock row as the library reads it. Times are database-clock instants. */
+export interface LockRow extends AcquisitionFields {
   expiresAt: Date | null;
   deadlineAt: Date | null;
   heartbeatAt: Date;
@@ -37,15 +43,10 @@ export interface LockRow {
   stale: boolean;
 }
 
-export interface EventRow {
+/** An audit entry: an acquisition ended by an operator action. */
+export interface EventRow extends AcquisitionFields {
   id: number;
   action: string;
-  lockId: string;
-  fencingToken: number;
-  holder: string;
-  hostname: string;
-  pid: number;
-  acquiredAt: Date;
   ageSeconds: number;
   operator: string;
   reason: string | null;
@@ -118,18 +119,19 @@ export interface ListParams {
   after: { acquiredAt: Date; lockId: string } | null;
 }
 
-export interface ReleaseWhere {
-  kind: 'one' | 'stale' | 'expired';
-  lockId?: string;
-  fencingToken?: number | null;
-}
+/** Which rows an audited release takes (the stores' shared shape of forceRelease, releaseStale, purgeExpired). */
+export type ReleaseWhere = { kind: 'one'; lockId: string; fencingToken: number | null } | { kind: 'stale' } | { kind: 'expired' };
 
 /** A parsed row set of one statement. */
 export type Rows = Record<string, unknown>[];
 
+export type TransactionCommand = 'BEGIN' | 'COMMIT' | 'ROLLBACK';
+
 /** Runs statements on a driver connection taken from Sequelize's pool. */
 export interface DialectDriver {
   run(connection: unknown, statement: Statement, timeoutMs: number): Promise<Rows>;
+  /** Sends BEGIN, COMMIT or ROLLBACK as it is (no statement wrapper, never prepared). */
+  control(connection: unknown, command: TransactionCommand, timeoutMs: number): Promise<void>;
   /** True if the connection must not go back to the pool after this error (e.g. client-side timeout). */
   isBroken(connection: unknown, error: unknown): boolean;
   /**
@@ -182,55 +184,85 @@ export interface Dialect {
   kindExtrasSql?(names: SchemaNames): string[];
   /** Drops what `kindExtrasSql` created. */
   dropKindExtrasSql?(names: SchemaNames): string[];
-  statements(names: SchemaNames): DialectStatements;
+  /** The lock store of one table pair, sending through `sender`. */
+  store(names: SchemaNames, sender: StatementSender, variant?: StatementVariant): LockStore;
   /** Channel to LISTEN on, when `notifies`. */
   channel?(names: SchemaNames): string;
   parseNotice?(payload: string): ReleaseNotice | null;
 }
 
-/** Statement builders plus row parsers; one instance per DbMutex (table names baked in). */
-export interface DialectStatements {
-  acquire(p: AcquireParams): Statement;
-  parseAcquire(rows: Rows): AcquiredRow | null;
+/** A lock of this process as a statement names it: the id and the random owner token of one acquisition. */
+export interface LeaseKey {
+  readonly lockId: string;
+  readonly ownerToken: string;
+}
+
+/** An acquire statement's answer: we won (with the row), or a live holder refused us. */
+export type Acquisition =
+  | ({ won: true } & AcquiredRow)
   /**
-   * After a refusal: the holder, when the acquire statement itself returned the holder's row (so a
-   * refusal costs no extra statement); null when it did not (the caller may then `inspect`).
+   * `holder`: when the acquire statement itself returned the holder's row (so a refusal costs no
+   * extra statement); null when it did not (the caller may then `inspect`).
    */
-  parseRefused(rows: Rows): CurrentHolder | null;
-  release(lockId: string, ownerToken: string): Statement;
+  | { won: false; holder: CurrentHolder | null };
+
+/** Who asked for an audited release, and why (the audit row records both). */
+export interface Audit {
+  operator: string;
+  reason: string | null;
+}
+
+/**
+ * Everything the library asks of one lock table, one typed method per operation. Each database has
+ * one implementation (its file in src/dialects/), which owns its SQL text, how the rows it gets back
+ * are read (through the shared column contract in rows.ts) and which operations need a transaction.
+ * Adding an operation means one method here and one per database; nothing in DbMutex changes shape.
+ * Methods take validated input: validation happens before (DbMutex, the operator module).
+ */
+export interface LockStore {
+  acquire(p: AcquireParams): Promise<Acquisition>;
   /** null: row gone or not ours; otherwise whether it had expired by the database clock. */
-  parseRelease(rows: Rows): { expired: boolean } | null;
-  renew(lockIds: string[], ownerTokens: string[]): Statement;
-  /** Owner tokens that were renewed. */
-  parseRenew(rows: Rows): Set<string>;
-  /** For tokens a renewal missed: which rows still exist (with our token) and have expired. */
-  classify(lockIds: string[], ownerTokens: string[]): Statement;
-  parseClassify(rows: Rows): Set<string>;
-  extend(lockId: string, ownerToken: string, seconds: number | null): Statement;
-  parseExtend(rows: Rows): { expiresAt: Date | null; deadlineAt: Date | null } | null;
-  inspect(lockId: string): Statement;
-  list(p: ListParams): Statement;
-  parseLocks(rows: Rows): LockRow[];
-  counts(filter: string | null): Statement;
-  parseCounts(rows: Rows): { total: number; stale: number };
-  /** Deletes the matching rows and records each in the audit table, atomically. */
-  releaseAudited(where: ReleaseWhere, action: string, operator: string, reason: string | null): Statement[];
-  parseReleased(rows: Rows): EventRow[];
-  events(limit: number, lockId: string | null): Statement;
-  parseEvents(rows: Rows): EventRow[];
+  release(lock: LeaseKey): Promise<{ expired: boolean } | null>;
+  /** One statement for all of them; the owner tokens that were renewed. */
+  renew(locks: readonly LeaseKey[]): Promise<Set<string>>;
+  /** For locks a renewal or extend missed: the owner tokens whose row still exists (ours) and has expired. */
+  classify(locks: readonly LeaseKey[]): Promise<Set<string>>;
+  /** Moves the TTL cap to `seconds` from now (null: none) and renews; null when the row is gone, not ours, or expired. */
+  extend(lock: LeaseKey, seconds: number | null): Promise<{ expiresAt: Date | null; deadlineAt: Date | null } | null>;
+  inspect(lockId: string): Promise<LockRow | null>;
+  list(p: ListParams): Promise<LockRow[]>;
+  counts(filter: string | null): Promise<{ total: number; stale: number }>;
+  /**
+   * The audited releases: each deletes (or, on MariaDB, marks released) the matching rows and records
+   * each in the audit table, atomically, returning the audit rows written.
+   */
+  forceRelease(target: { lockId: string; fencingToken: number | null }, audit: Audit): Promise<EventRow[]>;
+  releaseStale(audit: Audit): Promise<EventRow[]>;
+  purgeExpired(audit: Audit): Promise<EventRow[]>;
+  events(limit: number, lockId: string | null): Promise<EventRow[]>;
   /**
    * Raises the source of fencing tokens so every token handed out afterwards is greater than
-   * `floor`; never lowers it. Run as one transaction (several statements where the database needs a
-   * lock first).
+   * `floor`; never lowers it. One transaction (several statements where the database needs a lock first).
    */
-  fencingFloor(floor: number): Statement[];
+  fencingFloor(floor: number): Promise<void>;
   /**
-   * Takes the lowest free permit of a semaphore, if the limit matches the holders'. One statement, or
-   * several to run as one transaction; the last one's rows go to `parseSemaphoreAcquire`.
+   * Takes the lowest free permit of a counting semaphore (no row, or an expired one) unless the live
+   * permits carry another limit; or says why not, with the semaphore's numbers.
    */
-  semaphoreAcquire(p: SemaphoreAcquireParams): Statement[];
-  /** null: the statement returned no row, `semaphoreState` tells why it refused. */
-  parseSemaphoreAcquire(rows: Rows, p: SemaphoreAcquireParams): SemaphoreAttempt | null;
-  /** The live permits of one semaphore: how many, their limits, the first to run out. */
-  semaphoreState(semaphoreId: string): Statement;
+  acquireSemaphore(p: SemaphoreAcquireParams): Promise<SemaphoreAttempt>;
 }
+
+export type StoreOperation = keyof LockStore;
+
+/** How a store sends its statements (StatementRunner in src/connection.ts; the bench may pass its own). */
+export interface StatementSender {
+  run(statement: Statement): Promise<Rows>;
+  /** The statements in one transaction on one connection, in order; the rows of each. */
+  transaction(statements: readonly Statement[]): Promise<Rows[]>;
+}
+
+/**
+ * Bench-only (src/internal/bench-seam.ts): rewrites the statement an operation is about to send, to
+ * measure an adopted lever undone. Never set in the library itself.
+ */
+export type StatementVariant = (operation: StoreOperation, statement: Statement) => Statement;
