@@ -13,7 +13,16 @@ import { DbMutexError, type DbMutexLostReason } from './errors';
 import { Heartbeat } from './heartbeat';
 import { Lease, type DbMutexHeldLock, type LeaseObserver } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
-import { LockOperator, type AuditOptions, type EventsOptions, type ForceReleaseOptions, type ForceReleaseResult, type ListOptions } from './operator';
+import {
+  LockOperator,
+  type AuditOptions,
+  type EventsOptions,
+  type ForceReleaseOptions,
+  type ForceReleaseResult,
+  type ListOptions,
+  type SemaphoreEntry,
+  type SemaphoresOptions,
+} from './operator';
 import { storeSeamOf } from './internal/store-seam';
 import { OrphanCleanup } from './orphan-cleanup';
 import {
@@ -66,7 +75,7 @@ export interface DbMutexDegradedEvent {
   cause?: unknown;
 }
 
-export type { AuditOptions, EventsOptions, ForceReleaseOptions, ForceReleaseResult, ListOptions } from './operator';
+export type { AuditOptions, EventsOptions, ForceReleaseOptions, ForceReleaseResult, ListOptions, SemaphoreEntry, SemaphoresOptions } from './operator';
 
 const SEMAPHORE_ACQUIRE_OPTION_KEYS = [...ACQUIRE_OPTION_KEYS, 'limit'];
 
@@ -493,6 +502,11 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
   /** Active locks (held, or expired and not yet taken over), oldest first. */
   list(options: ListOptions = {}): Promise<LockRow[]> {
     return this.operator.list(options);
+  }
+
+  /** Counting semaphores with permit rows: one entry each, with `used / limit` and the holder of each permit. */
+  semaphores(options: SemaphoresOptions = {}): Promise<SemaphoreEntry[]> {
+    return this.operator.semaphores(options);
   }
 
   /** Number of active locks and how many of them are stale. */

@@ -18,6 +18,7 @@ export type { WithDbMutexOptions, DbMutexWrapperOptions } from './with-db-mutex'
 export { withDbSemaphore, dbSemaphore } from './with-db-semaphore';
 export type { WithDbSemaphoreOptions, DbSemaphoreWrapperOptions } from './with-db-semaphore';
 export type { DbMutexSemaphorePermit, SemaphoreAcquireOptions } from './semaphore';
+export type { SemaphoreEntry, SemaphoresOptions } from './operator';
 export { MAX_SEMAPHORE_ID_LENGTH, MAX_SEMAPHORE_LIMIT } from './semaphore';
 export type { DbMutexHeldLock } from './lease';
 export {

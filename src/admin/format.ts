@@ -149,6 +149,10 @@ export function lockJson(row: LockRow) {
     ageSeconds: (now - row.acquiredAt.getTime()) / 1000,
     expiresInSeconds: row.expiresAt ? (row.expiresAt.getTime() - now) / 1000 : null,
     dbNow: row.dbNow.toISOString(),
+    kind: row.kind,
+    semaphoreId: row.semaphoreId,
+    permit: row.permit,
+    limit: row.limit,
   };
 }
 

@@ -26,6 +26,7 @@ import { decodeCursor, encodeCursor, listWindow, takePage } from './cursor';
 import { decodeFlash, encodeFlash, flashView, staleFlash, type FlashResult } from './flash';
 import { eventJson, eventView, formatUtc, lockJson, lockView } from './format';
 import { AdminHttpError, fromFrameworkError, quote } from './http-error';
+import { semaphoreJson, semaphoreView } from './semaphore-format';
 import { forwardedHost } from './request-host';
 import { parseFencingToken, parseFilter, parseBoolean, parseLimit, parseLockId, parseReason, queryOf, REFRESH_CHOICES, single } from './input';
 import { baseOf, dashboardUrl, query, readViewState, viewParams, type ViewState } from './links';
@@ -36,6 +37,8 @@ export type { DbMutexAdminRouterOptions } from './options';
 
 const PAGE_EVENT_COUNT = 15;
 const MAX_API_EVENTS = 500;
+/** Permits the semaphore page shows at most (all semaphores together). */
+const MAX_SEMAPHORE_PAGE_PERMITS = 1000;
 const BODY_LIMIT = '16kb';
 
 const CONTENT_SECURITY_POLICY = [
@@ -216,6 +219,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
             staleOnly: here({ staleOnly: true }),
             clearFilter: here({ filter: null }),
             releaseStale: `${base}/confirm-release-stale?${query(viewParams(view))}`,
+            semaphores: `${base}/semaphores`,
             refresh: REFRESH_CHOICES.map((seconds) => ({
               seconds,
               label: seconds === 0 ? 'Off' : `${seconds} s`,
@@ -224,6 +228,38 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
             })),
           },
           formAction: `${base}/`,
+        }),
+      );
+    }),
+  );
+
+  // A counting semaphore as one entry (used / limit) with its holders; each permit is released like a
+  // lock (its row key and token), through the same confirm page and audited action.
+  router.get(
+    '/semaphores',
+    handler(async (req, res) => {
+      const entries = await resolveMutex().semaphores({ limit: MAX_SEMAPHORE_PAGE_PERMITS });
+      const base = baseOf(req);
+      const semaphores = entries.map((entry) => {
+        const view = semaphoreView(entry);
+        return {
+          ...view,
+          holders: view.holders.map((h) => ({
+            ...h,
+            releaseUrl: `${base}/confirm-release?${query({ lockId: h.lockId, fencingToken: String(h.fencingToken) })}`,
+          })),
+        };
+      });
+      const first = entries[0]?.holders[0];
+      sendHtml(
+        res,
+        200,
+        renderPage('semaphores', layoutData(base, 'Semaphores', 0, ''), {
+          operator: await resolveOperator(req),
+          readOnly: config.readOnly,
+          dbNow: first ? formatUtc(first.dbNow) : null,
+          semaphores,
+          links: { locks: `${base}/` },
         }),
       );
     }),
@@ -396,6 +432,16 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
         );
       }
       sendJson(res, 200, { status: 'released', event: eventJson(result.event) });
+    }),
+  );
+
+  router.get(
+    '/api/semaphores',
+    handler(async (req, res) => {
+      const q = queryOf(req.url);
+      const filter = parseFilter(single(q, 'filter'));
+      const entries = await resolveMutex().semaphores({ filter, limit: MAX_SEMAPHORE_PAGE_PERMITS });
+      sendJson(res, 200, { semaphores: entries.map(semaphoreJson) });
     }),
   );
 

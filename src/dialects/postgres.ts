@@ -67,7 +67,7 @@ const NOW_MS = `date_trunc('milliseconds', now())`;
 
 const LOCK_COLUMNS = `lock_id, holder, hostname, pid, fencing_token::text AS fencing_token,
   ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
-  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms('now()')} AS now_ms`;
+  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms('now()')} AS now_ms, kind, semaphore_id, permit, permit_limit`;
 
 const ACQUIRE_COLUMNS = `lock_id, owner_token, fencing_token, holder, hostname, pid,
   acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds`;
@@ -144,6 +144,13 @@ class PostgresStore extends SqlLockStore {
     const attempt = parseSemaphoreRow(await this.run('acquireSemaphore', this.named('semaphore_acquire', text, values)), p);
     if (!attempt) throw new Error('the semaphore function returned no row');
     return attempt;
+  }
+
+  async listPermits(p: { filter: string | null; limit: number }) {
+    const text = `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t}
+        WHERE semaphore_id IS NOT NULL AND kind = 'semaphore' AND ($1::text IS NULL OR strpos(semaphore_id, $1) > 0)
+        ORDER BY semaphore_id, permit LIMIT $2`;
+    return parseLockRows(await this.run('listPermits', this.named('list_permits', text, [p.filter, p.limit])));
   }
 
   async release({ lockId, ownerToken }: LeaseKey) {

@@ -76,7 +76,7 @@ function acquisitionFields(r: Record<string, unknown>): AcquisitionFields {
 
 /**
  * Columns: lock_id, holder, hostname, pid, fencing_token, acquired_ms, expires_ms, deadline_ms,
- * heartbeat_ms, lease_seconds, now_ms, stale.
+ * heartbeat_ms, lease_seconds, now_ms, stale, kind, semaphore_id, permit, permit_limit.
  */
 export function parseLockRows(rows: Rows): LockRow[] {
   return rows.map((r) => ({
@@ -87,6 +87,10 @@ export function parseLockRows(rows: Rows): LockRow[] {
     leaseSeconds: r.lease_seconds === null || r.lease_seconds === undefined ? null : num(r.lease_seconds),
     dbNow: date(r.now_ms),
     stale: truthy(r.stale),
+    kind: typeof r.kind === 'string' ? r.kind : 'lock',
+    semaphoreId: typeof r.semaphore_id === 'string' ? r.semaphore_id : null,
+    permit: r.permit === null || r.permit === undefined ? null : num(r.permit),
+    limit: r.permit_limit === null || r.permit_limit === undefined ? null : num(r.permit_limit),
   }));
 }
 

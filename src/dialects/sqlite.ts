@@ -118,7 +118,7 @@ const expired = (column: string) => `julianday(${column}) <= ${NOW_JD}`;
 
 const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS TEXT) AS fencing_token,
   ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
-  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms("'now'")} AS now_ms`;
+  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms("'now'")} AS now_ms, kind, semaphore_id, permit, permit_limit`;
 
 /** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
 const STALE = `(${expired('expires_at')} OR (lease_seconds IS NOT NULL
@@ -205,6 +205,17 @@ class SqliteStore extends PlaceholderLockStore {
       ),
     );
     return parseSemaphoreState(state, p);
+  }
+
+  async listPermits(p: { filter: string | null; limit: number }) {
+    const rows = await this.send(
+      'listPermits',
+      `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t}
+        WHERE semaphore_id IS NOT NULL AND kind = 'semaphore' AND (:filter IS NULL OR instr(semaphore_id, :filter) > 0)
+        ORDER BY semaphore_id, permit LIMIT :limit`,
+      p,
+    );
+    return parseLockRows(rows);
   }
 
   async release({ lockId, ownerToken }: LeaseKey) {

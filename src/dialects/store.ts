@@ -80,6 +80,7 @@ export abstract class SqlLockStore implements LockStore {
   abstract events(limit: number, lockId: string | null): Promise<EventRow[]>;
   abstract fencingFloor(floor: number): Promise<void>;
   abstract acquireSemaphore(p: SemaphoreAcquireParams): Promise<SemaphoreAttempt>;
+  abstract listPermits(p: { filter: string | null; limit: number }): Promise<LockRow[]>;
 
   forceRelease(target: { lockId: string; fencingToken: number | null }, audit: Audit): Promise<EventRow[]> {
     return this.audited({ kind: 'one', ...target }, audit);

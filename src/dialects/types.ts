@@ -41,6 +41,14 @@ export interface LockRow extends AcquisitionFields {
   dbNow: Date;
   /** Expired, or its heartbeat is overdue (no renewal for more than two renewal periods). */
   stale: boolean;
+  /** What the row is: `lock`, `semaphore` (one permit of a counting semaphore) or `election` (a leader election's lock). */
+  kind: string;
+  /** A permit's semaphore id; null for other kinds. */
+  semaphoreId: string | null;
+  /** A permit's number (0-based); null for other kinds. */
+  permit: number | null;
+  /** The limit a permit was acquired with; null for other kinds. */
+  limit: number | null;
 }
 
 /** An audit entry: an acquisition ended by an operator action. */
@@ -250,6 +258,11 @@ export interface LockStore {
    * permits carry another limit; or says why not, with the semaphore's numbers.
    */
   acquireSemaphore(p: SemaphoreAcquireParams): Promise<SemaphoreAttempt>;
+  /**
+   * Permit rows (held, or expired and not yet taken over) of the semaphores whose id contains
+   * `filter`, by semaphore id and permit number, at most `limit` rows.
+   */
+  listPermits(p: { filter: string | null; limit: number }): Promise<LockRow[]>;
 }
 
 export type StoreOperation = keyof LockStore;
