@@ -74,7 +74,9 @@ describe('semaphores for operators', () => {
     expect(page.text).toContain('<code class="lock-id">reports</code>');
     expect(page.text).toContain('2 / 2');
     expect(page.text).toContain(`confirm-release?lockId=reports%2Fpermit%2F1&amp;fencingToken=${b.fencingToken}`);
-    expect((await request(app()).get('/admin/locks/')).text).toContain('/admin/locks/semaphores');
+    const dashboard = (await request(app()).get('/admin/locks/')).text;
+    expect(dashboard).toContain('/admin/locks/semaphores');
+    expect(dashboard).toContain('<span class="pill">permit 1 of reports (limit 2)</span>');
     const api = await request(app()).get('/admin/locks/api/semaphores?filter=rep');
     expect(api.body.semaphores).toMatchObject([{ semaphoreId: 'reports', used: 2, limit: 2, holders: [{ permit: 0 }, { permit: 1, lockId: 'reports/permit/1' }] }]);
     expect((await request(app()).get('/admin/locks/api/semaphores?filter=%00')).status).toBe(400);
@@ -87,6 +89,21 @@ describe('semaphores for operators', () => {
     expect(a.isHeld()).toBe(true);
     expect((await mutex.semaphores())[0]).toMatchObject({ used: 1, limit: 2 });
     expect((await mutex.events({ lockId: 'reports/permit/1' }))[0]).toMatchObject({ action: 'force-release', fencingToken: b.fencingToken });
+  });
+
+  it('marks an election\'s lock as an election (the internal kind option of acquire), and a lock taking over a permit\'s key as a lock', async () => {
+    const leader = await worker.acquire('leader/jobs', {}, { kind: 'election' });
+    expect(await mutex.inspect('leader/jobs')).toMatchObject({ kind: 'election', semaphoreId: null });
+    expect((await request(app()).get('/admin/locks/')).text).toContain('<span class="pill">election</span>');
+    await leader.release();
+    const permit = await worker.acquireSemaphore('taken', { limit: 1, heartbeat: false });
+    await ctx.sql.expireLock(permit.lockId);
+    const lock = await mutex.acquire('taken/permit/0');
+    expect(await mutex.inspect('taken/permit/0')).toMatchObject({ kind: 'lock', semaphoreId: null, permit: null, limit: null });
+    expect(await mutex.semaphores({ filter: 'taken' })).toEqual([]);
+    await lock.release();
+    await permit.release().catch(() => undefined);
+    await expect(mutex.acquire('x', {}, { kind: 'semaphore' as never })).rejects.toThrow(TypeError);
   });
 
   it('prints the semaphores with db-mutex semaphores, as a table and as JSON', async () => {

@@ -52,6 +52,8 @@ export interface LockView {
   status: LockStatus;
   /** Why a stale lock is stale (tooltip of the badge), or what keeps an active one alive. */
   statusDetail: string;
+  /** What else the row is, as a short mark beside its id: `permit 1 of exports (limit 3)`, `election`; null for a plain lock. */
+  kindMark: string | null;
 }
 
 export function lockView(row: LockRow): LockView {
@@ -72,6 +74,12 @@ export function lockView(row: LockRow): LockView {
     heartbeatIso: row.leaseSeconds === null ? null : row.heartbeatAt.toISOString(),
     status: row.stale ? 'stale' : 'active',
     statusDetail: describeStatus(row),
+    kindMark:
+      row.kind === 'semaphore' && row.semaphoreId !== null
+        ? `permit ${row.permit ?? '?'} of ${row.semaphoreId} (limit ${row.limit ?? '?'})`
+        : row.kind === 'lock'
+          ? null
+          : row.kind,
   };
 }
 
