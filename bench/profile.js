@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * CPU profile of one uncontended row: `npm run build && node bench/profile.js [row] [cycles]`
@@ -15,18 +16,40 @@ const { readConfig, loadLibrary, openDialect } = require('./lib/env');
 const { markdownTable, fmt } = require('./lib/stats');
 const { variantsFor } = require('./sections/uncontended');
 
-const log = (msg) => process.stdout.write(`${msg}\n`);
+/** @type {import('./types').Log} */
+const log = (msg) => {
+  process.stdout.write(`${msg}\n`);
+};
 
+/**
+ * The profiler commands this file sends, promisified.
+ * @param {Session} session
+ * @param {'Profiler.enable' | 'Profiler.start' | 'Profiler.setSamplingInterval'} method
+ * @param {object} [params]
+ * @returns {Promise<void>}
+ */
 function post(session, method, params) {
-  return new Promise((resolve, reject) => session.post(method, params, (error, result) => (error ? reject(error) : resolve(result))));
+  return new Promise((resolve, reject) => session.post(method, params, (error) => (error ? reject(error) : resolve())));
 }
 
+/**
+ * @param {Session} session
+ * @returns {Promise<import('node:inspector').Profiler.Profile>}
+ */
+function stopProfiler(session) {
+  return new Promise((resolve, reject) => session.post('Profiler.stop', (error, result) => (error ? reject(error) : resolve(result.profile))));
+}
+
+/**
+ * @param {string} url
+ * @param {string} functionName
+ */
 function bucketOf(url, functionName) {
   if (!url) return functionName.startsWith('(') ? functionName : '(native / builtins)';
   const nm = url.lastIndexOf('/node_modules/');
   if (nm >= 0) {
-    const rest = url.slice(nm + '/node_modules/'.length).split('/');
-    return rest[0].startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0];
+    const [scope = '', name = ''] = url.slice(nm + '/node_modules/'.length).split('/');
+    return scope.startsWith('@') ? `${scope}/${name}` : scope;
   }
   if (url.includes('/dist/')) return 'sequelize-db-mutex (dist/)';
   if (url.startsWith('node:')) return 'node internals';
@@ -34,18 +57,28 @@ function bucketOf(url, functionName) {
   return url;
 }
 
-/** Self time per bucket and per function, in µs per cycle. */
+/**
+ * Self time per bucket and per function, in µs per cycle.
+ * @param {import('node:inspector').Profiler.Profile} profile
+ * @param {number} cycles
+ */
 function summarise(profile, cycles) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  /** @type {Map<number, number>} */
   const selfUs = new Map();
-  for (let i = 0; i < profile.samples.length; i++) {
-    const id = profile.samples[i];
-    selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  for (let i = 0; i < samples.length; i++) {
+    const id = /** @type {number} */ (samples[i]);
+    selfUs.set(id, (selfUs.get(id) ?? 0) + (deltas[i] ?? 0));
   }
+  /** @type {Map<string, number>} */
   const buckets = new Map();
+  /** @type {Map<string, number>} */
   const functions = new Map();
   for (const [id, us] of selfUs) {
     const node = byId.get(id);
+    if (!node) continue;
     const { functionName, url, lineNumber } = node.callFrame;
     const bucket = bucketOf(url, functionName || '(anonymous)');
     buckets.set(bucket, (buckets.get(bucket) ?? 0) + us);
@@ -53,7 +86,7 @@ function summarise(profile, cycles) {
     const key = `${functionName || '(anonymous)'} ${short}`.trim();
     functions.set(key, (functions.get(key) ?? 0) + us);
   }
-  const top = (m, n) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
+  const top = (/** @type {Map<string, number>} */ m, /** @type {number} */ n) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
   const busy = [...buckets].filter(([k]) => k !== '(idle)').reduce((a, [, us]) => a + us, 0);
   return {
     buckets: [...top(buckets, 20).map(([k, us]) => [k, fmt(us / cycles)]), ['all but (idle)', fmt(busy / cycles)]],
@@ -66,7 +99,7 @@ async function main() {
   const cycles = Number(process.argv[3] || 3000);
   const config = { ...readConfig(), sections: [] };
   const lib = loadLibrary();
-  const { env, close } = await openDialect(config, lib, config.dialects[0], log);
+  const { env, close } = await openDialect(config, lib, config.dialects[0] ?? 'postgres', log);
   try {
     const variant = variantsFor(env).find((v) => v.key === key);
     if (!variant) throw new Error(`unknown row ${key}; known: ${variantsFor(env).map((v) => v.key).join(', ')}`);
@@ -83,7 +116,7 @@ async function main() {
     for (let i = 0; i < cycles; i++) await variant.cycle(lockId, i);
     const wallUs = ((performance.now() - t0) * 1000) / cycles;
     const cpu = process.cpuUsage(cpu0);
-    const { profile } = await post(session, 'Profiler.stop');
+    const profile = await stopProfiler(session);
     session.disconnect();
     await variant.teardown?.();
     const dir = process.env.BENCH_PROFILE_DIR || path.join(os.tmpdir(), 'sequelize-db-mutex-profiles');
@@ -102,6 +135,6 @@ async function main() {
 }
 
 main().catch((error) => {
-  process.stderr.write(`${error && error.stack}\n`);
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
   process.exitCode = 1;
 });

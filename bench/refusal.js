@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * What a refused attempt and an uncontended acquire+release cost, for two builds of the library side
@@ -19,12 +20,14 @@ const rounds = Number(process.env.REFUSAL_ROUNDS || 15);
 const block = Number(process.env.REFUSAL_BLOCK || 200);
 const builds = (process.argv.length > 2 ? process.argv.slice(2) : ['dist']).map((d) => path.resolve(d));
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
+const { median } = require('./lib/stats');
 
+/**
+ * @param {string} dir a build of the library (a dist/ folder)
+ * @param {number} i
+ */
 async function setup(dir, i) {
+  /** @type {import('./types').Library} */
   const lib = require(dir);
   const tableName = `bench_refusal_${i}_${randomBytes(3).toString('hex')}`;
   const names = { tableName, eventsTableName: `${tableName}_ev` };
@@ -37,7 +40,9 @@ async function setup(dir, i) {
   const held = await holder.acquire('busy', { heartbeat: false, ttlSeconds: 3600 });
   return {
     dir,
+    /** @type {number[]} µs per refused attempt, one figure per block */
     refused: [],
+    /** @type {number[]} µs per acquire + release, one figure per block */
     cycle: [],
     async refuse() {
       const t = performance.now();
@@ -81,8 +86,8 @@ async function main() {
     for (const s of subjects) {
       console.log(`${path.relative(process.cwd(), s.dir) || '.'}: refused attempt ${median(s.refused).toFixed(0)} µs, acquire+release ${median(s.cycle).toFixed(0)} µs`);
     }
-    if (subjects.length === 2) {
-      const [a, b] = subjects;
+    const [a, b] = subjects;
+    if (a && b) {
       console.log(`B/A: refused ${(median(b.refused) / median(a.refused)).toFixed(3)}, acquire+release ${(median(b.cycle) / median(a.cycle)).toFixed(3)}`);
     }
   } finally {

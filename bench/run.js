@@ -1,14 +1,16 @@
+// @ts-check
 'use strict';
 /**
- * `npm run bench`: every figure of issue 8, as ratios against baselines run in the same process on
- * the same database server. Prints each table and writes bench/results.md.
+ * `npm run bench`: the library's cost (uncontended cycle, refused attempt, contended hand-off, table
+ * size, heartbeat, memory), as ratios against baselines run in the same process on the same database
+ * server. Prints each table and writes bench/results.md.
  *
  * Environment (defaults keep a run to a few minutes on 2 cores):
  *   DATABASE_URL            PostgreSQL server (default postgres://postgres@127.0.0.1:5432/test; if that is
  *                           unset and nothing answers, an embedded PostgreSQL is started). A scratch database
  *                           is created on it and dropped at the end.
  *   BENCH_DIALECTS          comma list, default "postgres" (one file per dialect in bench/dialects/)
- *   BENCH_SECTIONS          comma list of uncontended,contended,scale,heartbeat,memory,soak,semaphore (default all)
+ *   BENCH_SECTIONS          comma list of uncontended,contended,scale,heartbeat,memory,soak,failover,semaphore (default all)
  *   BENCH_CYCLES=200 BENCH_RUNS=9 BENCH_WARMUP=100                          uncontended
  *   BENCH_WORKERS=8 BENCH_CONTENDED_SECONDS=3 BENCH_CONTENDED_RUNS=3
  *   BENCH_SECTION_MS=1 BENCH_THINK_MS=2                                     contended
@@ -36,7 +38,10 @@ const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 const IDLE_PROBE_MS = 2000;
 const BUSY_WARNING_PERCENT = 20;
 
-/** Share of all cores' time spent busy over `ms` (the bench itself is idle meanwhile), in percent. */
+/**
+ * Share of all cores' time spent busy over `ms` (the bench itself is idle meanwhile), in percent.
+ * @param {number} ms
+ */
 async function busyPercent(ms) {
   const total = () =>
     os.cpus().reduce(
@@ -54,14 +59,19 @@ async function busyPercent(ms) {
   const all = after.all - before.all;
   return all > 0 ? Math.round((100 * (all - (after.idle - before.idle))) / all) : 0;
 }
-const log = (msg) => process.stdout.write(`${msg}\n`);
+/** @type {import('./types').Log} */
+const log = (msg) => {
+  process.stdout.write(`${msg}\n`);
+};
 
+/** @param {import('./types').Report} report */
 function renderSection(report) {
   const parts = [`### ${report.title}`, '', report.intro, ''];
   for (const t of report.tables) parts.push(markdownTable(t.headers, t.rows), '');
   return parts.join('\n');
 }
 
+/** @type {Record<string, (env: import('./types').BenchEnv) => Promise<import('./types').Report>>} */
 const SECTION_RUNNERS = {
   uncontended: (env) => require('./sections/uncontended').run(env),
   contended: (env) => require('./sections/contended').run(env),
@@ -69,9 +79,24 @@ const SECTION_RUNNERS = {
   heartbeat: (env) => require('./sections/heartbeat').run(env),
   memory: (env) => require('./sections/memory').memoryRun(env),
   soak: (env) => require('./sections/memory').soakRun(env),
+  failover: (env) => require('./sections/failover').run(env),
   semaphore: (env) => require('./sections/semaphore').run(env),
 };
 
+/**
+ * @typedef {object} Outcome
+ * @property {import('./types').BenchDialect} dialect
+ * @property {import('./types').ServerDescription} description
+ * @property {import('./types').Report[]} reports
+ * @property {boolean} embedded
+ */
+
+/**
+ * @param {import('./types').BenchConfig} config
+ * @param {import('./types').Library} lib
+ * @param {string} dialectName
+ * @returns {Promise<Outcome>}
+ */
 async function runDialect(config, lib, dialectName) {
   const { env, close } = await openDialect(config, lib, dialectName, log);
   const interrupted = () => {
@@ -79,11 +104,14 @@ async function runDialect(config, lib, dialectName) {
     close().finally(() => process.exit(130));
   };
   process.once('SIGINT', interrupted);
+  /** @type {import('./types').Report[]} */
   const reports = [];
   try {
     for (const name of config.sections) {
+      const runner = SECTION_RUNNERS[name];
+      if (!runner) throw new RangeError(`no section ${name}`);
       const t0 = performance.now();
-      const report = await SECTION_RUNNERS[name](env);
+      const report = await runner(env);
       report.seconds = (performance.now() - t0) / 1000;
       reports.push(report);
       log('');
@@ -96,6 +124,13 @@ async function runDialect(config, lib, dialectName) {
   }
 }
 
+/**
+ * @param {import('./types').BenchConfig} config
+ * @param {ReturnType<typeof machine> & { loadStart: string, busyBefore: number }} m
+ * @param {Date} started
+ * @param {Outcome[]} outcomes
+ * @param {number} totalSeconds
+ */
 function renderResults(config, m, started, outcomes, totalSeconds) {
   const lines = [
     '# Benchmark results',
@@ -119,7 +154,7 @@ function renderResults(config, m, started, outcomes, totalSeconds) {
     `- Settings: ${config.runs} runs × ${config.cycles} cycles (warm-up ${config.warmup}); contended ${config.workers} workers × ` +
       `${config.contendedRuns} × ${config.contendedSeconds} s; scale sizes ${config.scaleSizes.join(', ')}; memory ${config.memoryCycles} cycles; ` +
       `soak ${config.soakRounds} rounds. Total ${Math.round(totalSeconds)} s (` +
-      outcomes.flatMap((o) => o.reports.map((r) => `${r.title.split(':')[0].toLowerCase()} ${Math.round(r.seconds)} s`)).join(', ') +
+      outcomes.flatMap((o) => o.reports.map((r) => `${(r.title.split(':')[0] ?? '').toLowerCase()} ${Math.round(r.seconds ?? NaN)} s`)).join(', ') +
       ').',
     `- Other work before the run: ${m.busyBefore}% of all CPU time was busy in the ${IDLE_PROBE_MS / 1000} s before it started ` +
       '(during the run, the load average counts the bench\'s own database server and worker processes)',
@@ -154,16 +189,17 @@ async function main() {
   const lib = loadLibrary();
   const m = { ...machine(), loadStart: loadavg(), busyBefore: await busyPercent(IDLE_PROBE_MS) };
   log(`bench: ${m.cpu}, ${m.cores} cores, ${m.ramGiB.toFixed(1)} GiB, Node ${m.node}`);
+  /** @type {Outcome[]} */
   const outcomes = [];
   for (const d of config.dialects) outcomes.push(await runDialect(config, lib, d));
   const md = renderResults(config, m, started, outcomes, (performance.now() - t0) / 1000);
   fs.writeFileSync(config.results, md);
   log('');
-  log(md.slice(md.indexOf('## Targets'), md.indexOf(`## ${outcomes[0].dialect.label}`)));
+  log(md.slice(md.indexOf('## Targets'), outcomes[0] ? md.indexOf(`## ${outcomes[0].dialect.label}`) : undefined));
   log(`wrote ${path.relative(process.cwd(), config.results)}`);
 }
 
 main().catch((error) => {
-  process.stderr.write(`${error && error.stack}\n`);
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
   process.exitCode = 1;
 });

@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * A contended-section worker (forked by sections/contended.js). It waits for commands over IPC so the
@@ -9,35 +10,44 @@
  * Timestamps are process.hrtime.bigint(): CLOCK_MONOTONIC, one clock for every process on the
  * machine, so the parent can order sections of different workers on one time line.
  */
-const path = require('node:path');
 const { setTimeout: sleep } = require('node:timers/promises');
+const { loadDialect, loadLibrary } = require('./lib/env');
+const { mutexWithLeversUndone } = require('./lib/levers');
 
+/** @typedef {import('./types').WorkerCommand} WorkerCommand */
+/** @typedef {(section: () => Promise<void>, untilNs: bigint) => Promise<unknown>} Run */
+
+/** @type {{ run: Run, close: () => Promise<void>, params: { sectionMs: number, thinkMs: number } } | null} */
 let current = null;
 
 function now() {
   return process.hrtime.bigint();
 }
 
+/**
+ * @param {Extract<WorkerCommand, { type: 'setup' }>} msg
+ * @returns {Promise<{ run: Run, close: () => Promise<void> }>}
+ */
 async function setup(msg) {
-  const dialect = require(path.join(__dirname, 'dialects', `${msg.dialect}.js`));
+  const dialect = loadDialect(msg.dialect);
   const variant = msg.variant;
   if (variant.kind === 'raw') {
-    const raw = await dialect.contendedRaw(msg.url, variant.raw);
+    const raw = await dialect.contendedRaw(msg.url, String(variant.raw));
     return { run: (section) => raw.run(msg.lockId, section), close: () => raw.close() };
   }
-  const lib = require(path.join(__dirname, '..', 'dist'));
+  const lib = loadLibrary();
   const sequelize = dialect.makeSequelize(msg.url, { pool: { max: 2 } });
-  const mutex = lib.initDbMutex(sequelize, {
+  const mutexOptions = {
     setDefault: false,
     pollIntervalMs: variant.pollIntervalMs,
     listen: variant.listen !== false,
     // e.g. { preparedStatements: false, listenUrl } for a row through a transaction-mode PgBouncer
     ...variant.mutexOptions,
-  });
-  for (const name of variant.patches || []) {
-    // Bench-only: an adopted lever undone, to measure what it is worth (see bench/dialects/<dialect>.js).
-    if (!dialect.LEVERS_UNDONE[name].apply(mutex)) throw new Error(`lever ${name} cannot be undone on this build`);
-  }
+  };
+  // Bench-only: adopted levers undone, to measure what they are worth (see bench/lib/levers.js).
+  const patches = variant.patches || [];
+  const mutex = await mutexWithLeversUndone(lib, dialect, sequelize, mutexOptions, patches);
+  if (!mutex) throw new Error(`levers ${patches.join(', ')} cannot be undone on this build`);
   const options = { mutex, waitMs: 60_000, heartbeat: variant.heartbeat ?? true };
   return {
     run: variant.retryMs === undefined ? (section) => lib.withDbMutex(msg.lockId, section, options) : retryingRun(lib, msg.lockId, options, variant.retryMs),
@@ -51,6 +61,13 @@ async function setup(msg) {
 /**
  * "Skip if held, try again soon": no waitMs; a refused attempt sleeps retryMs and tries again, so most
  * attempts are refusals of a held lock. Resolves false (no section ran) once the run's time is up.
+ */
+/**
+ * @param {import('./types').Library} lib
+ * @param {string} lockId
+ * @param {import('../src/index').WithDbMutexOptions} options
+ * @param {number} retryMs
+ * @returns {Run}
  */
 function retryingRun(lib, lockId, options, retryMs) {
   const once = { ...options, waitMs: 0 };
@@ -68,11 +85,18 @@ function retryingRun(lib, lockId, options, retryMs) {
   };
 }
 
+/**
+ * @param {Extract<WorkerCommand, { type: 'go' }>} msg
+ * @returns {Promise<Omit<Extract<import('./types').WorkerReply, { type: 'done' }>, 'type' | 'pid'>>}
+ */
 async function go(msg) {
+  if (!current) throw new Error("'go' before 'setup'");
   const until = BigInt(msg.untilNs);
   const base = BigInt(msg.baseNs);
-  const ms = (t) => Number(t - base) / 1e6;
+  const ms = (/** @type {bigint} */ t) => Number(t - base) / 1e6;
+  /** @type {[number, number, number][]} */
   const samples = [];
+  /** @type {string[]} */
   const errors = [];
   const { sectionMs, thinkMs } = current.params;
   while (now() < until) {
@@ -86,7 +110,7 @@ async function go(msg) {
       }, until);
       if (ran !== false) samples.push([ms(start), ms(end), ms(now())]);
     } catch (error) {
-      errors.push(String(error && error.message));
+      errors.push(error instanceof Error ? error.message : String(error));
       if (errors.length > 20) break;
     }
     // Work outside the lock, so a waiter (not the releaser looping straight back) usually takes over.
@@ -95,8 +119,11 @@ async function go(msg) {
   return { samples, errors };
 }
 
-process.on('message', (msg) => {
-  const reply = (m) => process.send(m);
+process.on('message', (/** @type {WorkerCommand} */ msg) => {
+  const reply = (/** @type {import('./types').WorkerReply} */ m) => {
+    if (!process.send) throw new Error('bench/worker.js runs as a forked child (sections/contended.js)');
+    process.send(m);
+  };
   (async () => {
     if (msg.type === 'setup') {
       const handle = await setup(msg);
@@ -113,6 +140,6 @@ process.on('message', (msg) => {
       process.exit(0);
     }
   })().catch((error) => {
-    reply({ type: 'error', message: String(error && error.stack) });
+    reply({ type: 'error', message: error instanceof Error ? String(error.stack) : String(error) });
   });
 });

@@ -11,6 +11,7 @@ import { dialectFor } from './dialects';
 import type { CurrentHolder, Dialect, EventRow, LockRow, LockStore, ReleaseNotice, SemaphoreAttempt } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
 import { Heartbeat } from './heartbeat';
+import { Leadership, type LeadOptions } from './leadership';
 import { Lease, type DbMutexHeldLock, type LeaseObserver } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
 import {
@@ -380,6 +381,15 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     this.waiters.wake(lockId);
     const semaphoreId = semaphoreOfKey(lockId);
     if (semaphoreId !== null) this.waiters.wake(semaphoreWaitKey(semaphoreId));
+  }
+
+  /**
+   * Leader election: returns at once a Leadership that campaigns for `electionId` in the background
+   * (waiting for its lock) and calls `onElected(lock)` each time this process becomes leader. See
+   * src/leadership.ts and the README's "Leader election".
+   */
+  lead(electionId: string, options: LeadOptions): Leadership {
+    return new Leadership(this, electionId, options);
   }
 
   /** What this DbMutex does when one of its leases ends or settles (the leases' only way back here). */

@@ -175,3 +175,30 @@ export class DbMutexNotHeldError extends Error {
     super(`Lock ${lockId} is not held (already released)`);
   }
 }
+
+/**
+ * Why a leader stopped being leader (the `demoted` event of a Leadership, and the `reason` of
+ * DbMutexDemotedError): a way its lock can be lost, or
+ * - `stopped`: `leadership.stop()` (or its `signal`) stepped down;
+ * - `resigned`: `onElected`'s code called `lock.release()`;
+ * - `failed`: `onElected` threw (or rejected) while this process was still leader.
+ */
+export type DbMutexDemotedReason = DbMutexLostReason | 'stopped' | 'resigned' | 'failed';
+
+/**
+ * The `reason` of a leader lock's `signal` when leadership ends. When the lock itself was lost (lease
+ * ran out, force-release, database unreachable, mutex closed), `cause` is that DbMutexLostError.
+ */
+export class DbMutexDemotedError extends Error {
+  override readonly name = 'DbMutexDemotedError';
+  readonly code = 'DB_MUTEX_DEMOTED' as const;
+  constructor(
+    readonly electionId: string,
+    /** The epoch (fencing token) of the term that ended. */
+    readonly epoch: number,
+    readonly reason: DbMutexDemotedReason,
+    options?: { cause?: unknown },
+  ) {
+    super(`Leadership of ${electionId} (epoch ${epoch}) ended: ${reason}`, options);
+  }
+}

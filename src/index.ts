@@ -13,6 +13,8 @@ export type {
   AuditOptions,
   EventsOptions,
 } from './db-mutex';
+export { Leadership } from './leadership';
+export type { LeadOptions, LeadershipEvents } from './leadership';
 export { withDbMutex, dbMutex } from './with-db-mutex';
 export type { WithDbMutexOptions, DbMutexWrapperOptions } from './with-db-mutex';
 export { withDbSemaphore, dbSemaphore } from './with-db-semaphore';
@@ -28,8 +30,9 @@ export {
   DbMutexNotHeldError,
   DbMutexUnsupportedDialectError,
   DbMutexUnsupportedServerError,
+  DbMutexDemotedError,
 } from './errors';
-export type { DbMutexErrorCode, DbMutexLostReason } from './errors';
+export type { DbMutexErrorCode, DbMutexLostReason, DbMutexDemotedReason } from './errors';
 export { DbMutexLock, DbMutexEvent, createSchema, dropSchema, DEFAULT_SCHEMA_NAMES } from './schema';
 export type { SchemaNames } from './schema';
 export type { LockRow, EventRow } from './dialects/types';

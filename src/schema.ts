@@ -1,7 +1,7 @@
 /**
  * The one source of truth for the schema. The sequelize-cli migration, `mutex.sync()` and a host
  * app's `sequelize.sync()` all build the tables from these definitions, so they cannot drift
- * (test/schema.test.ts compares the migration's result with sync's, column by column).
+ * (test/core/schema.test.ts compares the migration's result with sync's, column by column).
  */
 import { DataTypes, Model, type ModelAttributes, type ModelStatic, type QueryInterface, type Sequelize } from 'sequelize';
 import { dialectFor, type Dialect } from './dialects';

@@ -1,7 +1,10 @@
-/** The README's quick start runs as written (transpiled from TypeScript, against the test database). */
+/**
+ * The README's quick start runs as written (transpiled from TypeScript, against the test database), and every
+ * relative link of the README and of docs/ leads to a file, and a heading, that exists.
+ */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import ts from 'typescript';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
@@ -33,4 +36,45 @@ it('runs the README quick start as written', async () => {
   }
   expect(stdout).toMatch(/running with fencing token \d+/);
   expect(stdout).toContain('sent invoices for 42');
+});
+
+/** Anchors as GitHub makes them from a file's headings (fenced code left out), duplicates numbered. */
+function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const line of withoutCodeBlocks(markdown).split('\n')) {
+    const heading = /^#{1,6} (.+)$/.exec(line);
+    if (!heading) continue;
+    const slug = heading[1]!.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+    const count = seen.get(slug) ?? 0;
+    seen.set(slug, count + 1);
+    anchors.add(count === 0 ? slug : `${slug}-${count}`);
+  }
+  return anchors;
+}
+
+function withoutCodeBlocks(markdown: string): string {
+  return markdown.replace(/^```[\s\S]*?^```/gm, '');
+}
+
+it('links only to files and headings that exist, from the README and from every page in docs/', () => {
+  const pages = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  const broken: string[] = [];
+  let checked = 0;
+  for (const page of pages) {
+    const text = withoutCodeBlocks(readFileSync(join(root, page), 'utf8')).replace(/`[^`\n]*`/g, (span) => (span.includes('](') ? '' : span));
+    for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(target!)) continue; // https:, mailto:: not checked here
+      checked += 1;
+      const [path, anchor] = target!.split('#') as [string, string | undefined];
+      const file = path === '' ? join(root, page) : join(root, dirname(page), path);
+      if (!existsSync(file)) {
+        broken.push(`${page}: ${target} (no file ${relative(root, file)})`);
+      } else if (anchor !== undefined && !headingAnchors(readFileSync(file, 'utf8')).has(anchor)) {
+        broken.push(`${page}: ${target} (no heading with that anchor in ${relative(root, file)})`);
+      }
+    }
+  }
+  expect(broken).toEqual([]);
+  expect(checked).toBeGreaterThan(50); // the pattern does find links
 });

@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * MariaDB side of the bench (contract: top of bench/dialects/postgres.js). Provides what the
@@ -13,7 +14,13 @@ const { Sequelize } = require('sequelize');
 const { floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals: internalsOf } = require('../lib/sql-baselines');
 
 const DEFAULT_URL = 'mariadb://root@127.0.0.1:3306/test';
+/** The row that sends the library's own statements by hand the way its driver does (execute + timeout wrapper). */
+const OWN_STATEMENTS = 'lever-execute-wrapper';
 
+/** @param {unknown} error */
+const messageOf = (error) => (error instanceof Error ? error.message : String(error));
+
+/** @param {string} url */
 function connectionOptions(url) {
   const u = new URL(url);
   return {
@@ -25,11 +32,15 @@ function connectionOptions(url) {
   };
 }
 
-/** A raw connector connection wrapped as `query(text, values) → rows`. */
+/**
+ * A raw connector connection wrapped as `query(text, values) → rows`.
+ * @param {string} url
+ */
 async function open(url) {
   const conn = await mariadb.createConnection(connectionOptions(url));
   return {
     raw: conn,
+    /** @type {import('../lib/sql-baselines').RawConnection['query']} */
     query: async (text, values) => {
       const r = await conn.query(text, values);
       return Array.isArray(r) ? r : [];
@@ -38,6 +49,12 @@ async function open(url) {
   };
 }
 
+/**
+ * @template T
+ * @param {string} url
+ * @param {(c: Awaited<ReturnType<typeof open>>) => Promise<T>} fn
+ * @returns {Promise<T>}
+ */
 async function withConnection(url, fn) {
   const c = await open(url);
   try {
@@ -47,16 +64,18 @@ async function withConnection(url, fn) {
   }
 }
 
+/** @type {import('../types').BenchDialect['openServer']} */
 async function openServer() {
   const url = process.env.BENCH_MARIADB_URL || DEFAULT_URL;
   try {
     await withConnection(url, (c) => c.query('SELECT 1', []));
   } catch (error) {
-    throw new Error(`cannot connect to MariaDB at ${url} (set BENCH_MARIADB_URL): ${error.message}`, { cause: error });
+    throw new Error(`cannot connect to MariaDB at ${url} (set BENCH_MARIADB_URL): ${messageOf(error)}`, { cause: error });
   }
   return { url, embedded: false, stop: async () => undefined };
 }
 
+/** @type {import('../types').BenchDialect['createScratch']} */
 async function createScratch(serverUrl) {
   const name = `dbm_bench_${randomBytes(6).toString('hex')}`;
   await withConnection(serverUrl, (c) => c.query(`CREATE DATABASE \`${name}\``, []));
@@ -69,19 +88,22 @@ async function createScratch(serverUrl) {
   };
 }
 
+/** @type {import('../types').BenchDialect['describeServer']} */
 async function describeServer(url) {
   return withConnection(url, async (c) => {
-    const version = (await c.query('SELECT VERSION() AS v', []))[0].v;
+    const version = String((await c.query('SELECT VERSION() AS v', []))[0]?.v);
+    /** @type {Record<string, string>} */
     const settings = {};
     for (const name of ['innodb_flush_log_at_trx_commit', 'sync_binlog', 'log_bin', 'transaction_isolation', 'max_connections']) {
       const rows = await c.query('SHOW VARIABLES LIKE ?', [name]);
-      if (rows[0]) settings[name] = rows[0].Value;
+      if (rows[0]) settings[name] = String(rows[0].Value);
     }
-    const others = (await c.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon'", []))[0].n;
+    const others = (await c.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon'", []))[0]?.n;
     return { product: `MariaDB ${version}`, settings, otherConnections: Number(others) };
   });
 }
 
+/** @type {import('../types').BenchDialect['makeSequelize']} */
 function makeSequelize(url, options = {}) {
   return new Sequelize(url, { logging: false, pool: { max: 5 }, ...options });
 }
@@ -91,10 +113,12 @@ function fastCommitOptions() {
   return {};
 }
 
+/** @type {import('../types').BenchDialect['libraryInternals']} */
 function libraryInternals() {
-  return internalsOf('mariadb', 'mariadbDialect');
+  return internalsOf('mariadb');
 }
 
+/** @type {import('../types').BenchDialect['uncontendedVariants']} */
 function uncontendedVariants(ctx) {
   const internals = libraryInternals();
   const variants = [
@@ -105,9 +129,9 @@ function uncontendedVariants(ctx) {
   ];
   if (internals) {
     variants.unshift(
-      floorVariant(open, ctx.url, internals.dialect, "raw mariadb-connector floor: the library's own acquire (INSERT … ON DUPLICATE KEY UPDATE … RETURNING) + release statements, one connection"),
+      floorVariant(open, ctx.url, internals, "raw mariadb-connector floor: the library's own acquire (INSERT … ON DUPLICATE KEY UPDATE … RETURNING) + release statements, one connection"),
     );
-    variants.push(runnerVariant(internals, ctx.sequelize), ...leverVariants(ctx.url, internals.dialect));
+    variants.push(runnerVariant(internals, ctx.sequelize), ...leverVariants(ctx.url, internals));
   }
   return variants;
 }
@@ -118,21 +142,38 @@ function uncontendedVariants(ctx) {
  * src/dialects/mariadb.ts sends every statement) and the binary protocol with a server-side prepared
  * statement (`execute`, cached per connection by the connector) instead of a text query.
  */
-function leverVariants(url, libDialect) {
+/**
+ * @param {string} url
+ * @param {import('../types').LibraryInternals} internals
+ * @returns {import('../types').Variant[]}
+ */
+function leverVariants(url, internals) {
+  /** @type {Awaited<ReturnType<typeof open>> | undefined} */
   let conn;
-  const wrap = (text) => `SET STATEMENT max_statement_time=10.000 FOR ${text}`;
-  const asRows = (r) => (Array.isArray(r) ? r : []);
-  const lever = (key, label, send) => {
+  const wrap = (/** @type {string} */ text) => `SET STATEMENT max_statement_time=10.000 FOR ${text}`;
+  const asRows = (/** @type {unknown} */ r) => (Array.isArray(r) ? r : []);
+  /** @typedef {(c: import('mariadb').Connection, text: string, values: unknown[]) => Promise<unknown>} Send */
+  /**
+   * @param {string} key
+   * @param {string} label
+   * @param {Send} send
+   * @returns {import('../types').Variant}
+   */
+  const lever = (key, label, send, group = 'lever') => {
+    /** @type {((lockId: string) => Promise<void>) | undefined} */
     let cycle;
     return {
       key,
-      group: 'lever',
+      group,
       label,
       setup: async () => {
-        conn ??= await open(url);
-        cycle = floorCycle(libDialect, async (text, values) => asRows(await send(conn.raw, text, values)));
+        const c = (conn ??= await open(url));
+        cycle = floorCycle(internals, async (text, values) => asRows(await send(c.raw, text, [...values])));
       },
-      cycle: (lockId) => cycle(lockId),
+      cycle: (lockId) => {
+        if (!cycle) throw new Error(`${key}: not set up`);
+        return cycle(lockId);
+      },
       teardown: async () => {
         if (conn) await conn.close();
         conn = undefined;
@@ -142,11 +183,18 @@ function leverVariants(url, libDialect) {
   return [
     lever('lever-wrapper', 'floor + the statement-timeout wrapper (SET STATEMENT max_statement_time=… FOR …)', (c, text, values) => c.query(wrap(text), values)),
     lever('lever-execute', 'floor through execute() (binary protocol, prepared statement cached per connection)', (c, text, values) => c.execute(text, values)),
-    lever('lever-execute-wrapper', 'floor through execute() with the statement-timeout wrapper', (c, text, values) => c.execute(wrap(text), values)),
+    lever(
+      OWN_STATEMENTS,
+      "its own statements by hand: the library's acquire and release from its MariaDB lock store, through execute() " +
+        '(binary protocol, prepared statement cached per connection) with the statement-timeout wrapper, as the library sends them, one connection',
+      (c, text, values) => c.execute(wrap(text), values),
+      'baseline',
+    ),
   ];
 }
 
 /** Canned successful answers for the library's acquire and release (JS-only rows). */
+/** @type {import('../types').BenchDialect['stubRows']} */
 function stubRows(statement) {
   if (statement.name.endsWith('_acquire')) {
     const now = Date.now();
@@ -157,13 +205,14 @@ function stubRows(statement) {
 }
 
 /** Raw contended baseline: GET_LOCK blocks in the server, which wakes the next waiter on RELEASE_LOCK. */
+/** @type {import('../types').BenchDialect['contendedRaw']} */
 async function contendedRaw(url, variant) {
   if (variant !== 'get-lock-blocking') throw new Error(`unknown raw contended variant ${variant}`);
   const c = await open(url);
   return {
     async run(lockId, section) {
       const got = await c.query('SELECT GET_LOCK(?, 60) AS ok', [lockId]);
-      if (Number(got[0].ok) !== 1) throw new Error('GET_LOCK timed out');
+      if (Number(got[0]?.ok) !== 1) throw new Error('GET_LOCK timed out');
       try {
         await section();
       } finally {
@@ -174,7 +223,8 @@ async function contendedRaw(url, variant) {
   };
 }
 
-module.exports = {
+/** @satisfies {import('../types').BenchDialect} */
+const mariadbBench = {
   name: 'mariadb',
   label: 'MariaDB',
   // No LISTEN/NOTIFY: waiting is polling only (sections/contended.js drops its notify row).
@@ -185,20 +235,19 @@ module.exports = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
+  ownStatementsKey: OWN_STATEMENTS,
   LEVERS_UNDONE: {
     'text-protocol': {
       label: 'every statement as a text query (no server-side prepared statements)',
-      apply: (mutex) => {
-        const runner = mutex.runner;
-        if (!runner || typeof runner.run !== 'function') return false;
-        const run = runner.run.bind(runner);
-        runner.run = (statement, ...rest) => run({ ...statement, prepare: false }, ...rest);
-        return true;
-      },
+      // Every operation's statements (see bench/lib/levers.js).
+      operation: null,
+      rewrite: (statement) => ({ ...statement, prepare: false }),
     },
   },
   stubRows,
   libraryInternals,
   contendedRaw,
-  contendedRawVariants: [{ key: 'get-lock-blocking', label: 'raw MariaDB GET_LOCK, blocking (server wakes the next waiter)' }],
+  contendedRawVariants: [{ key: 'get-lock-blocking', short: 'blocking GET_LOCK', label: 'raw MariaDB GET_LOCK, blocking (server wakes the next waiter)' }],
 };
+
+module.exports = mariadbBench;

@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * PostgreSQL side of the bench: server discovery (or an embedded server), the scratch database,
@@ -7,25 +8,46 @@
  * BENCH_DIALECTS:
  *   name, label, openServer(log), createScratch(serverUrl), describeServer(url), makeSequelize(url, opts),
  *   fastCommitOptions(), uncontendedVariants(ctx) (must include key 'floor' and 'original'),
- *   LEVERS_UNDONE {name: {label, affectsRefusal?, apply(mutex) => boolean}}, stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
+ *   LEVERS_UNDONE {name: {label, affectsRefusal?, operation, rewrite(statement), probe?(store)}} (bench/lib/levers.js), stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
  *   dropTables(url, tables), scaleBaselines(ctx, {table, originalTable}) (keys 'floor', 'original'),
  *   contendedRaw(url, key) + contendedRawVariants, listenerConnections(url, tableName).
  */
 const { randomBytes, randomUUID } = require('node:crypto');
 const { Client } = require('pg');
 const { Sequelize, QueryTypes } = require('sequelize');
+const { libraryInternals: internalsOf } = require('../lib/sql-baselines');
 
 const DEFAULT_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const LOCKS = 'db_mutex_locks';
 const ORIGINAL = 'bench_original_dbmutex';
 const TTL_SECONDS = 1800;
 
+/** @typedef {import('../types').Statement} Statement */
+/** @typedef {import('../types').DbMutex} DbMutex */
+/**
+ * Sends one statement through some path and reports its rows and affected-row count.
+ * @typedef {(s: Statement) => Promise<{ rows: Record<string, any>[], count?: number | null }>} Exec
+ */
+
+/** @param {unknown} error */
+const messageOf = (error) => (error instanceof Error ? error.message : String(error));
+
+/**
+ * @param {string} url
+ * @param {string} database
+ */
 function withDatabase(url, database) {
   const u = new URL(url);
   u.pathname = `/${database}`;
   return u.toString();
 }
 
+/**
+ * @template T
+ * @param {string} url
+ * @param {(client: Client) => Promise<T>} fn
+ * @returns {Promise<T>}
+ */
 async function withClient(url, fn) {
   const client = new Client({ connectionString: url });
   await client.connect();
@@ -40,6 +62,7 @@ async function withClient(url, fn) {
  * The server at DATABASE_URL; without DATABASE_URL, the default local URL, and if nothing answers
  * there, an embedded PostgreSQL started for this run (stopped by `stop()`).
  */
+/** @type {import('../types').BenchDialect['openServer']} */
 async function openServer(log) {
   const explicit = process.env.DATABASE_URL;
   const url = explicit || DEFAULT_URL;
@@ -47,15 +70,17 @@ async function openServer(log) {
     await withClient(url, (c) => c.query('SELECT 1'));
     return { url, embedded: false, stop: async () => undefined };
   } catch (error) {
-    if (explicit) throw new Error(`cannot connect to DATABASE_URL: ${error.message}`, { cause: error });
+    if (explicit) throw new Error(`cannot connect to DATABASE_URL: ${messageOf(error)}`, { cause: error });
   }
   log(`nothing answers at ${DEFAULT_URL}: starting an embedded PostgreSQL (scripts/embedded-pg.js)`);
   const { startEmbeddedPostgres } = require('../../scripts/embedded-pg.js');
+  /** @type {{ url: string, stop(): Promise<void> }} */
   const pg = await startEmbeddedPostgres();
   return { url: pg.url, embedded: true, stop: () => pg.stop() };
 }
 
 /** A fresh database on the same server, dropped (WITH FORCE) by `drop()`. */
+/** @type {import('../types').BenchDialect['createScratch']} */
 async function createScratch(serverUrl) {
   const name = `dbm_bench_${randomBytes(6).toString('hex')}`;
   await withClient(serverUrl, (c) => c.query(`CREATE DATABASE "${name}"`));
@@ -66,9 +91,11 @@ async function createScratch(serverUrl) {
   };
 }
 
+/** @type {import('../types').BenchDialect['describeServer']} */
 async function describeServer(url) {
   return withClient(url, async (c) => {
     const version = (await c.query('SHOW server_version')).rows[0].server_version;
+    /** @type {Record<string, string>} */
     const settings = {};
     for (const name of ['fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers', 'max_connections']) {
       settings[name] = (await c.query(`SHOW ${name}`)).rows[0][name];
@@ -78,6 +105,7 @@ async function describeServer(url) {
   });
 }
 
+/** @type {import('../types').BenchDialect['makeSequelize']} */
 function makeSequelize(url, options = {}) {
   return new Sequelize(url, { logging: false, pool: { max: 5 }, ...options });
 }
@@ -87,6 +115,7 @@ function fastCommitOptions() {
   return { dialectOptions: { options: '-c synchronous_commit=off' } };
 }
 
+/** @param {string} url */
 async function rawClient(url) {
   const client = new Client({ connectionString: url });
   await client.connect();
@@ -96,6 +125,7 @@ async function rawClient(url) {
 // ---- statements -------------------------------------------------------------------------------
 
 /** The floor: what a careful developer writes by hand against the library's table (made by mutex.sync()). */
+/** @param {string} table */
 function floorSql(table) {
   const acquire = `INSERT INTO ${table} AS l (lock_id, owner_token, fencing_token, holder, hostname, pid,
       acquired_at, expires_at, deadline_at, heartbeat_at)
@@ -120,12 +150,21 @@ function floorSql(table) {
   };
 }
 
+/** @type {Map<string, ReturnType<typeof floorSql>>} */
 const FLOOR_SQL = new Map();
 
+/** @typedef {'acquire' | 'release' | 'releaseNotify' | 'releaseAsync'} FloorKind */
+
+/**
+ * @param {string} lockId
+ * @param {string} ownerToken
+ * @returns {Record<FloorKind, Statement & { values: unknown[] }>}
+ */
 function floorStatements(lockId, ownerToken, table = LOCKS) {
   let sql = FLOOR_SQL.get(table);
   if (!sql) FLOOR_SQL.set(table, (sql = floorSql(table)));
-  const stmt = (kind, values) => ({ name: `bench_floor_${kind}_${table}`, text: sql[kind], values });
+  const text = sql;
+  const stmt = (/** @type {FloorKind} */ kind, /** @type {unknown[]} */ values) => ({ name: `bench_floor_${kind}_${table}`, text: text[kind], values });
   return {
     acquire: stmt('acquire', [lockId, ownerToken, 'bench', 'bench-host', process.pid, TTL_SECONDS]),
     release: stmt('release', [lockId, ownerToken]),
@@ -138,20 +177,36 @@ function floorStatements(lockId, ownerToken, table = LOCKS) {
  * The library's release statement with its asynchronous commit taken out: the release waits for the
  * WAL flush again, as before that lever was adopted. Returns null if the shape is not recognised.
  */
+/**
+ * @param {Statement} statement
+ * @returns {Statement | null}
+ */
 function durableRelease(statement) {
   const text = statement.text.replace(/,\s*set_config\('synchronous_commit', 'off', true\) AS async_commit/, '');
   return text === statement.text ? null : { name: `${statement.name}_durable`, text, values: statement.values };
 }
 
 /** The library's release statement without its pg_notify column (decomposition only). */
+/**
+ * @param {Statement} statement
+ * @returns {Statement | null}
+ */
 function withoutNotify(statement) {
   const text = statement.text.replace(/,\s*pg_notify\([^)]*\) AS notified/, '');
   return text === statement.text ? null : { name: `${statement.name}_quiet`, text, values: statement.values };
 }
 
+/**
+ * @param {readonly unknown[]} rows
+ * @param {string} what
+ */
 function expectOneRow(rows, what) {
   if (rows.length !== 1) throw new Error(`${what}: expected one row, got ${rows.length}`);
 }
+/**
+ * @param {number | null | undefined} n
+ * @param {string} what
+ */
 function expectCount(n, what) {
   if (n !== 1) throw new Error(`${what}: expected one row affected, got ${n}`);
 }
@@ -159,33 +214,52 @@ function expectCount(n, what) {
 // ---- executors: the same statement through different paths ---------------------------------
 
 /** pg's default: a parameterised query without a name is parsed and planned on every call. */
+/**
+ * @param {Client} client
+ * @returns {Exec}
+ */
 function unnamedOn(client) {
   return async (s) => {
-    const r = await client.query(s.text, s.values);
+    const r = await client.query(s.text, [...s.values]);
     return { rows: r.rows, count: r.rowCount };
   };
 }
 /** Named: parsed and planned once per connection, then only bound and executed. */
+/**
+ * @param {Client} client
+ * @returns {Exec}
+ */
 function namedOn(client) {
   return async (s) => {
-    const r = await client.query({ name: s.name, text: s.text, values: s.values });
+    const r = await client.query({ name: s.name, text: s.text, values: [...s.values] });
     return { rows: r.rows, count: r.rowCount };
   };
 }
 /** Through Sequelize's query pipeline (bind parameters, no model). */
+/**
+ * @param {import('sequelize').Sequelize} sequelize
+ * @returns {Exec}
+ */
 function viaSequelizeQuery(sequelize) {
   return async (s) => {
-    const [rows, result] = await sequelize.query(s.text, { bind: s.values, type: QueryTypes.RAW });
+    /** @type {[Record<string, unknown>[], { rowCount?: unknown } | undefined]} */
+    const [rows, result] = /** @type {any} */ (await sequelize.query(s.text, { bind: [...s.values], type: QueryTypes.RAW }));
     return { rows, count: result && typeof result.rowCount === 'number' ? result.rowCount : rows.length };
   };
 }
 /** A connection checked out of Sequelize's own pool per statement, named statement on the raw client. */
+/**
+ * @param {import('sequelize').Sequelize} sequelize
+ * @returns {Exec}
+ */
 function viaConnectionManager(sequelize) {
-  const cm = sequelize.connectionManager;
+  // Sequelize's connection manager is not in its typings; the library reaches it the same way.
+  /** @type {{ getConnection(o: object): Promise<Client>, releaseConnection(c: Client): void }} */
+  const cm = /** @type {any} */ (sequelize).connectionManager;
   return async (s) => {
     const connection = await cm.getConnection({ type: 'write', useMaster: true });
     try {
-      const r = await connection.query({ name: s.name, text: s.text, values: s.values });
+      const r = await connection.query({ name: s.name, text: s.text, values: [...s.values] });
       return { rows: r.rows, count: r.rowCount };
     } finally {
       cm.releaseConnection(connection);
@@ -193,6 +267,11 @@ function viaConnectionManager(sequelize) {
   };
 }
 
+/**
+ * @param {Exec} exec
+ * @param {'release' | 'releaseNotify' | 'releaseAsync'} release
+ * @returns {(lockId: string) => Promise<void>}
+ */
 function floorCycle(exec, release = 'release', table = LOCKS) {
   return async (lockId) => {
     const s = floorStatements(lockId, randomUUID(), table);
@@ -203,31 +282,86 @@ function floorCycle(exec, release = 'release', table = LOCKS) {
   };
 }
 
-/** Library internals from dist/ (for the decomposition rows); null when this build lays them out differently. */
-function libraryInternals() {
-  try {
-    const { postgresDialect } = require('../../dist/dialects/postgres');
-    const { StatementRunner } = require('../../dist/connection');
-    return { dialect: postgresDialect, StatementRunner };
-  } catch {
-    return null;
-  }
-}
+// ---- the minimal durable lease ----------------------------------------------------------------
 
-function librarySql(internals) {
-  return internals.dialect.statements({ tableName: LOCKS, eventsTableName: 'db_mutex_events' });
-}
+const MINIMAL_TABLE = 'bench_minimal_lease';
 
-function libraryCycle(internals, exec, { durable = false, notify = true } = {}) {
-  const sql = librarySql(internals);
+/**
+ * The least a lease row can cost: a table of its own with only what a lease needs (id, owner token,
+ * fencing token from a sequence, expiry by the database clock), one upsert that takes the lock only
+ * if it is free or expired, and one delete by owner token.
+ */
+const MINIMAL_SQL = {
+  create: [
+    `CREATE SEQUENCE IF NOT EXISTS ${MINIMAL_TABLE}_fencing_seq`,
+    `CREATE TABLE IF NOT EXISTS ${MINIMAL_TABLE} (lock_id text PRIMARY KEY, owner_token uuid NOT NULL,
+      fencing_token bigint NOT NULL, expires_at timestamptz NOT NULL)`,
+  ],
+  acquire: `INSERT INTO ${MINIMAL_TABLE} AS l (lock_id, owner_token, fencing_token, expires_at)
+    VALUES ($1, $2, nextval('${MINIMAL_TABLE}_fencing_seq'), now() + $3 * interval '1 second')
+    ON CONFLICT (lock_id) DO UPDATE SET owner_token = EXCLUDED.owner_token, fencing_token = EXCLUDED.fencing_token,
+      expires_at = EXCLUDED.expires_at
+    WHERE l.expires_at <= now()
+    RETURNING fencing_token`,
+  release: `DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2`,
+  /** The same delete, its transaction committed asynchronously (as the library's release is; see floorSql). */
+  releaseAsync: `WITH d AS (DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2 RETURNING lock_id)
+    SELECT set_config('synchronous_commit', 'off', true) FROM d`,
+};
+
+/**
+ * One cycle of the minimal durable lease, named statements. `libraryCommits`: the acquire waits for
+ * the WAL flush and the release commits asynchronously, as the library's do; otherwise the client's
+ * session decides (the issue's row: synchronous_commit off for the session, set in the row's setup).
+ * @param {Client} client
+ * @returns {(lockId: string) => Promise<void>}
+ */
+function minimalLeaseCycle(client, { libraryCommits = false } = {}) {
+  const exec = namedOn(client);
+  const release = libraryCommits ? 'releaseAsync' : 'release';
   return async (lockId) => {
     const ownerToken = randomUUID();
-    const acquire = sql.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
-    if (!sql.parseAcquire((await exec(acquire)).rows)) throw new Error('library acquire refused');
-    let release = sql.release(lockId, ownerToken);
-    if (durable) release = durableRelease(release);
-    if (!notify) release = withoutNotify(release);
-    if (!sql.parseRelease((await exec(release)).rows)) throw new Error('library release found no row');
+    const acquired = await exec({ name: 'bench_minimal_acquire', text: MINIMAL_SQL.acquire, values: [lockId, ownerToken, TTL_SECONDS] });
+    expectOneRow(acquired.rows, 'minimal lease acquire');
+    const released = await exec({ name: `bench_minimal_${release}`, text: MINIMAL_SQL[release], values: [lockId, ownerToken] });
+    expectCount(libraryCommits ? released.rows.length : released.count, 'minimal lease release');
+  };
+}
+
+/**
+ * The library's bench seam (for the decomposition rows); null when this build has none.
+ * @returns {import('../types').LibraryInternals | null}
+ */
+function libraryInternals() {
+  return internalsOf('postgres');
+}
+
+/**
+ * The library's own acquire + release (its lock store: SQL and row parsing, through the bench seam)
+ * with each statement sent through `exec`; the release optionally waiting for the WAL flush, or
+ * without its pg_notify.
+ * @param {import('../types').LibraryInternals} internals
+ * @param {Exec} exec
+ * @returns {(lockId: string) => Promise<void>}
+ */
+function libraryCycle(internals, exec, { durable = false, notify = true } = {}) {
+  /** @param {Statement} statement */
+  const rewriteRelease = (statement) => {
+    /** @type {Statement | null} */
+    let release = statement;
+    if (durable) release = release && durableRelease(release);
+    if (!notify) release = release && withoutNotify(release);
+    if (!release) throw new Error("the library's release statement no longer has the shape this row rewrites");
+    return release;
+  };
+  const store = internals.seam.storeOn('postgres', { tableName: LOCKS, eventsTableName: 'db_mutex_events' }, async (s) => (await exec(s)).rows, (operation, statement) =>
+    operation === 'release' ? rewriteRelease(statement) : statement,
+  );
+  return async (lockId) => {
+    const ownerToken = randomUUID();
+    const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
+    if (!acquired.won) throw new Error('library acquire refused');
+    if (!(await store.release({ lockId, ownerToken }))) throw new Error('library release found no row');
   };
 }
 
@@ -237,17 +371,25 @@ function libraryCycle(internals, exec, { durable = false, notify = true } = {}) 
  * Uncontended rows specific to this dialect. Each: { key, label, group, setup?, cycle(lockId), teardown? }.
  * `ctx` = { url, sequelize, track(client) }.
  */
+/** @type {import('../types').BenchDialect['uncontendedVariants']} */
 function uncontendedVariants(ctx) {
+  /** @type {Client | undefined} */
   let client; // one raw client shared by the raw rows (they run one at a time)
-  const raw = () => client;
+  const raw = () => {
+    if (!client) throw new Error('the raw client is opened in setup');
+    return client;
+  };
   const setupClient = async () => {
     if (!client) client = ctx.track(await rawClient(ctx.url));
   };
+  /** @param {() => (lockId: string) => Promise<void>} make */
   const lazy = (make) => {
+    /** @type {((lockId: string) => Promise<void>) | undefined} */
     let fn;
-    return (lockId) => (fn ??= make())(lockId);
+    return (/** @type {string} */ lockId) => (fn ??= make())(lockId);
   };
   const internals = libraryInternals();
+  /** @type {import('../types').Variant[]} */
   const variants = [
     {
       key: 'floor',
@@ -332,24 +474,59 @@ function uncontendedVariants(ctx) {
       label: 'floor, release as one simple-query message: BEGIN; SET LOCAL synchronous_commit = off; DELETE; COMMIT',
       setup: setupClient,
       cycle: async (lockId) => {
-        const s = floorStatements(lockId, randomUUID());
+        const ownerToken = randomUUID();
+        const s = floorStatements(lockId, ownerToken);
         const acquired = await raw().query(s.acquire.text, s.acquire.values);
         expectOneRow(acquired.rows, 'floor acquire');
         const c = raw();
         // The simple-query protocol takes no parameters: literals are escaped by the driver.
         const results = await c.query(
-          `BEGIN; SET LOCAL synchronous_commit = off; DELETE FROM ${LOCKS} WHERE lock_id = ${c.escapeLiteral(lockId)} AND owner_token = ${c.escapeLiteral(s.release.values[1])}; COMMIT`,
+          `BEGIN; SET LOCAL synchronous_commit = off; DELETE FROM ${LOCKS} WHERE lock_id = ${c.escapeLiteral(lockId)} AND owner_token = ${c.escapeLiteral(ownerToken)}; COMMIT`,
         );
-        expectCount(results[2].rowCount, 'multi-statement release');
+        expectCount(/** @type {import('pg').QueryResult[]} */ (/** @type {unknown} */ (results))[2]?.rowCount, 'multi-statement release');
       },
     },
   ];
+  /** @type {Client | undefined} */
+  let asyncClient; // its session has synchronous_commit off, so it is not shared with the other rows
+  variants.push({
+    key: 'minimal-lease',
+    group: 'baseline',
+    label:
+      'minimal durable lease by hand: own table (lock_id PK, owner_token, fencing_token from a sequence, expires_at), ' +
+      'INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING + DELETE … WHERE owner_token; named, synchronous_commit off, one raw pg client',
+    setup: async () => {
+      if (asyncClient) return;
+      const c = ctx.track(await rawClient(ctx.url));
+      await c.query('SET synchronous_commit = off');
+      for (const statement of MINIMAL_SQL.create) await c.query(statement);
+      asyncClient = c;
+    },
+    cycle: lazy(() => {
+      if (!asyncClient) throw new Error('the minimal lease client is opened in setup');
+      return minimalLeaseCycle(asyncClient);
+    }),
+  });
+  variants.push({
+    key: 'minimal-lease-library-commits',
+    group: 'decomposition',
+    label:
+      "the minimal lease with the library's commit policy: acquire waits for the WAL flush, release commits asynchronously " +
+      '(named, one raw pg client): the SQL shape alone against its own statements by hand',
+    setup: async () => {
+      await setupClient();
+      for (const statement of MINIMAL_SQL.create) await raw().query(statement);
+    },
+    cycle: lazy(() => minimalLeaseCycle(raw(), { libraryCommits: true })),
+  });
   if (internals) {
     variants.push(
       {
         key: 'lib-sql-raw',
-        group: 'decomposition',
-        label: "the library's own SQL (named, release with pg_notify) on one raw client",
+        group: 'baseline',
+        label:
+          "its own statements by hand: the library's acquire and release from its PostgreSQL lock store, named, on one raw pg client " +
+          '(release as shipped: pg_notify, asynchronous commit)',
         setup: setupClient,
         cycle: lazy(() => libraryCycle(internals, namedOn(raw()))),
       },
@@ -372,7 +549,7 @@ function uncontendedVariants(ctx) {
         group: 'decomposition',
         label: "the library's own SQL through its StatementRunner (Sequelize pool checkout + logging hook)",
         cycle: lazy(() => {
-          const runner = new internals.StatementRunner(ctx.sequelize, internals.dialect.driver, 10_000);
+          const runner = internals.seam.statementRunner(ctx.sequelize, 10_000);
           return libraryCycle(internals, async (s) => ({ rows: await runner.run(s) }));
         }),
       },
@@ -391,10 +568,14 @@ function uncontendedVariants(ctx) {
 const ACQUIRE_SHAPE =
   /^WITH (claim AS \(SELECT pg_advisory_xact_lock\([^()]*hashtext\(\$1\)\)\)),\s*inserted AS \(INSERT INTO (\S+) AS l \(([^)]*)\) SELECT ([\s\S]*?) FROM claim\s+ON CONFLICT \(lock_id\) DO NOTHING RETURNING ([\s\S]*?)\),\s*taken_over AS \(UPDATE /;
 
+/**
+ * @param {Statement} statement
+ * @returns {Statement | null}
+ */
 function lockingAcquire(statement) {
   const m = ACQUIRE_SHAPE.exec(statement.text);
   if (!m) return null;
-  const [, claim, table, columns, fresh, returning] = m;
+  const [, claim, table, columns = '', fresh, returning] = m;
   const set = columns
     .split(',')
     .map((c) => c.trim())
@@ -408,16 +589,6 @@ function lockingAcquire(statement) {
   return { name: `${statement.name}_locking`, text, values: statement.values };
 }
 
-/** Wraps one of a live DbMutex's statement builders with `rewrite`; false if the rewrite does not apply. */
-function patchStatement(mutex, method, rewrite, probeArgs) {
-  const sql = mutex.sql;
-  if (!sql || typeof sql[method] !== 'function') return false;
-  const original = sql[method].bind(sql);
-  if (!rewrite(original(...probeArgs))) return false;
-  sql[method] = (...args) => rewrite(original(...args));
-  return true;
-}
-
 const PROBE_TOKEN = '00000000-0000-0000-0000-000000000000';
 const PROBE_ACQUIRE = { lockId: 'probe', ownerToken: PROBE_TOKEN, holder: 'h', hostname: 'h', pid: 1, ttlSeconds: 1, leaseSeconds: null };
 
@@ -425,39 +596,51 @@ const PROBE_ACQUIRE = { lockId: 'probe', ownerToken: PROBE_TOKEN, holder: 'h', h
  * Canned answers for the library's statements, for measuring its client-side cost with the database
  * taken out (the JS-only rows): what this dialect's acquire and release return on success.
  */
+/** @type {import('../types').BenchDialect['stubRows']} */
 function stubRows(statement) {
   if (statement.name.endsWith('_acquire')) {
     const now = Date.now();
-    return [{ fencing_token: '1', acquired_ms: now, expires_ms: now + TTL_SECONDS * 1000 }];
+    return [{ won: true, fencing_token: '1', acquired_ms: now, expires_ms: now + TTL_SECONDS * 1000 }];
   }
   if (statement.name.endsWith('_release')) return [{ expired: false, notified: '' }];
   return [];
 }
 
 /**
- * Adopted levers, undone on a live DbMutex by name (bench-only): each row that applies one shows what
- * the lever is worth today, measured against the library as shipped in the same run.
+ * Adopted levers, undone by name (bench-only, through the library's bench seam; see
+ * bench/lib/levers.js): each row that undoes one shows what the lever is worth today, measured
+ * against the library as shipped in the same run.
  */
+/** @type {Record<string, import('../types').LeverUndone>} */
 const LEVERS_UNDONE = {
   'locking-acquire': {
     label: 'acquire as ON CONFLICT DO UPDATE … WHERE expired (locks the live row when refused)',
     affectsRefusal: true,
-    apply: (mutex) => patchStatement(mutex, 'acquire', lockingAcquire, [PROBE_ACQUIRE]),
+    operation: 'acquire',
+    rewrite: lockingAcquire,
+    probe: (store) => store.acquire(PROBE_ACQUIRE),
   },
   'durable-release': {
     label: 'release waits for the WAL flush',
-    apply: (mutex) => patchStatement(mutex, 'release', durableRelease, ['probe', PROBE_TOKEN]),
+    operation: 'release',
+    rewrite: durableRelease,
+    probe: (store) => store.release({ lockId: 'probe', ownerToken: PROBE_TOKEN }),
   },
 };
 
 // ---- the original's algorithm ---------------------------------------------------------------
 
+/** @param {Client} client */
 async function ensureOriginalTable(client, table = ORIGINAL) {
   // The original's model: autoincrement id, unique lock_id, creation_time (no index on it).
   await client.query(`CREATE TABLE IF NOT EXISTS ${table} (
     id bigserial PRIMARY KEY, lock_id varchar(255) NOT NULL UNIQUE, creation_time timestamptz NOT NULL)`);
 }
 
+/**
+ * @param {Client} client
+ * @param {string} lockId
+ */
 async function originalCycle(client, lockId, table = ORIGINAL) {
   // Expiry is computed from the client's clock, as the original does with timezone.now().
   await client.query(`DELETE FROM ${table} WHERE creation_time <= $1`, [new Date(Date.now() - TTL_SECONDS * 1000)]);
@@ -485,6 +668,7 @@ async function originalCycle(client, lockId, table = ORIGINAL) {
  * table made by sync()) and as many into a fresh table of the original's shape, then refreshes
  * planner statistics.
  */
+/** @type {NonNullable<import('../types').BenchDialect['fillOtherRows']>} */
 async function fillOtherRows(url, { table, originalTable, count }) {
   await withClient(url, async (c) => {
     await ensureOriginalTable(c, originalTable);
@@ -503,6 +687,7 @@ async function fillOtherRows(url, { table, originalTable, count }) {
   });
 }
 
+/** @type {NonNullable<import('../types').BenchDialect['dropTables']>} */
 async function dropTables(url, tables) {
   await withClient(url, async (c) => {
     for (const t of tables) await c.query(`DROP TABLE IF EXISTS ${t}`);
@@ -510,14 +695,20 @@ async function dropTables(url, tables) {
 }
 
 /** The floor and the original for one table size, each on its own raw client. */
+/** @type {NonNullable<import('../types').BenchDialect['scaleBaselines']>} */
 function scaleBaselines(ctx, { table, originalTable }) {
+  /** @type {Client | undefined} */
   let client;
   const setup = async () => {
     if (!client) client = ctx.track(await rawClient(ctx.url));
   };
+  const raw = () => {
+    if (!client) throw new Error('the raw client is opened in setup');
+    return client;
+  };
   return [
-    { key: 'floor', label: 'raw pg floor (unnamed)', setup, cycle: (lockId) => floorCycle(unnamedOn(client), 'release', table)(lockId) },
-    { key: 'original', label: 'original algorithm (raw SQL)', setup, cycle: (lockId) => originalCycle(client, lockId, originalTable) },
+    { key: 'floor', label: 'raw pg floor (unnamed)', setup, cycle: (lockId) => floorCycle(unnamedOn(raw()), 'release', table)(lockId) },
+    { key: 'original', label: 'original algorithm (raw SQL)', setup, cycle: (lockId) => originalCycle(raw(), lockId, originalTable) },
   ];
 }
 
@@ -527,6 +718,7 @@ function scaleBaselines(ctx, { table, originalTable }) {
  * Raw contended baseline for a worker process: a blocking advisory lock, woken by the server itself.
  * Returns { run(lockId, section), close() }.
  */
+/** @type {import('../types').BenchDialect['contendedRaw']} */
 async function contendedRaw(url, variant) {
   if (variant !== 'advisory-blocking') throw new Error(`unknown raw contended variant ${variant}`);
   const client = await rawClient(url);
@@ -544,9 +736,10 @@ async function contendedRaw(url, variant) {
 }
 
 /** Number of connections LISTENing for `tableName`'s release channel (leak checks). */
+/** @type {NonNullable<import('../types').BenchDialect['listenerConnections']>} */
 async function listenerConnections(url, tableName) {
   const internals = libraryInternals();
-  const channel = internals ? internals.dialect.channel({ tableName, eventsTableName: 'db_mutex_events' }) : `db_mutex_${tableName}`;
+  const channel = internals?.seam.releaseChannel('postgres', { tableName, eventsTableName: 'db_mutex_events' }) ?? `db_mutex_${tableName}`;
   return withClient(url, async (c) => {
     const r = await c.query(
       "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
@@ -556,7 +749,8 @@ async function listenerConnections(url, tableName) {
   });
 }
 
-module.exports = {
+/** @satisfies {import('../types').BenchDialect} */
+const postgres = {
   name: 'postgres',
   label: 'PostgreSQL',
   openServer,
@@ -565,6 +759,7 @@ module.exports = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
+  ownStatementsKey: 'lib-sql-raw',
   LEVERS_UNDONE,
   stubRows,
   libraryInternals,
@@ -572,6 +767,10 @@ module.exports = {
   dropTables,
   scaleBaselines,
   contendedRaw,
-  contendedRawVariants: [{ key: 'advisory-blocking', label: 'raw pg advisory lock, blocking pg_advisory_lock (server wakes the next waiter)' }],
+  contendedRawVariants: [
+    { key: 'advisory-blocking', short: 'blocking advisory lock', label: 'raw pg advisory lock, blocking pg_advisory_lock (server wakes the next waiter)' },
+  ],
   listenerConnections,
 };
+
+module.exports = postgres;

@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * SQLite side of the bench (contract: top of bench/dialects/postgres.js). Provides what the
@@ -13,29 +14,40 @@ const path = require('node:path');
 const sqlite3 = require('sqlite3');
 const { Sequelize } = require('sequelize');
 const { floorVariant, originalVariant, runnerVariant, libraryInternals: internalsOf } = require('../lib/sql-baselines');
+const { packageVersion } = require('../lib/env');
 
 const BUSY_TIMEOUT_MS = 10_000;
 
+/** @param {string} url */
 function fileOf(url) {
   if (!url.startsWith('sqlite:')) throw new Error(`not a sqlite: URL: ${url}`);
   return url.slice('sqlite:'.length);
 }
 
-/** A raw sqlite3 connection wrapped as `query(text, values) → rows`. */
+/**
+ * A raw sqlite3 connection wrapped as `query(text, values) → rows`.
+ * @param {string} url
+ */
 async function open(url) {
+  /** @type {import('sqlite3').Database} */
   const db = await new Promise((resolve, reject) => {
     const d = new sqlite3.Database(fileOf(url), (error) => (error ? reject(error) : resolve(d)));
   });
   db.configure('busyTimeout', BUSY_TIMEOUT_MS);
+  /** @type {import('../lib/sql-baselines').RawConnection['query']} */
   const query = (text, values) =>
-    new Promise((resolve, reject) => db.all(text, values, (error, rows) => (error ? reject(error) : resolve(rows ?? []))));
-  return { raw: db, query, close: () => new Promise((resolve) => db.close(() => resolve())) };
+    new Promise((resolve, reject) => db.all(text, [...values], (error, rows) => (error ? reject(error) : resolve(/** @type {Record<string, unknown>[]} */ (rows ?? [])))));
+  /** @type {() => Promise<void>} */
+  const close = () => new Promise((resolve) => db.close(() => resolve()));
+  return { raw: db, query, close };
 }
 
+/** @type {import('../types').BenchDialect['openServer']} */
 async function openServer() {
   return { url: 'sqlite:', embedded: false, stop: async () => undefined };
 }
 
+/** @type {import('../types').BenchDialect['createScratch']} */
 async function createScratch() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbm-bench-sqlite-'));
   const url = `sqlite:${path.join(dir, 'bench.sqlite')}`;
@@ -48,21 +60,24 @@ async function createScratch() {
   return { name: dir, url, drop: async () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** @type {import('../types').BenchDialect['describeServer']} */
 async function describeServer(url) {
   const c = await open(url);
+  const first = async (/** @type {string} */ text, /** @type {string} */ column) => String((await c.query(text, []))[0]?.[column]);
   try {
-    const version = (await c.query('SELECT sqlite_version() AS v', []))[0].v;
+    const version = await first('SELECT sqlite_version() AS v', 'v');
     const settings = {
-      journal_mode: (await c.query('PRAGMA journal_mode', []))[0].journal_mode,
-      synchronous: (await c.query('PRAGMA synchronous', []))[0].synchronous,
+      journal_mode: await first('PRAGMA journal_mode', 'journal_mode'),
+      synchronous: await first('PRAGMA synchronous', 'synchronous'),
       file: path.dirname(fileOf(url)).startsWith(os.tmpdir()) ? `temp file in ${os.tmpdir()}` : fileOf(url),
     };
-    return { product: `SQLite ${version} (sqlite3 ${require('sqlite3/package.json').version})`, settings, otherConnections: 0 };
+    return { product: `SQLite ${version} (sqlite3 ${packageVersion('sqlite3')})`, settings, otherConnections: 0 };
   } finally {
     await c.close();
   }
 }
 
+/** @type {import('../types').BenchDialect['makeSequelize']} */
 function makeSequelize(url, options = {}) {
   return new Sequelize({ dialect: 'sqlite', storage: fileOf(url), logging: false, ...options });
 }
@@ -71,10 +86,12 @@ function fastCommitOptions() {
   return {};
 }
 
+/** @type {import('../types').BenchDialect['libraryInternals']} */
 function libraryInternals() {
-  return internalsOf('sqlite', 'sqliteDialect');
+  return internalsOf('sqlite');
 }
 
+/** @type {import('../types').BenchDialect['uncontendedVariants']} */
 function uncontendedVariants(ctx) {
   const internals = libraryInternals();
   const variants = [
@@ -85,7 +102,7 @@ function uncontendedVariants(ctx) {
   ];
   if (internals) {
     variants.unshift(
-      floorVariant(open, ctx.url, internals.dialect, "raw sqlite3 floor: the library's own acquire (INSERT … ON CONFLICT … WHERE expired RETURNING) + release statements, one connection"),
+      floorVariant(open, ctx.url, internals, "raw sqlite3 floor: the library's own acquire (INSERT … ON CONFLICT … WHERE expired RETURNING) + release statements, one connection"),
     );
     variants.push(runnerVariant(internals, ctx.sequelize));
   }
@@ -93,6 +110,7 @@ function uncontendedVariants(ctx) {
 }
 
 /** Canned successful answers for the library's acquire and release (JS-only rows). */
+/** @type {import('../types').BenchDialect['stubRows']} */
 function stubRows(statement) {
   if (statement.name.endsWith('_acquire')) {
     const now = Date.now();
@@ -102,7 +120,8 @@ function stubRows(statement) {
   return [];
 }
 
-module.exports = {
+/** @satisfies {import('../types').BenchDialect} */
+const sqliteBench = {
   name: 'sqlite',
   label: 'SQLite',
   // No LISTEN/NOTIFY: waiting is polling only (sections/contended.js drops its notify row).
@@ -113,11 +132,15 @@ module.exports = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
+  // The floor sends the library's own statements through the raw driver (db.all), as the library does.
+  ownStatementsKey: 'floor',
   LEVERS_UNDONE: {},
   stubRows,
   libraryInternals,
-  contendedRaw: async (url, variant) => {
+  contendedRaw: async (/** @type {string} */ _url, /** @type {string} */ variant) => {
     throw new Error(`no raw contended variant on SQLite (${variant})`);
   },
   contendedRawVariants: [],
 };
+
+module.exports = sqliteBench;

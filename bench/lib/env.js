@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * Configuration (environment variables), the machine description, and the per-dialect environment
@@ -6,9 +7,14 @@
  */
 const os = require('node:os');
 const path = require('node:path');
+const { mutexWithLeversUndone } = require('./levers');
 
-const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak', 'semaphore'];
+const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak', 'failover', 'semaphore'];
 
+/**
+ * @param {string} name
+ * @param {number} fallback
+ */
 function int(name, fallback, min = 1) {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -16,6 +22,10 @@ function int(name, fallback, min = 1) {
   if (!Number.isInteger(n) || n < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   return n;
 }
+/**
+ * @param {string} name
+ * @param {number} fallback
+ */
 function num(name, fallback) {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -23,11 +33,22 @@ function num(name, fallback) {
   if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
   return n;
 }
-function list(name, fallback, parse = (s) => s) {
+/**
+ * @template [T=string]
+ * @param {string} name
+ * @param {T[]} fallback
+ * @param {(s: string) => T} [parse] default: the text itself
+ * @returns {T[]}
+ */
+function list(name, fallback, parse = (s) => /** @type {T} */ (/** @type {unknown} */ (s))) {
   const raw = process.env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
   return raw.split(',').map((s) => s.trim()).filter(Boolean).map(parse);
 }
+/**
+ * @param {string} name
+ * @param {number[]} fallback
+ */
 function sizes(name, fallback) {
   return list(name, fallback, (s) => {
     const n = Number(s.replace(/_/g, ''));
@@ -66,9 +87,10 @@ function readConfig() {
   };
 }
 
+/** @param {string} name */
 function packageVersion(name) {
   try {
-    return require(`${name}/package.json`).version;
+    return /** @type {{ version: string }} */ (require(`${name}/package.json`)).version;
   } catch {
     return 'not installed';
   }
@@ -86,9 +108,21 @@ function machine() {
   };
 }
 
-/** The built library (dist/), which is what users get. */
+/**
+ * The built library (dist/), which is what users get; typed from src/ (bench/types.d.ts).
+ * @returns {import('../types').Library}
+ */
 function loadLibrary() {
   return require(path.join(__dirname, '..', '..', 'dist'));
+}
+
+/**
+ * A bench/dialects/<name>.js module.
+ * @param {string} name
+ * @returns {import('../types').BenchDialect}
+ */
+function loadDialect(name) {
+  return require(path.join(__dirname, '..', 'dialects', `${name}.js`));
 }
 
 /**
@@ -98,7 +132,12 @@ function loadLibrary() {
  * listener, as in an app process. `close()` releases everything, drops every scratch database, and
  * stops an embedded server.
  */
+/**
+ * @param {import('../types').BenchDialect} dialect
+ * @param {import('../types').BenchEnv['extraMutex']} extraMutex
+ */
 async function leverMutexes(dialect, extraMutex) {
+  /** @type {Map<string, import('../types').DbMutex>} */
   const out = new Map();
   for (const name of Object.keys(dialect.LEVERS_UNDONE || {})) {
     const made = await extraMutex('db_mutex_locks', { patches: [name] });
@@ -107,14 +146,23 @@ async function leverMutexes(dialect, extraMutex) {
   return out;
 }
 
+/**
+ * @param {import('../types').BenchConfig} config
+ * @param {import('../types').Library} lib
+ * @param {string} dialectName
+ * @param {import('../types').Log} log
+ * @returns {Promise<{ env: import('../types').BenchEnv, close: () => Promise<void> }>}
+ */
 async function openDialect(config, lib, dialectName, log) {
-  const dialect = require(path.join(__dirname, '..', 'dialects', `${dialectName}.js`));
+  const dialect = loadDialect(dialectName);
   const server = await dialect.openServer(log);
+  /** @type {(() => unknown)[]} */
   const cleanups = [];
+  /** @type {import('../types').Scratch[]} */
   const databases = [];
   const close = async () => {
     for (const fn of cleanups.splice(0)) await Promise.resolve().then(fn).catch(() => undefined);
-    for (const db of databases.splice(0)) await db.drop().catch((error) => log(`could not drop ${db.name}: ${error.message}`));
+    for (const db of databases.splice(0)) await db.drop().catch((/** @type {Error} */ error) => log(`could not drop ${db.name}: ${error.message}`));
     await server.stop();
   };
   const newDatabase = async () => {
@@ -122,13 +170,13 @@ async function openDialect(config, lib, dialectName, log) {
     databases.push(db);
     return db.url;
   };
-  /** A Sequelize instance closed by `close()`. */
+  /** @type {import('../types').BenchEnv['sequelizeFor']} A Sequelize instance closed by `close()`. */
   const sequelizeFor = (url, options) => {
     const s = dialect.makeSequelize(url, options);
     cleanups.push(() => s.close());
     return s;
   };
-  /** A DbMutex (schema synced) closed by `close()`, before its Sequelize instance. */
+  /** @type {import('../types').BenchEnv['mutexFor']} A DbMutex (schema synced) closed by `close()`, before its Sequelize instance. */
   const mutexFor = async (sequelize, options = {}) => {
     const m = lib.initDbMutex(sequelize, { setDefault: false, ...options });
     cleanups.unshift(() => m.close());
@@ -137,24 +185,28 @@ async function openDialect(config, lib, dialectName, log) {
   };
   try {
     const url = await newDatabase();
-    log(`${dialect.label}: scratch database ${databases[0].name}`);
+    log(`${dialect.label}: scratch database ${databases[0]?.name}`);
     const description = await dialect.describeServer(url);
     const sequelize = sequelizeFor(url);
     const mutex = await mutexFor(sequelize);
     /**
-     * A DbMutex in a database of its own, optionally with adopted levers undone (bench-only patches).
+     * A DbMutex in a database of its own, optionally with adopted levers undone (bench-only, through
+     * the library's bench seam: bench/lib/levers.js).
      * Returns { mutex, url }, or null when the dialect cannot undo one of them.
+     * @type {import('../types').BenchEnv['extraMutex']}
      */
     const extraMutex = async (tableName, { patches = [], listen = true } = {}) => {
       const dbUrl = await newDatabase();
-      const m = await mutexFor(sequelizeFor(dbUrl), { tableName, listen });
-      for (const name of patches) {
-        const lever = dialect.LEVERS_UNDONE && dialect.LEVERS_UNDONE[name];
-        if (!lever || !lever.apply(m)) return null;
-      }
+      const m = await mutexWithLeversUndone(lib, dialect, sequelizeFor(dbUrl), { setDefault: false, tableName, listen }, patches);
+      if (!m) return null;
+      cleanups.unshift(() => m.close());
+      await m.sync();
       return { mutex: m, url: dbUrl };
     };
-    const env = {
+    const noListen = await extraMutex('db_mutex_locks', { listen: false });
+    if (!noListen) throw new Error('a DbMutex with listen: false could not be made');
+    /** @type {Omit<import('../types').BenchEnv, 'pgbouncer'>} */
+    const base = {
       config,
       log,
       lib,
@@ -166,7 +218,7 @@ async function openDialect(config, lib, dialectName, log) {
       mutex,
       // name -> a DbMutex with that one adopted lever undone (levers that cannot be undone on this build are left out)
       leverMutexes: await leverMutexes(dialect, extraMutex),
-      mutexNoListen: (await extraMutex('db_mutex_locks', { listen: false })).mutex,
+      mutexNoListen: noListen.mutex,
       extraMutex,
       newDatabase,
       sequelizeFor,
@@ -180,7 +232,8 @@ async function openDialect(config, lib, dialectName, log) {
         return client;
       },
     };
-    env.pgbouncer = require('./pgbouncer').pgbouncers(env);
+    /** @type {import('../types').BenchEnv} */
+    const env = { ...base, pgbouncer: require('./pgbouncer').pgbouncers(base) };
     return { env, close };
   } catch (error) {
     await close();
@@ -188,4 +241,4 @@ async function openDialect(config, lib, dialectName, log) {
   }
 }
 
-module.exports = { SECTIONS, readConfig, machine, loadLibrary, openDialect };
+module.exports = { SECTIONS, readConfig, machine, packageVersion, loadLibrary, loadDialect, openDialect };

@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * The bench's own PgBouncers (scripts/pgbouncer.js, the same starter the tests and .ci/run use), one
@@ -9,12 +10,22 @@ const { startPgBouncer, findPgBouncer } = require('../../scripts/pgbouncer');
 const { Skip } = require('./measure');
 
 /** Options a DbMutex needs behind a PgBouncer in this pool mode (the README's "Behind PgBouncer"). */
+/**
+ * @param {'transaction' | 'session'} mode
+ * @param {string} directUrl
+ * @returns {{ preparedStatements?: boolean, listenUrl?: string }}
+ */
 function mutexOptionsFor(mode, directUrl) {
   return mode === 'transaction' ? { preparedStatements: false, listenUrl: directUrl } : {};
 }
 
 /** `env.pgbouncer(mode)` -> (directDatabaseUrl) => the same database through that PgBouncer. */
+/**
+ * @param {Omit<import('../types').BenchEnv, 'pgbouncer'>} env
+ * @returns {import('../types').BenchEnv['pgbouncer']}
+ */
 function pgbouncers(env) {
+  /** @type {Map<string, Promise<{ url(database: string, user: string, password: string): string }>>} */
   const started = new Map();
   return (mode) => {
     if (env.dialect.name !== 'postgres') return Promise.reject(new Skip('PgBouncer fronts PostgreSQL only'));
@@ -35,7 +46,7 @@ function pgbouncers(env) {
       });
       started.set(mode, promise);
     }
-    return started.get(mode).then((bouncer) => (directUrl) => {
+    return /** @type {NonNullable<ReturnType<typeof started.get>>} */ (started.get(mode)).then((bouncer) => (directUrl) => {
       const u = new URL(directUrl);
       return bouncer.url(decodeURIComponent(u.pathname.slice(1)), decodeURIComponent(u.username || 'postgres'), decodeURIComponent(u.password));
     });

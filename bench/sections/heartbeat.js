@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * Section 4: what the heartbeat costs while one process holds 1, 100, 1000 locks. The library sends
@@ -8,19 +9,26 @@
 const { setTimeout: sleep } = require('node:timers/promises');
 const { spread, fmt, fmtSpread } = require('../lib/stats');
 
+/**
+ * @param {import('../types').BenchEnv} env
+ * @returns {Promise<import('../types').Report>}
+ */
 async function run(env) {
   const { config, log, dialect } = env;
   const leaseSeconds = config.leaseSeconds;
   const periodMs = (leaseSeconds * 1000) / 3;
+  /** @type {{ sql: string, ms: number }[]} */
   const statements = [];
   const sequelize = env.sequelizeFor(await env.newDatabase(), {
     benchmark: true,
-    logging: (sql, ms) => {
+    logging: (/** @type {unknown} */ sql, /** @type {unknown} */ ms) => {
       if (typeof sql === 'string' && sql.startsWith('Executing (db-mutex)')) statements.push({ sql, ms: typeof ms === 'number' ? ms : NaN });
     },
   });
   const mutex = await env.mutexFor(sequelize, { leaseSeconds, heartbeat: true });
+  /** @type {string[][]} */
   const rows = [];
+  /** @type {{ size: number, counts: import('../types').Spread, cpu: import('../types').Spread, stmtMs: import('../types').Spread }[]} */
   const perSize = [];
   try {
     for (const size of config.heartbeatSizes) {
@@ -62,6 +70,7 @@ async function run(env) {
   }
   const first = perSize[0];
   const last = perSize[perSize.length - 1];
+  if (!first || !last) throw new RangeError('BENCH_HEARTBEAT_SIZES is empty');
   return {
     title: 'Heartbeat cost',
     intro:
@@ -75,7 +84,7 @@ async function run(env) {
         value: last.counts.median,
         target: `constant (= ${fmt(first.counts.median, 0)})`,
         pass: last.counts.median === first.counts.median,
-        fmt: (v) => fmt(v, 0),
+        fmt: (/** @type {number} */ v) => fmt(v, 0),
       },
     ],
   };

@@ -1,7 +1,9 @@
+// @ts-check
 'use strict';
 /**
- * Section 5: memory after many cycles, and a leak soak over every path of a lock's life (issue 7,
- * item 6). Both measure this process's heap, so their DbMutex talks to sessions with
+ * Section 5: memory after many cycles, and a leak soak over every path of a lock's life (plain
+ * cycle, waiter woken, waiter timed out, waiter aborted, body that throws): heap, timers, pool and
+ * LISTEN connections must stay flat however many locks come and go. Both measure this process's heap, so their DbMutex talks to sessions with
  * synchronous_commit off: the library code path is identical, the server only skips the WAL flush,
  * which makes 100 000 cycles take seconds instead of minutes.
  */
@@ -11,6 +13,14 @@ const { fmt, fmtBytes } = require('../lib/stats');
 
 const noop = () => undefined;
 
+/** @typedef {import('../types').Library} Library */
+/** @typedef {import('../types').DbMutex} DbMutex */
+
+/** @param {unknown} error */
+const messageOf = (error) => (error instanceof Error ? error.message : String(error));
+/** @param {unknown} error */
+const codeOf = (error) => (error instanceof Error && 'code' in error ? error.code : undefined);
+
 function snapshot() {
   gc();
   gc();
@@ -19,13 +29,27 @@ function snapshot() {
   return { heap: m.heapUsed, rss: m.rss, external: m.external, timers: resources.filter((r) => r === 'Timeout').length, resources: resources.length };
 }
 
+/**
+ * @typedef {{ size: number, available: number, using: number, waiting: number }} PoolStats
+ * @param {import('sequelize').Sequelize} sequelize
+ * @returns {PoolStats | null}
+ */
 function poolStats(sequelize) {
-  const pool = sequelize.connectionManager.pool;
+  // Sequelize's connection manager and its pool are not in its typings.
+  /** @type {(PoolStats & { write?: undefined }) | { write?: PoolStats, size?: undefined } | undefined} */
+  const pool = /** @type {any} */ (sequelize).connectionManager.pool;
   // sequelize-pool exposes size/available/using/waiting; a replication pool nests it under .write.
   const p = pool && typeof pool.size === 'number' ? pool : pool && pool.write;
   return p ? { size: p.size, available: p.available, using: p.using, waiting: p.waiting } : null;
 }
 
+/**
+ * @param {Library} lib
+ * @param {DbMutex} mutex
+ * @param {number} total
+ * @param {number} concurrency
+ * @param {(done: number) => void} onProgress
+ */
 async function cycles(lib, mutex, total, concurrency, onProgress) {
   let started = 0;
   let done = 0;
@@ -42,11 +66,16 @@ async function cycles(lib, mutex, total, concurrency, onProgress) {
   );
 }
 
+/**
+ * @param {import('../types').BenchEnv} env
+ * @returns {Promise<import('../types').Report>}
+ */
 async function memoryRun(env) {
   const { config, log, dialect, lib } = env;
   const sequelize = env.sequelizeFor(await env.newDatabase(), dialect.fastCommitOptions());
   const mutex = await env.mutexFor(sequelize);
   const checkpoints = [1000, 10_000, config.memoryCycles].filter((n, i, a) => n <= config.memoryCycles && a.indexOf(n) === i);
+  /** @type {(ReturnType<typeof snapshot> & { cycles: number, held: number })[]} */
   const points = [];
   let done = 0;
   const t0 = performance.now();
@@ -61,6 +90,8 @@ async function memoryRun(env) {
   }
   const secs = (performance.now() - t0) / 1000;
   const first = points[0];
+  const last = points[points.length - 1];
+  if (!first || !last) throw new RangeError('no memory checkpoint was reached');
   const rows = points.map((p) => [
     p.cycles.toLocaleString('en-US'),
     fmtBytes(p.heap),
@@ -70,7 +101,6 @@ async function memoryRun(env) {
     String(p.timers),
     String(p.held),
   ]);
-  const last = points[points.length - 1];
   // "No growth" allowance: 1 MiB of heap covers JIT/IC churn; a leak of even 10 bytes per cycle over 100k cycles is 1 MiB.
   const growth = last.heap - first.heap;
   return {
@@ -92,6 +122,11 @@ async function memoryRun(env) {
 }
 
 /** Every path a lock can take, once per round: plain cycle, waiter woken, waiter timed out, waiter aborted, body throws. */
+/**
+ * @param {Library} lib
+ * @param {DbMutex} mutex
+ * @param {number} i
+ */
 async function soakRound(lib, mutex, i) {
   const id = `bench:soak:${i % 16}`;
   await lib.withDbMutex(id, noop, { mutex });
@@ -107,7 +142,7 @@ async function soakRound(lib, mutex, i) {
     await mutex.acquire(id, { waitMs: 3 });
     throw new Error('soak: a held lock was acquired twice');
   } catch (error) {
-    if (error.code !== 'DB_MUTEX_WAIT_TIMEOUT') throw error;
+    if (codeOf(error) !== 'DB_MUTEX_WAIT_TIMEOUT') throw error;
   }
   // A waiter that is aborted.
   const controller = new globalThis.AbortController();
@@ -117,7 +152,7 @@ async function soakRound(lib, mutex, i) {
     await aborted;
     throw new Error('soak: an aborted waiter acquired a held lock');
   } catch (error) {
-    if (error.message !== 'soak abort') throw error;
+    if (messageOf(error) !== 'soak abort') throw error;
   }
   await holder2.release();
   // A body that throws.
@@ -126,12 +161,18 @@ async function soakRound(lib, mutex, i) {
       throw new Error('soak body');
     }, { mutex });
   } catch (error) {
-    if (error.message !== 'soak body') throw error;
+    if (messageOf(error) !== 'soak body') throw error;
   }
 }
 
+/**
+ * @param {import('../types').BenchEnv} env
+ * @returns {Promise<import('../types').Report>}
+ */
 async function soakRun(env) {
   const { config, log, dialect, lib } = env;
+  const listenerConnections = dialect.listenerConnections;
+  if (!listenerConnections) throw new Error(`the leak soak needs ${dialect.label}'s listenerConnections (bench/dialects/${dialect.name}.js)`);
   const url = await env.newDatabase();
   const sequelize = env.sequelizeFor(url, dialect.fastCommitOptions());
   const tableName = 'db_mutex_locks';
@@ -142,18 +183,18 @@ async function soakRun(env) {
   const t0 = performance.now();
   try {
     for (let i = 0; i < warm; i++) await soakRound(lib, mutex, i);
-    before = { ...snapshot(), pool: poolStats(sequelize), listeners: await dialect.listenerConnections(url, tableName), held: mutex.heldLocks().length };
+    before = { ...snapshot(), pool: poolStats(sequelize), listeners: await listenerConnections(url, tableName), held: mutex.heldLocks().length };
     for (let i = 0; i < config.soakRounds; i++) {
       await soakRound(lib, mutex, i);
       if ((i + 1) % 500 === 0) log(`  soak: ${i + 1} rounds`);
     }
     await sleep(20); // let the aborted waiters' timers settle
-    after = { ...snapshot(), pool: poolStats(sequelize), listeners: await dialect.listenerConnections(url, tableName), held: mutex.heldLocks().length };
+    after = { ...snapshot(), pool: poolStats(sequelize), listeners: await listenerConnections(url, tableName), held: mutex.heldLocks().length };
   } finally {
     await mutex.close();
   }
   const secs = (performance.now() - t0) / 1000;
-  const pool = (p) => (p ? `${p.size} open / ${p.available} idle / ${p.using} in use / ${p.waiting} waiting` : '–');
+  const pool = (/** @type {PoolStats | null} */ p) => (p ? `${p.size} open / ${p.available} idle / ${p.using} in use / ${p.waiting} waiting` : '–');
   const rows = [
     ['heap used', fmtBytes(before.heap), fmtBytes(after.heap), fmtBytes(after.heap - before.heap)],
     ['RSS', fmtBytes(before.rss), fmtBytes(after.rss), fmtBytes(after.rss - before.rss)],
@@ -165,7 +206,7 @@ async function soakRun(env) {
   ];
   const growth = after.heap - before.heap;
   return {
-    title: 'Leak soak (issue 7, item 6)',
+    title: 'Leak soak: every path of a lock\'s life',
     intro:
       `${config.soakRounds.toLocaleString('en-US')} rounds (after ${warm} warm-up rounds) in ${fmt(secs)} s; each round: a withDbMutex cycle, a waiter ` +
       'woken by a release, a waiter that times out (waitMs 3), a waiter aborted by its AbortSignal, and a body that throws. ' +

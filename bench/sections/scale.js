@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * Section 3: does the lock slow down as the table fills? The table gets 10, 10 000, (100 000,)
@@ -10,7 +11,17 @@ const http = require('node:http');
 const { measureInterleaved, gc } = require('../lib/measure');
 const { spread, fmt, fmtSpread, fmtRatio, fmtBytes } = require('../lib/stats');
 
+/** @typedef {import('../types').DbMutex} DbMutex */
+/** @typedef {import('../types').Spread} Spread */
+
+/**
+ * @template T
+ * @param {() => Promise<T>} fn
+ * @param {number} times at least 1
+ * @returns {Promise<{ ms: Spread, result: T }>}
+ */
 async function timeIt(fn, times) {
+  /** @type {number[]} */
   const out = [];
   let result;
   for (let i = 0; i < times; i++) {
@@ -18,14 +29,16 @@ async function timeIt(fn, times) {
     result = await fn();
     out.push(performance.now() - t0);
   }
-  return { ms: spread(out), result };
+  return { ms: spread(out), result: /** @type {T} */ (result) };
 }
 
+/** @param {DbMutex} mutex */
 async function listMemory(mutex) {
   gc();
   gc();
   const before = process.memoryUsage();
   const t0 = performance.now();
+  /** @type {unknown[] | null} */
   let rows = await mutex.list();
   const ms = performance.now() - t0;
   const peak = process.memoryUsage().heapUsed - before.heapUsed;
@@ -36,6 +49,11 @@ async function listMemory(mutex) {
   return { ms, count, peak, retained };
 }
 
+/**
+ * @param {number} port
+ * @param {string} pathname
+ * @returns {Promise<{ status: number | undefined, bytes: number }>}
+ */
 function request(port, pathname) {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: pathname, headers: { accept: pathname.includes('/api/') ? 'application/json' : 'text/html' } }, (res) => {
@@ -49,10 +67,22 @@ function request(port, pathname) {
   });
 }
 
-/** Times the admin router's HTML page and JSON API, if this build exports one (issue 4). */
+/**
+ * @typedef {{ skipped: string, pages?: undefined } | { pages: Record<string, { ms: Spread, status: number | undefined, bytes: number }>, skipped?: undefined }} Dashboard
+ */
+
+/**
+ * Times the admin router's HTML page and JSON API (a build without the admin router is reported as skipped).
+ * @param {import('../types').Library} lib
+ * @param {DbMutex} mutex
+ * @param {number} times
+ * @returns {Promise<Dashboard>}
+ */
 async function dashboard(lib, mutex, times) {
+  /** @type {unknown} */
   const factory = lib.createDbMutexAdminRouter;
-  if (typeof factory !== 'function') return { skipped: 'this build exports no createDbMutexAdminRouter (issue 4 not merged yet)' };
+  if (typeof factory !== 'function') return { skipped: 'this build exports no createDbMutexAdminRouter' };
+  /** @type {typeof import('express')} */
   let express;
   try {
     express = require('express');
@@ -61,15 +91,17 @@ async function dashboard(lib, mutex, times) {
   }
   const app = express();
   try {
-    app.use('/admin', factory({ mutex, authorize: () => true, operator: () => 'bench' }));
+    app.use('/admin', lib.createDbMutexAdminRouter({ mutex, authorize: () => true, operator: () => 'bench' }));
   } catch (error) {
-    return { skipped: `createDbMutexAdminRouter threw: ${error.message}` };
+    return { skipped: `createDbMutexAdminRouter threw: ${error instanceof Error ? error.message : String(error)}` };
   }
+  /** @type {import('node:http').Server} */
   const server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
   try {
-    const { port } = server.address();
+    const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+    /** @type {Record<string, { ms: Spread, status: number | undefined, bytes: number }>} */
     const pages = {};
     for (const p of ['/admin/', '/admin/api/locks']) {
       await request(port, p); // warm-up: views compiled, statements prepared
@@ -78,32 +110,63 @@ async function dashboard(lib, mutex, times) {
     }
     return { pages };
   } finally {
-    await new Promise((resolve) => server.close(resolve));
+    await new Promise((resolve) => server.close(() => resolve(undefined)));
   }
 }
 
+/**
+ * @typedef {object} SizeEntry
+ * @property {number} size
+ * @property {DbMutex} mutex
+ * @property {string} url
+ * @property {{ ours: string, floor: string, original: string }} keys
+ */
+/**
+ * @typedef {object} SizeFigures
+ * @property {number} size
+ * @property {Spread} acquire mutex.acquire() alone, µs
+ * @property {Record<'ours' | 'floor' | 'original', Spread>} wall cycle µs by row kind
+ * @property {Record<'ours' | 'floor' | 'original', number>} cycles cycles measured by row kind
+ */
+
+/**
+ * @param {import('../types').BenchEnv} env
+ * @returns {Promise<import('../types').Report>}
+ */
 async function run(env) {
   const { config, log, dialect, lib } = env;
+  const { fillOtherRows, dropTables, scaleBaselines } = dialect;
+  if (!fillOtherRows || !dropTables || !scaleBaselines) {
+    throw new Error(`the scale section needs fillOtherRows, dropTables and scaleBaselines in bench/dialects/${dialect.name}.js`);
+  }
   const sizes = config.scaleSizes;
+  if (sizes.length === 0) throw new RangeError('BENCH_SCALE_SIZES is empty');
   // One table per size, all filled first, then every row of every size measured interleaved, so
   // drift of a shared machine cannot masquerade as an effect of table size.
+  /** @type {string[]} */
   const tables = [];
+  /** @type {import('../types').Variant[]} */
   const variants = [];
+  /** @type {SizeEntry[]} */
   const perSize = [];
-  let listing = null;
-  let board = null;
-  let keyset = null;
+  /** @type {SizeFigures[]} */
+  const figures = [];
+  /** @type {{ listing: Awaited<ReturnType<typeof listMemory>>, keyset: { counts: Spread, firstPage: Spread, deepPage: Spread | null }, board: Dashboard } | null} */
+  let atDashboardSize = null;
   try {
     for (const [i, size] of sizes.entries()) {
       const table = `bench_scale_${i}`;
       const originalTable = `bench_scale_original_${i}`;
       tables.push(originalTable, table);
-      const { mutex, url } = await env.extraMutex(table);
+      const made = await env.extraMutex(table);
+      if (!made) throw new Error(`a DbMutex for ${table} could not be made`);
+      const { mutex, url } = made;
       const t0 = performance.now();
-      await dialect.fillOtherRows(url, { table, originalTable, count: size });
+      await fillOtherRows(url, { table, originalTable, count: size });
       log(`scale: ${size.toLocaleString('en-US')} other rows in ${table} (${fmt((performance.now() - t0) / 1000)} s)`);
       let acquireSum = 0;
       let acquireN = 0;
+      /** @type {SizeEntry} */
       const entry = { size, mutex, url, keys: { ours: `ours-${i}`, floor: `floor-${i}`, original: `original-${i}` } };
       perSize.push(entry);
       variants.push({
@@ -123,7 +186,7 @@ async function run(env) {
           return out;
         },
       });
-      for (const b of dialect.scaleBaselines({ url, track: env.track }, { table, originalTable })) {
+      for (const b of scaleBaselines({ url, track: env.track }, { table, originalTable })) {
         variants.push({ ...b, key: `${b.key}-${i}`, label: `${b.label} at ${size}` });
       }
     }
@@ -137,31 +200,42 @@ async function run(env) {
       lockIdPrefix: 'bench:scale',
       log,
     });
+    const measured = (/** @type {string} */ key) => {
+      const r = results.get(key);
+      if (!r || r.skipped) throw new Error(`scale row ${key} was not measured: ${r?.skipped}`);
+      return r;
+    };
     for (const e of perSize) {
-      e.acquire = spread(results.get(e.keys.ours).runs.map((r) => r.acquireUs));
-      e.wall = Object.fromEntries(Object.entries(e.keys).map(([k, key]) => [k, results.get(key).wallUs]));
-      e.cycles = Object.fromEntries(Object.entries(e.keys).map(([k, key]) => [k, results.get(key).cycles]));
+      const { ours, floor, original } = e.keys;
+      figures.push({
+        size: e.size,
+        acquire: spread(measured(ours).runs.map((r) => Number(r.acquireUs))),
+        wall: { ours: measured(ours).wallUs, floor: measured(floor).wallUs, original: measured(original).wallUs },
+        cycles: { ours: measured(ours).cycles, floor: measured(floor).cycles, original: measured(original).cycles },
+      });
       if (e.size === config.dashboardLocks) {
         const mutex = e.mutex;
-        listing = await listMemory(mutex);
+        const listing = await listMemory(mutex);
         const counts = await timeIt(() => mutex.counts(), 5);
         const firstPage = await timeIt(() => mutex.list({ limit: 50 }), 5);
         const mid = (await mutex.list({ limit: Math.floor(e.size / 2) })).pop();
         const deepPage = mid ? await timeIt(() => mutex.list({ limit: 50, after: { acquiredAt: mid.acquiredAt, lockId: mid.lockId } }), 5) : null;
-        keyset = { counts: counts.ms, firstPage: firstPage.ms, deepPage: deepPage && deepPage.ms };
-        board = await dashboard(lib, mutex, 5);
+        const keyset = { counts: counts.ms, firstPage: firstPage.ms, deepPage: deepPage && deepPage.ms };
+        atDashboardSize = { listing, keyset, board: await dashboard(lib, mutex, 5) };
       }
     }
   } finally {
     // The big tables go now, not at the end of the run, so later sections do not share the disk with them.
     for (const e of perSize) {
       await e.mutex.close().catch(() => undefined);
-      await dialect.dropTables(e.url, tables);
+      await dropTables(e.url, tables);
     }
   }
 
-  const base = perSize[0];
-  const rows = perSize.map((e) => [
+  const base = figures[0];
+  const last = figures[figures.length - 1];
+  if (!base || !last) throw new Error('the scale section measured no table size');
+  const rows = figures.map((e) => [
     e.size.toLocaleString('en-US'),
     fmtSpread(e.acquire, 0),
     fmtRatio(e.acquire.median / base.acquire.median),
@@ -176,7 +250,8 @@ async function run(env) {
       rows,
     },
   ];
-  if (listing) {
+  if (atDashboardSize) {
+    const { listing, keyset, board } = atDashboardSize;
     const extra = [
       ['mutex.list() of all rows: time', `${fmt(listing.ms)} ms (${listing.count.toLocaleString('en-US')} rows)`],
       ['mutex.list() of all rows: heap retained by the result', `${fmtBytes(listing.retained)} (${fmt(listing.retained / listing.count)} B/row)`],
@@ -185,11 +260,11 @@ async function run(env) {
       ['mutex.list({limit: 50}) first page: ms', fmtSpread(keyset.firstPage)],
       ['mutex.list({limit: 50, after}) page in the middle (keyset): ms', keyset.deepPage ? fmtSpread(keyset.deepPage) : '–'],
     ];
-    if (board.skipped) extra.push(['dashboard GET / and GET /api/locks', `skipped: ${board.skipped}`]);
+    if (board.pages === undefined) extra.push(['dashboard GET / and GET /api/locks', `skipped: ${board.skipped}`]);
     else for (const [p, r] of Object.entries(board.pages)) extra.push([`dashboard GET ${p}: ms (HTTP ${r.status}, ${fmtBytes(r.bytes)})`, fmtSpread(r.ms)]);
     tablesOut.push({ headers: [`with ${config.dashboardLocks.toLocaleString('en-US')} active locks`, 'figure'], rows: extra });
   }
-  const last = perSize[perSize.length - 1];
+  /** @type {import('../types').Target<number>[]} */
   const targets = [
     {
       name: `${dialect.label}: acquire latency at ${last.size.toLocaleString('en-US')} vs ${base.size.toLocaleString('en-US')} rows`,
@@ -199,8 +274,8 @@ async function run(env) {
       fmt: fmtRatio,
     },
   ];
-  if (board && board.pages) {
-    for (const [p, r] of Object.entries(board.pages)) {
+  if (atDashboardSize?.board.pages) {
+    for (const [p, r] of Object.entries(atDashboardSize.board.pages)) {
       targets.push({ name: `${dialect.label}: dashboard GET ${p} with ${config.dashboardLocks.toLocaleString('en-US')} locks`, value: r.ms.median, target: '< 300 ms', pass: r.ms.median < 300, fmt: (v) => `${fmt(v)} ms` });
     }
   }

@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 /**
  * Counting semaphores: uncontended acquire + release of a permit, critical section a no-op, against
@@ -11,10 +12,18 @@ const { fmt, fmtSpread, fmtRatio } = require('../lib/stats');
 
 const noop = () => undefined;
 
+/**
+ * @param {import('../types').BenchEnv} env
+ * @returns {import('../types').Variant[]}
+ */
 function variantsFor(env) {
   const { lib, mutex } = env;
-  const semaphore = (limit) => (id) => lib.withDbSemaphore(id, noop, { mutex, limit });
-  let blocker = null;
+  /** Another process's holders: a DbMutex with its own pool (closed with the scratch database). */
+  const otherMutex = () => env.mutexFor(env.sequelizeFor(env.url), { holder: 'bench-other', setDefault: false });
+  /** @param {number} limit */
+  const semaphore = (limit) => (/** @type {string} */ id) => lib.withDbSemaphore(id, noop, { mutex, limit });
+  /** @type {{ release(): Promise<void> }[]} */
+  const held = [];
   return [
     { key: 'lock', label: 'lock: withDbMutex(noop), heartbeat on (the baseline)', cycle: (id) => lib.withDbMutex(id, noop, { mutex }) },
     { key: 'sem-1', label: 'semaphore: withDbSemaphore(noop, { limit: 1 })', cycle: semaphore(1) },
@@ -23,39 +32,39 @@ function variantsFor(env) {
       key: 'sem-100-busy',
       label: 'semaphore: limit 100, 50 permits held by another DbMutex (the lowest free permit is the 51st)',
       setup: async () => {
-        blocker = await env.openMutex();
-        env.semaphoreHeld = [];
-        for (let i = 0; i < 50; i++) env.semaphoreHeld.push(await blocker.acquireSemaphore('bench:sem:busy', { limit: 100 }));
+        const other = await otherMutex();
+        for (let i = 0; i < 50; i++) held.push(await other.acquireSemaphore('bench:sem:busy', { limit: 100 }));
       },
       cycle: () => lib.withDbSemaphore('bench:sem:busy', noop, { mutex, limit: 100 }),
-      teardown: async () => {
-        for (const p of env.semaphoreHeld ?? []) await p.release();
-        await blocker?.close();
-      },
     },
     {
       key: 'sem-full',
       label: 'refused: acquireSemaphore of a full semaphore (rejects with DB_MUTEX_SEMAPHORE_FULL)',
       setup: async () => {
-        env.semaphoreFull = await (await env.openMutex()).acquireSemaphore('bench:sem:full', { limit: 1 });
+        held.push(await (await otherMutex()).acquireSemaphore('bench:sem:full', { limit: 1 }));
       },
       cycle: async () => {
         try {
           await mutex.acquireSemaphore('bench:sem:full', { limit: 1 });
-          throw new Error('a full semaphore admitted a holder');
         } catch (error) {
-          if (!(error instanceof lib.DbMutexError) || error.code !== 'DB_MUTEX_SEMAPHORE_FULL') throw error;
+          if (error instanceof lib.DbMutexError && error.code === 'DB_MUTEX_SEMAPHORE_FULL') return;
+          throw error;
         }
+        throw new Error('a full semaphore admitted a holder');
       },
-      teardown: () => env.semaphoreFull?.release(),
+      teardown: async () => {
+        for (const permit of held.splice(0)) await permit.release();
+      },
     },
   ];
 }
 
+/**
+ * @param {import('../types').BenchEnv} env
+ * @returns {Promise<import('../types').Report>}
+ */
 async function run(env) {
   const { config, log } = env;
-  // Another process's holders: a DbMutex with its own pool (closed with the scratch database).
-  env.openMutex = () => env.mutexFor(env.sequelizeFor(env.url), { holder: 'bench-other' });
   const variants = variantsFor(env);
   log(`semaphore: ${variants.length} rows × ${config.runs} runs × ${config.cycles} cycles (warm-up ${config.warmup})`);
   const results = await measureInterleaved(variants, {

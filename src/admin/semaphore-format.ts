@@ -4,7 +4,9 @@
  * released like a lock, by its row key and fencing token.
  */
 import type { SemaphoreEntry } from '../operator';
-import { lockJson, lockView } from './format';
+import { formatUtc, lockJson, lockView } from './format';
+import { query } from './links';
+import { layoutData, type PageModel } from './view-model';
 
 export function semaphoreView(entry: SemaphoreEntry) {
   return {
@@ -23,5 +25,30 @@ export function semaphoreJson(entry: SemaphoreEntry) {
     used: entry.used,
     limit: entry.limit,
     holders: entry.holders.map(lockJson),
+  };
+}
+
+/** The semaphore page: each semaphore once, each holder with a Release link to the lock's confirm page. */
+export function semaphoresPage(input: { base: string; entries: SemaphoreEntry[]; operator: string; readOnly: boolean }): PageModel {
+  const { base } = input;
+  const first = input.entries[0]?.holders[0];
+  return {
+    layout: layoutData(base, 'Semaphores'),
+    data: {
+      operator: input.operator,
+      readOnly: input.readOnly,
+      dbNow: first ? formatUtc(first.dbNow) : null,
+      semaphores: input.entries.map((entry) => {
+        const view = semaphoreView(entry);
+        return {
+          ...view,
+          holders: view.holders.map((h) => ({
+            ...h,
+            releaseUrl: `${base}/confirm-release?${query({ lockId: h.lockId, fencingToken: String(h.fencingToken) })}`,
+          })),
+        };
+      }),
+      links: { locks: `${base}/` },
+    },
   };
 }

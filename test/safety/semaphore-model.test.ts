@@ -11,8 +11,8 @@ import fc from 'fast-check';
 import { DbMutexError, DbMutexTimeoutError, type DbMutex, type DbMutexLostReason, type DbMutexSemaphorePermit } from '../../src';
 import type { Lease } from '../../src/lease';
 import { TestContext } from '../helpers/db';
-import { note } from './helpers/report';
-import { scaled, timeoutMs } from './helpers/soak';
+import { note } from '../helpers/report';
+import { scaled, timeoutMs } from '../helpers/soak';
 
 const HOLDERS = 3;
 const SEMAPHORE = 'model-sem';

@@ -6,11 +6,11 @@
  */
 import { ensureBuilt } from '../helpers/built';
 import { dialect, poolerMutexOptions, TestContext } from '../helpers/db';
-import { ChildGroup } from './helpers/children';
-import { safetyDialect } from './helpers/dialect';
-import { note } from './helpers/report';
-import { runSemaphoreContention, semaphoreRunLine, semaphoreViolations } from './helpers/semaphore';
-import { CONTENTION_WORKERS, scaled, timeoutMs } from './helpers/soak';
+import { ChildGroup } from '../helpers/children';
+import { safetyDialect } from '../helpers/safety-dialect';
+import { note } from '../helpers/report';
+import { runSemaphoreContention, semaphoreRunLine, semaphoreViolations } from '../helpers/semaphore';
+import { CONTENTION_WORKERS, scaled, timeoutMs } from '../helpers/soak';
 
 const LIMIT = 3;
 const ITERATIONS = scaled(200);

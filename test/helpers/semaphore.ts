@@ -6,11 +6,11 @@
  * counter lost an update, and fencing tokens increase per permit in section order and across permits
  * in acquisition order.
  */
-import { notifies } from '../../helpers/db';
+import { notifies } from './db';
 import type { ChildGroup } from './children';
 import { findLostUpdates, findOverlaps, findTokenOrderViolations, type Section, type WorkerReport } from './contention';
-import type { SafetyDialect } from './dialect';
-import type { DbMutexOptions } from '../../../src';
+import type { SafetyDialect } from './safety-dialect';
+import type { DbMutexOptions } from '../../src';
 
 /** The most sections running at one instant, and the instant's sections. Touching end-to-start is not overlap. */
 export function maxConcurrency(sections: readonly Section[]): { max: number; example: Section[] } {
