@@ -42,6 +42,8 @@ import { defineModels, type DefinedModels } from './schema';
 import {
   PermitLease,
   semaphoreOfKey,
+  semaphoreOfOrphanKey,
+  semaphoreOrphanKey,
   semaphoreWaitKey,
   validateLimit,
   validateSemaphoreId,
@@ -105,7 +107,15 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
   /** Leases not yet settled: held, or lost while their critical section still runs. close() releases these. */
   private readonly unsettled = new Set<Lease>();
   private readonly heartbeat: Heartbeat;
-  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => (await this.store.release({ lockId, ownerToken })) !== null);
+  /**
+   * Acquisitions whose answer never arrived. A semaphore's is registered under an orphan key (see
+   * semaphore.ts): which permit it may have taken is unknown, so it is released by semaphore id and token.
+   */
+  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => {
+    const semaphoreId = semaphoreOfOrphanKey(lockId);
+    if (semaphoreId !== null) return this.store.releasePermitOf(semaphoreId, ownerToken);
+    return (await this.store.release({ lockId, ownerToken })) !== null;
+  });
   private closed = false;
   private readonly host = hostname();
 
@@ -323,6 +333,9 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
         result = await this.store.acquireSemaphore(p);
       } catch (error) {
         if (retries < 3 && this.dialect.driver.isRetryable?.(error)) continue;
+        // As for a lock: the statement may still commit although we never saw the answer.
+        const lifetimeSeconds = Math.min(opts.leaseSeconds ?? Infinity, opts.ttlSeconds ?? Infinity);
+        this.orphans.add(semaphoreOrphanKey(semaphoreId), p.ownerToken, lifetimeSeconds * 1000);
         throw error;
       }
       if (result.outcome === 'raced' && retries < 3) continue;

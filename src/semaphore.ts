@@ -40,6 +40,22 @@ export function semaphoreWaitKey(semaphoreId: string): string {
   return `${semaphoreId}/permit/`;
 }
 
+/**
+ * The clean-up of a semaphore acquisition whose answer never arrived is keyed by this instead of a
+ * row key (which permit it may have taken is unknown). Lock ids never contain NUL, so no lock's
+ * clean-up can be taken for one.
+ */
+const ORPHAN_PREFIX = '\u0000semaphore\u0000';
+
+export function semaphoreOrphanKey(semaphoreId: string): string {
+  return `${ORPHAN_PREFIX}${semaphoreId}`;
+}
+
+/** The semaphore id of an orphan key, or null for a lock id. */
+export function semaphoreOfOrphanKey(key: string): string | null {
+  return key.startsWith(ORPHAN_PREFIX) ? key.slice(ORPHAN_PREFIX.length) : null;
+}
+
 export function validateSemaphoreId(value: unknown): string {
   const id = validateLockId(value, 'semaphoreId');
   if (codePointLength(id) > MAX_SEMAPHORE_ID_LENGTH) {

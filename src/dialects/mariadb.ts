@@ -315,6 +315,20 @@ class MariadbStore extends PlaceholderLockStore {
     return parseLockRows(rows);
   }
 
+  async releasePermitOf(semaphoreId: string, ownerToken: string) {
+    // Marked released like any release (rows persist), found by the semaphore index instead of the key.
+    const rows = await this.send(
+      'releasePermitOf',
+      `INSERT INTO ${this.t} (${COLUMNS})
+        SELECT ${COLUMNS} FROM ${this.t} AS src WHERE semaphore_id = :semaphoreId AND owner_token = :ownerToken
+        FOR UPDATE
+        ON DUPLICATE KEY UPDATE ${markReleased}
+        RETURNING lock_id`,
+      { semaphoreId, ownerToken },
+    );
+    return rows.length > 0;
+  }
+
   async release({ lockId, ownerToken }: LeaseKey) {
     // Marks our row released (rows persist, see above) with the INSERT … SELECT … FOR UPDATE form
     // that renew uses; the row selected is ours, so it always hits its key and is never inserted.

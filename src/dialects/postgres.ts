@@ -153,6 +153,12 @@ class PostgresStore extends SqlLockStore {
     return parseLockRows(await this.run('listPermits', this.named('list_permits', text, [p.filter, p.limit])));
   }
 
+  async releasePermitOf(semaphoreId: string, ownerToken: string) {
+    const text = `WITH d AS (DELETE FROM ${this.t} WHERE semaphore_id = $1 AND owner_token = $2::uuid RETURNING lock_id)
+        SELECT pg_notify('${this.channel}', $2::text || d.lock_id) AS notified FROM d`;
+    return (await this.run('releasePermitOf', this.named('release_permit_of', text, [semaphoreId, ownerToken]))).length > 0;
+  }
+
   async release({ lockId, ownerToken }: LeaseKey) {
     // The release alone commits without waiting for the WAL flush: if the database crashes right
     // after, the release may be lost and the lock stays taken until its lease (or TTL) runs out.

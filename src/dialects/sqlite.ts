@@ -218,6 +218,15 @@ class SqliteStore extends PlaceholderLockStore {
     return parseLockRows(rows);
   }
 
+  async releasePermitOf(semaphoreId: string, ownerToken: string) {
+    const rows = await this.send(
+      'releasePermitOf',
+      `DELETE FROM ${this.t} WHERE semaphore_id = :semaphoreId AND owner_token = :ownerToken RETURNING lock_id`,
+      { semaphoreId, ownerToken },
+    );
+    return rows.length > 0;
+  }
+
   async release({ lockId, ownerToken }: LeaseKey) {
     const rows = await this.send(
       'release',

@@ -81,6 +81,7 @@ export abstract class SqlLockStore implements LockStore {
   abstract fencingFloor(floor: number): Promise<void>;
   abstract acquireSemaphore(p: SemaphoreAcquireParams): Promise<SemaphoreAttempt>;
   abstract listPermits(p: { filter: string | null; limit: number }): Promise<LockRow[]>;
+  abstract releasePermitOf(semaphoreId: string, ownerToken: string): Promise<boolean>;
 
   forceRelease(target: { lockId: string; fencingToken: number | null }, audit: Audit): Promise<EventRow[]> {
     return this.audited({ kind: 'one', ...target }, audit);

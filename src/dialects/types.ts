@@ -263,6 +263,11 @@ export interface LockStore {
    * `filter`, by semaphore id and permit number, at most `limit` rows.
    */
   listPermits(p: { filter: string | null; limit: number }): Promise<LockRow[]>;
+  /**
+   * Releases the permit of `semaphoreId` that carries `ownerToken`, whichever permit it is: the clean-up
+   * of a semaphore acquisition whose answer never arrived. True when it removed one.
+   */
+  releasePermitOf(semaphoreId: string, ownerToken: string): Promise<boolean>;
 }
 
 export type StoreOperation = keyof LockStore;
