@@ -137,10 +137,6 @@ export class Lease implements DbMutexHeldLock, LeaseKey {
     return this.state === 'held';
   }
 
-  get heartbeat(): boolean {
-    return this.leaseSeconds !== null;
-  }
-
   /** A renewal sent at `sentAt` (monotonic) succeeded. */
   renewed(sentAt: number): void {
     if (this.state !== 'held' || this.leaseSeconds === null) return;
