@@ -14,7 +14,16 @@ export type DbMutexErrorCode =
   /** `waitMs` ran out before the lock became free. */
   | 'DB_MUTEX_WAIT_TIMEOUT'
   /** The DbMutex was closed while the call waited or before it started. */
-  | 'DB_MUTEX_CLOSED';
+  | 'DB_MUTEX_CLOSED'
+  /** Every permit of the semaphore is held (`used` of `limit`). */
+  | 'DB_MUTEX_SEMAPHORE_FULL'
+  /**
+   * The semaphore's current holders acquired it with another `limit` (on `limit`); refused at once,
+   * even with `waitMs`, so two limits never share one semaphore id.
+   */
+  | 'DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH';
+
+const SEMAPHORE_CODES: readonly DbMutexErrorCode[] = ['DB_MUTEX_SEMAPHORE_FULL', 'DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH'];
 
 /** Could not acquire the lock; the critical section did not run. */
 export class DbMutexError extends Error {
@@ -34,6 +43,13 @@ export class DbMutexError extends Error {
   readonly expiresAt: Date | null | undefined;
   /** How long the call waited before giving up, in milliseconds (0 for an immediate refusal). */
   readonly waitedMs: number;
+  /**
+   * Semaphores: the limit of the current holders (for `DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH`, the one
+   * that differs from the caller's); undefined for locks.
+   */
+  readonly limit: number | undefined;
+  /** Semaphores: how many permits were held at the refusal; undefined for locks. */
+  readonly used: number | undefined;
 
   constructor(
     lockId: string,
@@ -42,16 +58,28 @@ export class DbMutexError extends Error {
       holder?: string;
       expiresAt?: Date | null;
       waitedMs?: number;
+      limit?: number;
+      used?: number;
       cause?: unknown;
     } = {},
   ) {
-    super(`Could not acquire lock: ${lockId}`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(refusalMessage(lockId, options), options.cause === undefined ? undefined : { cause: options.cause });
     this.code = options.code ?? 'DB_MUTEX_HELD';
     this.lockId = lockId;
     this.holder = options.holder;
     this.expiresAt = options.expiresAt;
     this.waitedMs = options.waitedMs ?? 0;
+    this.limit = options.limit;
+    this.used = options.used;
   }
+}
+
+function refusalMessage(id: string, o: { code?: DbMutexErrorCode; limit?: number; used?: number }): string {
+  if (o.code === 'DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH') {
+    return `Could not acquire semaphore: ${id} (its holders use limit ${o.limit ?? '?'}, a different one)`;
+  }
+  if (o.code && SEMAPHORE_CODES.includes(o.code)) return `Could not acquire semaphore: ${id} (${o.used ?? '?'} of ${o.limit ?? '?'} permits held)`;
+  return `Could not acquire lock: ${id}`;
 }
 
 /**

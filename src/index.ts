@@ -17,6 +17,11 @@ export { Leadership } from './leadership';
 export type { LeadOptions, LeadershipEvents } from './leadership';
 export { withDbMutex, dbMutex } from './with-db-mutex';
 export type { WithDbMutexOptions, DbMutexWrapperOptions } from './with-db-mutex';
+export { withDbSemaphore, dbSemaphore } from './with-db-semaphore';
+export type { WithDbSemaphoreOptions, DbSemaphoreWrapperOptions } from './with-db-semaphore';
+export type { DbMutexSemaphorePermit, SemaphoreAcquireOptions } from './semaphore';
+export type { SemaphoreEntry, SemaphoresOptions } from './operator';
+export { MAX_SEMAPHORE_ID_LENGTH, MAX_SEMAPHORE_LIMIT } from './semaphore';
 export type { DbMutexHeldLock } from './lease';
 export {
   DbMutexError,

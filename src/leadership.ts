@@ -235,7 +235,8 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
             ttlSeconds: null,
             holder: this.options.holder,
             signal: this.stopController.signal,
-          })) as Lease;
+            // Marks the row as an election's for operators (dashboard, CLI, list): not public API.
+          }, { kind: 'election' })) as Lease;
         } catch (error) {
           if (this.stopping) break;
           if (error instanceof DbMutexError && error.code === 'DB_MUTEX_WAIT_TIMEOUT') continue;

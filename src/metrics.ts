@@ -198,7 +198,7 @@ function createSet(prom: PromClient, registry: DbMutexMetricsRegistry, prefix: s
     names,
     acquisitions: new prom.Counter({
       name: acquisitions,
-      help: 'Lock acquisition attempts by result: acquired, held (refused), wait_timeout, cancelled, error (full: reserved for semaphores).',
+      help: 'Lock acquisition attempts by result: acquired, held (refused), wait_timeout, full (a semaphore had no free permit), cancelled, error.',
       labelNames: ['result', ...lock],
       registers,
     }),

@@ -96,7 +96,9 @@ export function acquireFailureResult(error: unknown, signal?: AbortSignal | null
   if (error instanceof DbMutexError) {
     if (error.code === 'DB_MUTEX_HELD') return 'held';
     if (error.code === 'DB_MUTEX_WAIT_TIMEOUT') return 'wait_timeout';
-    return 'cancelled';
+    if (error.code === 'DB_MUTEX_SEMAPHORE_FULL') return 'full';
+    if (error.code === 'DB_MUTEX_CLOSED') return 'cancelled';
+    return 'error';
   }
   if (signal?.aborted && error === signal.reason) return 'cancelled';
   return 'error';

@@ -25,6 +25,10 @@ function row(lockId: string, acquiredMs: number, extra: Partial<LockRow> = {}): 
     leaseSeconds: 60,
     dbNow: now,
     stale: false,
+    kind: 'lock',
+    semaphoreId: null,
+    permit: null,
+    limit: null,
     ...extra,
   };
 }

@@ -9,7 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { mutexWithLeversUndone } = require('./levers');
 
-const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak', 'failover', 'observability'];
+const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak', 'failover', 'observability', 'semaphore'];
 
 /**
  * @param {string} name

@@ -55,6 +55,8 @@ export interface LockView extends LockHolder {
   status: LockStatus;
   /** Why a stale lock is stale (tooltip of the badge), or what keeps an active one alive. */
   statusDetail: string;
+  /** What else the row is, as a short mark beside its id: `permit 1 of exports (limit 3)`, `election`; null for a plain lock. */
+  kindMark: string | null;
 }
 
 export function lockView(row: LockRow): LockView {
@@ -71,6 +73,12 @@ export function lockView(row: LockRow): LockView {
     heartbeatIso: row.leaseSeconds === null ? null : row.heartbeatAt.toISOString(),
     status: row.stale ? 'stale' : 'active',
     statusDetail: describeStatus(row),
+    kindMark:
+      row.kind === 'semaphore' && row.semaphoreId !== null
+        ? `permit ${row.permit ?? '?'} of ${row.semaphoreId} (limit ${row.limit ?? '?'})`
+        : row.kind === 'lock'
+          ? null
+          : row.kind,
   };
 }
 
@@ -139,6 +147,10 @@ export function lockJson(row: LockRow) {
     ageSeconds: (now - row.acquiredAt.getTime()) / 1000,
     expiresInSeconds: row.expiresAt ? (row.expiresAt.getTime() - now) / 1000 : null,
     dbNow: row.dbNow.toISOString(),
+    kind: row.kind,
+    semaphoreId: row.semaphoreId,
+    permit: row.permit,
+    limit: row.limit,
   };
 }
 

@@ -41,7 +41,7 @@ const STALE_PREVIEW_COUNT = 10;
 
 // ---- shared pieces ---------------------------------------------------------------------------
 
-function mutexOf(ctx: AdminContext): DbMutex {
+export function mutexOf(ctx: AdminContext): DbMutex {
   if (ctx.config.mutex) return ctx.config.mutex;
   try {
     return getDefaultDbMutex();
@@ -51,7 +51,7 @@ function mutexOf(ctx: AdminContext): DbMutex {
 }
 
 /** Who is acting, for the audit trail; an unusable name is the host app's misconfiguration (500). */
-async function operatorOf(ctx: AdminContext, req: Request): Promise<string> {
+export async function operatorOf(ctx: AdminContext, req: Request): Promise<string> {
   const raw = ctx.config.operator ? await ctx.config.operator(req) : defaultOperator(req);
   if (typeof raw !== 'string' || raw.trim() === '') {
     throw new AdminHttpError(500, 'NOT_CONFIGURED', 'operator(req) must return a non-empty string.');

@@ -11,6 +11,7 @@
 import type { Router } from 'express';
 import { Signer } from './csrf';
 import * as handlers from './handlers';
+import * as semaphoreHandlers from './semaphore-handlers';
 import {
   asyncHandler,
   errorHandler,
@@ -61,6 +62,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
   router.get('/static/:file', handlers.staticFile);
 
   router.get('/', run(handlers.dashboard));
+  router.get('/semaphores', run(semaphoreHandlers.semaphores));
   router.get('/confirm-release', confirmation, run(handlers.confirmRelease));
   router.get('/confirm-release-stale', confirmation, run(handlers.confirmReleaseStale));
   router.post('/release', action, formBody, run(handlers.releaseForm));
@@ -72,6 +74,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
   router.delete(ONE_LOCK_PATH, lockIdParam, action, apiBody, run(handlers.releaseLock));
   router.all(ONE_LOCK_PATH, lockIdParam, lockMethodNotAllowed);
   router.get('/api/events', run(handlers.listEvents));
+  router.get('/api/semaphores', run(semaphoreHandlers.listSemaphores));
   if (config.metrics) router.get('/metrics', metricsRoute(config.metrics));
 
   router.use(notFound);

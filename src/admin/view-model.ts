@@ -24,7 +24,7 @@ export interface CsrfField {
   token: string;
 }
 
-function layoutData(base: string, title: string, refreshSeconds = 0, refreshUrl = ''): LayoutData {
+export function layoutData(base: string, title: string, refreshSeconds = 0, refreshUrl = ''): LayoutData {
   return { title: `${title} · sequelize-db-mutex`, base, assets: assetUrls(base), refreshSeconds, refreshUrl };
 }
 
@@ -68,6 +68,7 @@ export function dashboardPage(input: DashboardInput): PageModel {
         staleOnly: here({ staleOnly: true }),
         clearFilter: here({ filter: null }),
         releaseStale: `${base}/confirm-release-stale?${query(viewParams(view))}`,
+        semaphores: `${base}/semaphores`,
         refresh: REFRESH_CHOICES.map((seconds) => ({
           seconds,
           label: seconds === 0 ? 'Off' : `${seconds} s`,

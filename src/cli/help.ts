@@ -1,7 +1,7 @@
 /** Help texts of the `db-mutex` CLI (kept apart so the command code stays readable). */
 import { DEFAULT_EVENTS_LIMIT, DEFAULT_EVENTS_TABLE_NAME, DEFAULT_LIST_LIMIT, DEFAULT_TABLE_NAME, MAX_REASON_LENGTH } from '../limits';
 
-export const COMMANDS = ['list', 'release', 'release-stale', 'purge-expired', 'events', 'fence-floor'] as const;
+export const COMMANDS = ['list', 'semaphores', 'release', 'release-stale', 'purge-expired', 'events', 'fence-floor'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const OPTIONS = `Options for every command:
@@ -24,6 +24,7 @@ Usage: db-mutex <command> [options]
 
 Commands:
   list            locks held now, oldest first, with age and status (active or stale)
+  semaphores      counting semaphores: used / limit, and each permit's holder, age, heartbeat, token
   release <id>    force-release one lock; its holder is told it lost the lock (audited)
   release-stale   force-release every stale lock: expired or heartbeat overdue (audited)
   purge-expired   delete every expired lock (audited)
@@ -105,6 +106,22 @@ ${OPTIONS}
 ${ENVIRONMENT}
 
 ${EXIT}
+`,
+  semaphores: `Usage: db-mutex semaphores [--filter TEXT] [--limit N] [--json]
+
+Lists the counting semaphores whose permits are held (or expired and not yet taken over): one entry
+per semaphore with USED / LIMIT, then one line per permit with its holder, age, heartbeat and fencing
+token. Release one holder's permit with: db-mutex release <permit key> --fencing-token N (audited).
+
+  --filter TEXT         only semaphore ids containing TEXT (plain text, case-sensitive)
+  --limit N             at most N permits in all (default 1000)
+  --json                a JSON array of {semaphoreId, used, limit, holders} instead of a table
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+Exit status: 0 (also when no permit is held); 2 on errors.
 `,
   events: `Usage: db-mutex events [--lock ID] [--limit N] [--json]
 

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Options, Sequelize } from 'sequelize';
 import { eventJson, eventView, lockJson, lockView } from '../admin/format';
+import { semaphoreJson, semaphoreView } from '../admin/semaphore-format';
 import type { DbMutex } from '../db-mutex';
 import type { EventRow } from '../dialects/types';
 import { checkInput, checkInputOf, InputError, type InputField } from '../input-error';
@@ -50,6 +51,7 @@ const AUDIT_OPTIONS = {
 
 const COMMAND_OPTIONS: Readonly<Record<CommandName, Record<string, OptionSpec>>> = {
   list: { stale: { type: 'boolean' }, filter: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  semaphores: { filter: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
   release: { 'fencing-token': { type: 'string' }, ...AUDIT_OPTIONS },
   'release-stale': AUDIT_OPTIONS,
   'purge-expired': AUDIT_OPTIONS,
@@ -345,6 +347,51 @@ const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
       : `${plural(counts.total, 'lock')}${matching}: ${counts.active} active, ${counts.stale} stale`;
     const shown = rows.length < total ? ` (showing the oldest ${rows.length}; see --limit)` : '';
     io.stdout(`\n${printable(summary)}${shown}. Times are by the database clock.\n`);
+    return 0;
+  },
+
+  async semaphores(mutex, { values }, { limit }, io) {
+    const filter = stringOption(values, 'filter') ?? null;
+    const entries = await mutex.semaphores({ filter, limit: limit ?? DEFAULT_LIST_LIMIT });
+    if (values.json === true) {
+      io.stdout(json(entries.map(semaphoreJson)));
+      return 0;
+    }
+    const matching = filter ? ` matching "${filter}"` : '';
+    if (entries.length === 0) {
+      io.stdout(printable(`No semaphore permits held${matching}.`) + '\n');
+      return 0;
+    }
+    const rows = entries.flatMap((entry) =>
+      semaphoreView(entry).holders.map((h, i) => [
+        i === 0 ? entry.semaphoreId : '',
+        i === 0 ? `${entry.used} / ${entry.limit}` : '',
+        String(h.permit),
+        h.status,
+        h.age,
+        h.heartbeat,
+        String(h.fencingToken),
+        h.holder,
+        h.lockId,
+      ]),
+    );
+    io.stdout(
+      renderTable(
+        [
+          { header: 'SEMAPHORE', maxWidth: 40 },
+          { header: 'USED', align: 'right' },
+          { header: 'PERMIT', align: 'right' },
+          { header: 'STATUS' },
+          { header: 'AGE', align: 'right' },
+          { header: 'HEARTBEAT' },
+          { header: 'TOKEN', align: 'right' },
+          { header: 'HOLDER', maxWidth: 32 },
+          { header: 'PERMIT KEY' },
+        ],
+        rows,
+      ),
+    );
+    io.stdout(`\n${printable(`${plural(entries.length, 'semaphore')}${matching}`)}. Times are by the database clock.\n`);
     return 0;
   },
 

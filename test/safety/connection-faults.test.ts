@@ -175,6 +175,18 @@ describe(`connection faults on ${dialect}`, () => {
       await (await observer.acquire('slow-ghost')).release();
     });
 
+    it('leaves no semaphore permit behind from a timed-out acquisition, whichever permit the server took after the client gave up', async () => {
+      const ghostly = await ctx.mutex({ statementTimeoutMs: STATEMENT_TIMEOUT_MS, heartbeat: false, ttlSeconds: 600, holder: 'ghost-permit' });
+      await slowness.begin();
+      await expect(ghostly.acquireSemaphore('slow-sem', { limit: 2 })).rejects.toThrow(slowness.timeoutMessage);
+      await slowness.end();
+      await sleep(SLOW_STATEMENT_MS);
+      const committedAt = performance.now();
+      await waitUntil(async () => (await observer.semaphores({ filter: 'slow-sem' })).length === 0, 5000, 'the ghost permit to be removed', 25);
+      note(`timed-out semaphore acquire (heartbeat off, ttl 600 s): no permit left ${Math.round(performance.now() - committedAt)} ms after the slowed statement would have finished`);
+      await (await observer.acquireSemaphore('slow-sem', { limit: 2 })).release();
+    });
+
     it('fails a waiting acquisition after statementTimeoutMs too, not after waitMs', async () => {
       await slowness.begin();
       const started = performance.now();
