@@ -158,6 +158,25 @@ describe('createDbMutexMetrics', () => {
     }
   });
 
+  it('counts a semaphore with no free permit as result "full", and a permit held and released like a lock', async () => {
+    const registry = new Registry();
+    const metrics = createDbMutexMetrics(mutex, { registry });
+    try {
+      const permit = await operator.acquireSemaphore('sem:metrics', { limit: 1 });
+      await expect(mutex.acquireSemaphore('sem:metrics', { limit: 1 })).rejects.toMatchObject({ code: 'DB_MUTEX_SEMAPHORE_FULL' });
+      expect(await value(registry, 'db_mutex_acquisitions_total', { result: 'full' })).toBe(1);
+      expect(await value(registry, 'db_mutex_acquisitions_total', { result: 'error' })).toBeUndefined();
+      await permit.release();
+      const mine = await mutex.acquireSemaphore('sem:metrics', { limit: 1 });
+      expect(await value(registry, 'db_mutex_held_locks')).toBe(1);
+      await mine.release();
+      expect(await value(registry, 'db_mutex_acquisitions_total', { result: 'acquired' })).toBe(1);
+      expect(await value(registry, 'db_mutex_held_locks')).toBe(0);
+    } finally {
+      metrics.close();
+    }
+  });
+
   itIf(notifies)('counts a reconnect of the release-notice connection after the server dropped it (PostgreSQL)', async () => {
     const registry = new Registry();
     const listening = await ctx.directMutex({ holder: 'listening' }, { dialectOptions: { application_name: 'metrics-listen' } });
