@@ -297,6 +297,17 @@ const SEMAPHORE_FUNCTION_ARGS = '(text, uuid, text, text, integer, float8, float
  * permit to one holder even against a lock acquired under that very row key. Refused: the live
  * permits' count, the first one to run out, and whether the limit differs.
  */
+/**
+ * Wraps DDL so that concurrent runs take turns. Several instances of an app often start together and
+ * each runs sync(); two concurrent CREATE OR REPLACE FUNCTION of one name fail with "tuple
+ * concurrently updated". A transaction-scoped advisory lock taken in the same statement serializes
+ * them (and a migration running alongside), on a direct connection or through a pooler alike.
+ */
+function serializedDdl(names: SchemaNames, ddl: string): string {
+  const key = int32Hash(`sequelize-db-mutex-schema:${names.tableName}`);
+  return `DO $db_mutex_ddl$ BEGIN PERFORM pg_advisory_xact_lock(${key}); EXECUTE $db_mutex_fn$${ddl}$db_mutex_fn$; END $db_mutex_ddl$`;
+}
+
 function semaphoreFunctionSql(names: SchemaNames): string {
   const t = q(names.tableName);
   const seq = `'${q(sequenceName(names))}'`;
@@ -365,7 +376,7 @@ export const postgresDialect: Dialect = {
   notifies: true,
   schemaExtrasSql: (names) => [`CREATE SEQUENCE IF NOT EXISTS ${q(sequenceName(names))} AS bigint`],
   dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
-  kindExtrasSql: (names) => [semaphoreFunctionSql(names)],
+  kindExtrasSql: (names) => [serializedDdl(names, semaphoreFunctionSql(names))],
   dropKindExtrasSql: (names) => [`DROP FUNCTION IF EXISTS ${q(semaphoreFunctionName(names))}${SEMAPHORE_FUNCTION_ARGS}`],
   store: (names, sender, variant) => new PostgresStore(names, sender, variant),
   channel: channelName,

@@ -69,6 +69,22 @@ describe('schema', () => {
     expect(await describeSchema(db.url)).toEqual(before);
   });
 
+  it('lets several instances starting together run sync() on the same database at once', async () => {
+    // Instances of an app usually start together; each one's sync() must succeed, whatever the
+    // others' DDL is doing at that moment (PostgreSQL refuses concurrent CREATE OR REPLACE FUNCTION).
+    const db = await fresh();
+    const s = makeSequelize(db.url);
+    await initDbMutex(s, { setDefault: false }).sync();
+    const instances = Array.from({ length: 6 }, () => makeSequelize(db.url));
+    try {
+      for (let round = 0; round < 5; round++) {
+        await Promise.all(instances.map((i) => initDbMutex(i, { setDefault: false }).sync()));
+      }
+    } finally {
+      await Promise.all([s, ...instances].map((i) => i.close()));
+    }
+  });
+
   it('round-trips migrate, undo and migrate again with sequelize-cli', async () => {
     const db = await fresh();
     await sequelizeCli(db, 'db:migrate');
