@@ -10,7 +10,7 @@
  *                           unset and nothing answers, an embedded PostgreSQL is started). A scratch database
  *                           is created on it and dropped at the end.
  *   BENCH_DIALECTS          comma list, default "postgres" (one file per dialect in bench/dialects/)
- *   BENCH_SECTIONS          comma list of uncontended,contended,scale,heartbeat,memory,soak (default all)
+ *   BENCH_SECTIONS          comma list of uncontended,contended,scale,heartbeat,memory,soak,failover,observability,semaphore (default all)
  *   BENCH_CYCLES=200 BENCH_RUNS=9 BENCH_WARMUP=100                          uncontended
  *   BENCH_WORKERS=8 BENCH_CONTENDED_SECONDS=3 BENCH_CONTENDED_RUNS=3
  *   BENCH_SECTION_MS=1 BENCH_THINK_MS=2                                     contended
@@ -79,6 +79,9 @@ const SECTION_RUNNERS = {
   heartbeat: (env) => require('./sections/heartbeat').run(env),
   memory: (env) => require('./sections/memory').memoryRun(env),
   soak: (env) => require('./sections/memory').soakRun(env),
+  failover: (env) => require('./sections/failover').run(env),
+  observability: (env) => require('./sections/observability').run(env),
+  semaphore: (env) => require('./sections/semaphore').run(env),
 };
 
 /**

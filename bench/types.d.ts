@@ -6,23 +6,27 @@
 import type { Options, Sequelize } from 'sequelize';
 import type * as LibraryModule from '../src/index';
 import type { DbMutex } from '../src/db-mutex';
-import type { StatementRunner } from '../src/connection';
-import type { Dialect, Rows, Statement, StatementSender, StoreOperation } from '../src/dialects/types';
+import type { Dialect, LockStore, Rows, Statement, StoreOperation } from '../src/dialects/types';
+import type * as BenchSeamModule from '../src/internal/bench-seam';
 import type { readConfig } from './lib/env';
 
 /** The built library (dist/index.js), typed from its source. */
 export type Library = typeof LibraryModule;
-export type { DbMutex, Dialect, Rows, Statement, StatementSender, StoreOperation };
+export type { DbMutex, Dialect, LockStore, Rows, Statement, StoreOperation };
+
+/** The library's bench seam (dist/internal/bench-seam.js; not public API), typed from its source. */
+export type BenchSeam = typeof BenchSeamModule;
 
 /** The resolved `BENCH_*` settings (bench/lib/env.js). */
 export type BenchConfig = ReturnType<typeof readConfig>;
 
 export type Log = (message: string) => void;
 
-/** The library's dialect module and statement runner, for the rows that send its own SQL by hand. */
+/** The library's bench seam and a dialect name, for the rows that send its own SQL by hand. */
 export interface LibraryInternals {
-  dialect: Dialect;
-  StatementRunner: typeof StatementRunner;
+  seam: BenchSeam;
+  /** The Sequelize dialect name whose lock store the rows use. */
+  dialectName: string;
 }
 
 /** One row of a timed table (bench/lib/measure.js). */
@@ -105,12 +109,20 @@ export interface ServerDescription {
   otherConnections: number;
 }
 
-/** An adopted lever, undone on a live DbMutex (bench-only; the store seam replaces the patching). */
+/**
+ * An adopted lever, undone through the library's bench seam (bench/lib/levers.js): a DbMutex is built
+ * whose store rewrites the lever's statements before sending them.
+ */
 export interface LeverUndone {
   label: string;
   /** The lever changes what a refused attempt costs (the refused rows get an undone variant too). */
   affectsRefusal?: boolean;
-  apply(mutex: DbMutex): boolean;
+  /** The store operation whose statements the lever lives in; null: every statement. */
+  operation: StoreOperation | null;
+  /** The statement with the lever undone; null when this build's SQL is not the shape it expects. */
+  rewrite(statement: Statement): Statement | null;
+  /** Calls the operation once, so `rewrite` can be checked against this build's SQL before any row runs. */
+  probe?(store: LockStore): Promise<unknown>;
 }
 
 /** What a dialect's raw rows get from the uncontended section. */
@@ -140,7 +152,7 @@ export interface BenchDialect {
   uncontendedVariants(ctx: DialectContext): Variant[];
   /**
    * Key of the uncontended row that sends the library's own acquire and release statements (taken from
-   * its dialect module) by hand on one raw driver connection, the way the library sends them: the
+   * its lock store, through the bench seam) by hand on one raw driver connection, the way the library sends them: the
    * denominator of the library's overhead.
    */
   ownStatementsKey: string;

@@ -12,6 +12,7 @@
  */
 const { setTimeout: sleep } = require('node:timers/promises');
 const { loadDialect, loadLibrary } = require('./lib/env');
+const { mutexWithLeversUndone } = require('./lib/levers');
 
 /** @typedef {import('./types').WorkerCommand} WorkerCommand */
 /** @typedef {(section: () => Promise<void>, untilNs: bigint) => Promise<unknown>} Run */
@@ -36,17 +37,17 @@ async function setup(msg) {
   }
   const lib = loadLibrary();
   const sequelize = dialect.makeSequelize(msg.url, { pool: { max: 2 } });
-  const mutex = lib.initDbMutex(sequelize, {
+  const mutexOptions = {
     setDefault: false,
     pollIntervalMs: variant.pollIntervalMs,
     listen: variant.listen !== false,
     // e.g. { preparedStatements: false, listenUrl } for a row through a transaction-mode PgBouncer
     ...variant.mutexOptions,
-  });
-  for (const name of variant.patches || []) {
-    // Bench-only: an adopted lever undone, to measure what it is worth (see bench/dialects/<dialect>.js).
-    if (!dialect.LEVERS_UNDONE[name]?.apply(mutex)) throw new Error(`lever ${name} cannot be undone on this build`);
-  }
+  };
+  // Bench-only: adopted levers undone, to measure what they are worth (see bench/lib/levers.js).
+  const patches = variant.patches || [];
+  const mutex = await mutexWithLeversUndone(lib, dialect, sequelize, mutexOptions, patches);
+  if (!mutex) throw new Error(`levers ${patches.join(', ')} cannot be undone on this build`);
   const options = { mutex, waitMs: 60_000, heartbeat: variant.heartbeat ?? true };
   return {
     run: variant.retryMs === undefined ? (section) => lib.withDbMutex(msg.lockId, section, options) : retryingRun(lib, msg.lockId, options, variant.retryMs),

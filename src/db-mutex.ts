@@ -8,24 +8,49 @@ import { hostname } from 'node:os';
 import type { Sequelize } from 'sequelize';
 import { StatementRunner } from './connection';
 import { dialectFor } from './dialects';
-import type { CurrentHolder, Dialect, EventRow, LockRow, LockStore, ReleaseNotice } from './dialects/types';
+import type { CurrentHolder, Dialect, EventRow, LockRow, LockStore, ReleaseNotice, SemaphoreAttempt } from './dialects/types';
 import { DbMutexError, type DbMutexLostReason } from './errors';
 import { Heartbeat } from './heartbeat';
+import { Leadership, type LeadOptions } from './leadership';
 import { Lease, type DbMutexHeldLock, type LeaseObserver } from './lease';
 import { ReleaseListener, type ListenConnector, type PgNotifyingClient } from './listener';
-import { LockOperator, type AuditOptions, type EventsOptions, type ForceReleaseOptions, type ForceReleaseResult, type ListOptions } from './operator';
+import {
+  LockOperator,
+  type AuditOptions,
+  type EventsOptions,
+  type ForceReleaseOptions,
+  type ForceReleaseResult,
+  type ListOptions,
+  type SemaphoreEntry,
+  type SemaphoresOptions,
+} from './operator';
 import { storeSeamOf } from './internal/store-seam';
 import { OrphanCleanup } from './orphan-cleanup';
 import {
+  ACQUIRE_OPTION_KEYS,
+  rejectUnknownOptions,
   resolveAcquireOptions,
   resolveDbMutexOptions,
   validateLockId,
+  validateOptionsObject,
   type AcquireOptions,
   type DbMutexOptions,
   type ResolvedAcquireOptions,
   type ResolvedDbMutexOptions,
 } from './options';
 import { defineModels, type DefinedModels } from './schema';
+import { acquireFailureResult, traceAcquire, type AcquireFailureResult } from './tracing';
+import {
+  PermitLease,
+  semaphoreOfKey,
+  semaphoreOfOrphanKey,
+  semaphoreOrphanKey,
+  semaphoreWaitKey,
+  validateLimit,
+  validateSemaphoreId,
+  type DbMutexSemaphorePermit,
+  type SemaphoreAcquireOptions,
+} from './semaphore';
 import { WaitQueue } from './wait-queue';
 
 /** Events a DbMutex emits (all synchronous, listener errors are not caught). */
@@ -43,6 +68,17 @@ export interface DbMutexEvents {
    * Without a listener for this event, it becomes a process warning (`process.emitWarning`).
    */
   degraded: [DbMutexDegradedEvent];
+  // ---- observability (metrics, see src/metrics.ts) ----
+  /**
+   * An acquisition that did not succeed: `held` (refused at once), `wait_timeout`, `cancelled`
+   * (the signal aborted, or the DbMutex closed), `error` (a statement failed). Not for a TypeError
+   * thrown on bad arguments.
+   */
+  acquireFailed: [{ lockId: string; result: AcquireFailureResult; waitedMs: number; error: unknown }];
+  /** An operator action of this DbMutex removed a lock row (`action`: force-release, release-stale, purge-expired). */
+  forceReleased: [{ lockId: string; fencingToken: number; action: string; operator: string }];
+  /** The release-notice (LISTEN) connection is back after it dropped or failed to connect. */
+  listenerReconnected: [];
 }
 
 export interface DbMutexDegradedEvent {
@@ -54,7 +90,11 @@ export interface DbMutexDegradedEvent {
   cause?: unknown;
 }
 
-export type { AuditOptions, EventsOptions, ForceReleaseOptions, ForceReleaseResult, ListOptions } from './operator';
+export type { AuditOptions, EventsOptions, ForceReleaseOptions, ForceReleaseResult, ListOptions, SemaphoreEntry, SemaphoresOptions } from './operator';
+
+const SEMAPHORE_ACQUIRE_OPTION_KEYS = [...ACQUIRE_OPTION_KEYS, 'limit'];
+
+type SemaphoreRefusal = Exclude<SemaphoreAttempt, { outcome: 'won' }>;
 
 /** A refused attempt, with the holder when the acquire statement reported it. */
 interface Refusal {
@@ -81,7 +121,15 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
   /** Leases not yet settled: held, or lost while their critical section still runs. close() releases these. */
   private readonly unsettled = new Set<Lease>();
   private readonly heartbeat: Heartbeat;
-  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => (await this.store.release({ lockId, ownerToken })) !== null);
+  /**
+   * Acquisitions whose answer never arrived. A semaphore's is registered under an orphan key (see
+   * semaphore.ts): which permit it may have taken is unknown, so it is released by semaphore id and token.
+   */
+  private readonly orphans = new OrphanCleanup(async (lockId, ownerToken) => {
+    const semaphoreId = semaphoreOfOrphanKey(lockId);
+    if (semaphoreId !== null) return this.store.releasePermitOf(semaphoreId, ownerToken);
+    return (await this.store.release({ lockId, ownerToken })) !== null;
+  });
   private closed = false;
   private readonly host = hostname();
 
@@ -105,7 +153,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
             onNotice: (notice) => this.onNotice(notice),
             onError: (error) => this.emit('listenerError', { error }),
             // Notices may have been missed while disconnected: let every waiter try again now.
-            onReady: () => this.waiters.wakeAll(),
+            onReady: (info) => {
+              this.waiters.wakeAll();
+              if (info.reconnected) this.emit('listenerReconnected');
+            },
           }, this.dialect.waiterMarkSql?.(this.options) ?? null, this.options.listenIdleMs)
         : null;
   }
@@ -126,46 +177,118 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
    * with `waitMs` it waits up to that long (woken by release notifications where the database has
    * them, jittered polling otherwise).
    */
-  async acquire(lockId: string, options: AcquireOptions = {}): Promise<DbMutexHeldLock> {
+  async acquire(
+    lockId: string,
+    options: AcquireOptions = {},
+    /** @internal Not public API: what the row is marked as (leader elections pass `election`). */
+    internal: { kind?: 'lock' | 'election' } = {},
+  ): Promise<DbMutexHeldLock> {
     validateLockId(lockId);
     const opts = resolveAcquireOptions(this.options, options);
-    if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED' });
-    if (opts.waitMs === 0) {
-      const outcome = await this.tryAcquire(lockId, opts, 0);
-      if (outcome instanceof Lease) return outcome;
-      throw new DbMutexError(lockId, { code: 'DB_MUTEX_HELD', ...(await this.holderOf(lockId, outcome)) });
-    }
-    return this.acquireWaiting(lockId, opts);
+    const kind = internal.kind ?? 'lock';
+    if (kind !== 'lock' && kind !== 'election') throw new TypeError(`kind must be "lock" or "election", got ${String(kind)}`);
+    // Observability: the attempt runs inside an OpenTelemetry span (a no-op check without an SDK) and
+    // a failed one is reported as an event for metrics.
+    return this.traced(lockId, opts, () => this.acquireResolved(lockId, opts, kind));
   }
 
-  private async acquireWaiting(lockId: string, opts: ResolvedAcquireOptions): Promise<DbMutexHeldLock> {
+  /** Runs an acquisition inside its span and reports a failed one as an `acquireFailed` event. */
+  private async traced<L extends Lease>(id: string, opts: ResolvedAcquireOptions, attempt: () => Promise<L>): Promise<L> {
+    const started = performance.now();
+    try {
+      return await traceAcquire('db-mutex', id, attempt, opts.signal);
+    } catch (error) {
+      const result = acquireFailureResult(error, opts.signal);
+      this.emit('acquireFailed', { lockId: id, result, waitedMs: (error as { waitedMs?: number }).waitedMs ?? performance.now() - started, error });
+      throw error;
+    }
+  }
+
+  private async acquireResolved(lockId: string, opts: ResolvedAcquireOptions, kind: 'lock' | 'election'): Promise<Lease> {
+    if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED' });
+    return this.acquireLoop<Lease, Refusal>(
+      lockId,
+      lockId,
+      opts,
+      (waitedMs) => this.tryAcquire(lockId, opts, waitedMs, kind),
+      async (refusal, code, waitedMs) => new DbMutexError(lockId, { code, waitedMs, ...(await this.holderOf(lockId, refusal)) }),
+    );
+  }
+
+  /**
+   * Takes one of the `limit` permits of `semaphoreId` (the lowest free one). Without `waitMs` it fails
+   * at once with DbMutexError `DB_MUTEX_SEMAPHORE_FULL` when all are held; with `waitMs` it waits up to
+   * that long, as `acquire` does. Holders with another limit: `DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH`, at once.
+   */
+  async acquireSemaphore(semaphoreId: string, options: SemaphoreAcquireOptions): Promise<DbMutexSemaphorePermit> {
+    const id = validateSemaphoreId(semaphoreId);
+    validateOptionsObject(options);
+    rejectUnknownOptions(options, SEMAPHORE_ACQUIRE_OPTION_KEYS, 'mutex.acquireSemaphore');
+    const { limit: rawLimit, ...acquireOptions } = options;
+    const limit = validateLimit(rawLimit);
+    const opts = resolveAcquireOptions(this.options, acquireOptions, 'mutex.acquireSemaphore');
+    return this.traced(id, opts, async () => {
+      if (this.closed) throw new DbMutexError(id, { code: 'DB_MUTEX_CLOSED' });
+      return this.acquireLoop<PermitLease, SemaphoreRefusal>(
+        id,
+        semaphoreWaitKey(id),
+        opts,
+        (waitedMs) => this.trySemaphore(id, limit, opts, waitedMs),
+        async (refusal, code, waitedMs) =>
+          new DbMutexError(id, {
+            code: code === 'DB_MUTEX_HELD' ? 'DB_MUTEX_SEMAPHORE_FULL' : code,
+            waitedMs,
+            limit,
+            used: refusal.used,
+            ...(refusal.holder ? { holder: refusal.holder.holder, expiresAt: refusal.holder.expiresAt } : {}),
+          }),
+      );
+    });
+  }
+
+  /**
+   * Attempts until one wins, the wait runs out, or `attempt` throws. Without `waitMs`, one attempt.
+   * `waitKey` is what release notices and local releases wake; `id` (the lock id or semaphore id,
+   * as the database knows it) is what the waiter marks as awaited on PostgreSQL, since the release
+   * checks the row's semaphore id (a permit) or lock id, never the process-internal wait key.
+   */
+  private async acquireLoop<L extends Lease, R>(
+    id: string,
+    waitKey: string,
+    opts: ResolvedAcquireOptions,
+    attempt: (waitedMs: number) => Promise<L | R>,
+    refused: (refusal: R, code: 'DB_MUTEX_HELD' | 'DB_MUTEX_WAIT_TIMEOUT', waitedMs: number) => Promise<DbMutexError>,
+  ): Promise<L> {
+    if (opts.waitMs === 0) {
+      const outcome = await attempt(0);
+      if (outcome instanceof Lease) return outcome;
+      throw await refused(outcome, 'DB_MUTEX_HELD', 0);
+    }
     const started = performance.now();
     const deadline = started + opts.waitMs;
     // Registered before the first attempt, so a release between a refused attempt and the wait
     // still wakes us (the waiter remembers a notice that arrives while it is not sleeping).
-    const waiter = this.waiters.add(lockId);
-    this.listener?.awaited(lockId);
+    const waiter = this.waiters.add(waitKey);
+    this.listener?.awaited(id);
     try {
       // The first attempt comes after LISTEN is active, so a release cannot fall between the two
       // unheard; a release while the listener reconnects later is caught by onReady's wake-up.
       await this.listenerNeeded();
       for (;;) {
         if (opts.signal?.aborted) throw opts.signal.reason;
-        if (this.closed) throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs: performance.now() - started });
+        if (this.closed) throw new DbMutexError(id, { code: 'DB_MUTEX_CLOSED', waitedMs: performance.now() - started });
         waiter.clearNotice();
-        // A release notifies only lock ids some process has marked as awaited. Marked before this
-        // attempt: a release after the attempt notifies us. Not yet: mark after the refusal, then try
-        // again at once, since a release between the refusal and the mark did not notify.
-        const markedBefore = this.listener?.isMarked(lockId) ?? false;
-        const outcome = await this.tryAcquire(lockId, opts, performance.now() - started);
+        // A release notifies only ids (lock ids, semaphore ids) some process has marked as awaited.
+        // Marked before this attempt: a release after the attempt notifies us. Not yet: mark after
+        // the refusal, then try again at once, since a release between the refusal and the mark did
+        // not notify.
+        const markedBefore = this.listener?.isMarked(id) ?? false;
+        const outcome = await attempt(performance.now() - started);
         if (outcome instanceof Lease) return outcome;
         const remaining = deadline - performance.now();
-        if (remaining <= 0) {
-          const waitedMs = performance.now() - started;
-          throw new DbMutexError(lockId, { code: 'DB_MUTEX_WAIT_TIMEOUT', waitedMs, ...(await this.holderOf(lockId, outcome)) });
-        }
+        if (remaining <= 0) throw await refused(outcome, 'DB_MUTEX_WAIT_TIMEOUT', performance.now() - started);
         if (!markedBefore && this.listener && this.listenerUsable) {
-          const marked = await this.listener.mark(lockId);
+          const marked = await this.listener.mark(id);
           if (marked !== 'unavailable') continue;
         }
         // Jitter spreads pollers of many processes so they do not stampede the row together. A
@@ -175,7 +298,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
       }
     } finally {
       // The last waiter of this process for the id: releases of it need not notify us any more.
-      if (this.waiters.remove(waiter)) this.listener?.idle(lockId);
+      if (this.waiters.remove(waiter)) this.listener?.idle(id);
       this.listenerMaybeIdle();
     }
   }
@@ -198,7 +321,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     return current ? { holder: current.holder, expiresAt: current.expiresAt } : {};
   }
 
-  private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number): Promise<Lease | Refusal> {
+  private async tryAcquire(lockId: string, opts: ResolvedAcquireOptions, waitedMs: number, kind: 'lock' | 'election'): Promise<Lease | Refusal> {
     const ownerToken = randomUUID();
     const sentAt = performance.now();
     let row;
@@ -211,6 +334,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
         pid: process.pid,
         ttlSeconds: opts.ttlSeconds,
         leaseSeconds: opts.leaseSeconds,
+        kind,
       });
     } catch (error) {
       // The statement may still commit even though we never saw the answer (timeout, dropped
@@ -236,7 +360,72 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
       leaseSeconds: opts.leaseSeconds,
       sentAt,
     });
-    this.held.set(ownerToken, lease);
+    return this.adopt(lease, waitedMs);
+  }
+
+  /** One semaphore attempt: a permit, or why not (a limit mismatch throws). */
+  private async trySemaphore(semaphoreId: string, limit: number, opts: ResolvedAcquireOptions, waitedMs: number): Promise<PermitLease | SemaphoreRefusal> {
+    // A permit taken by a lock of the same row key meanwhile (`raced`), or a deadlock victim on
+    // MariaDB (the store's transaction was rolled back as a whole), is tried again at once, a few times.
+    for (let retries = 0; ; retries++) {
+      const p = {
+        semaphoreId,
+        limit,
+        ownerToken: randomUUID(),
+        holder: opts.holder,
+        hostname: this.host,
+        pid: process.pid,
+        ttlSeconds: opts.ttlSeconds,
+        leaseSeconds: opts.leaseSeconds,
+      };
+      const sentAt = performance.now();
+      let result: SemaphoreAttempt;
+      try {
+        result = await this.store.acquireSemaphore(p);
+      } catch (error) {
+        if (retries < 3 && this.dialect.driver.isRetryable?.(error)) continue;
+        // As for a lock: the statement may still commit although we never saw the answer.
+        const lifetimeSeconds = Math.min(opts.leaseSeconds ?? Infinity, opts.ttlSeconds ?? Infinity);
+        this.orphans.add(semaphoreOrphanKey(semaphoreId), p.ownerToken, lifetimeSeconds * 1000);
+        throw error;
+      }
+      if (result.outcome === 'raced' && retries < 3) continue;
+      if (result.outcome === 'mismatch') {
+        throw new DbMutexError(semaphoreId, {
+          code: 'DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH',
+          waitedMs,
+          limit: result.currentLimit,
+          used: result.used,
+          ...(result.holder ? { holder: result.holder.holder, expiresAt: result.holder.expiresAt } : {}),
+        });
+      }
+      if (result.outcome !== 'won') {
+        this.emit('contended', { lockId: semaphoreId });
+        return result;
+      }
+      const lease = new PermitLease({
+        store: this.store,
+        observer: this.leaseObserver,
+        semaphoreId,
+        permit: result.permit,
+        limit,
+        lockId: result.lockId,
+        ownerToken: p.ownerToken,
+        fencingToken: result.fencingToken,
+        acquiredAt: result.acquiredAt,
+        expiresAt: result.expiresAt,
+        holder: opts.holder,
+        ttlSeconds: opts.ttlSeconds,
+        leaseSeconds: opts.leaseSeconds,
+        sentAt,
+      });
+      return this.adopt(lease, waitedMs);
+    }
+  }
+
+  /** A won acquisition becomes a held lease: renewed, listened for, released by close(). */
+  private async adopt<L extends Lease>(lease: L, waitedMs: number): Promise<L> {
+    this.held.set(lease.ownerToken, lease);
     this.unsettled.add(lease);
     // In the background, so an operator's force-release reaches this holder at once.
     void this.listenerNeeded();
@@ -244,11 +433,27 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
       // close() ran while this statement was in flight: do not leave the row behind.
       lease.markLost('closed');
       await lease.settle().catch(() => undefined);
-      throw new DbMutexError(lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
+      throw new DbMutexError(lease.lockId, { code: 'DB_MUTEX_CLOSED', waitedMs });
     }
     this.heartbeat.add(lease);
-    this.emit('acquired', { lockId, fencingToken: row.fencingToken, holder: opts.holder, waitedMs });
+    this.emit('acquired', { lockId: lease.lockId, fencingToken: lease.fencingToken, holder: lease.holder, waitedMs });
     return lease;
+  }
+
+  /** Wakes the waiters of `lockId`, and of its semaphore when it is a permit's row key. */
+  private wake(lockId: string): void {
+    this.waiters.wake(lockId);
+    const semaphoreId = semaphoreOfKey(lockId);
+    if (semaphoreId !== null) this.waiters.wake(semaphoreWaitKey(semaphoreId));
+  }
+
+  /**
+   * Leader election: returns at once a Leadership that campaigns for `electionId` in the background
+   * (waiting for its lock) and calls `onElected(lock)` each time this process becomes leader. See
+   * src/leadership.ts and the README's "Leader election".
+   */
+  lead(electionId: string, options: LeadOptions): Leadership {
+    return new Leadership(this, electionId, options);
   }
 
   /** What this DbMutex does when one of its leases ends or settles (the leases' only way back here). */
@@ -263,7 +468,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
       this.unsettled.delete(lease);
       if (outcome.status === 'failed') return;
       // A waiter in this process need not wait for the notice's round trip.
-      this.waiters.wake(lease.lockId);
+      this.wake(lease.lockId);
       if (outcome.status === 'released') this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: outcome.heldMs });
     },
   };
@@ -374,7 +579,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     // Our own release removed the lease from `held` before its statement ran, so a notice for a
     // lease still held means someone else removed our row.
     if (lease && lease.lockId === notice.lockId) lease.markLost('released-by-other');
-    this.waiters.wake(notice.lockId);
+    this.wake(notice.lockId);
   }
 
   // ---- operator API (validated and run by src/operator.ts) ----------------------------------
@@ -382,6 +587,11 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
   /** Active locks (held, or expired and not yet taken over), oldest first. */
   list(options: ListOptions = {}): Promise<LockRow[]> {
     return this.operator.list(options);
+  }
+
+  /** Counting semaphores with permit rows: one entry each, with `used / limit` and the holder of each permit. */
+  semaphores(options: SemaphoresOptions = {}): Promise<SemaphoreEntry[]> {
+    return this.operator.semaphores(options);
   }
 
   /** Number of active locks and how many of them are stale. */
@@ -436,7 +646,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
       for (const lease of this.held.values()) {
         if (lease.lockId === event.lockId && lease.fencingToken === event.fencingToken) lease.markLost('released-by-other');
       }
-      this.waiters.wake(event.lockId);
+      this.wake(event.lockId);
+      this.emit('forceReleased', { lockId: event.lockId, fencingToken: event.fencingToken, action: event.action, operator: event.operator });
     }
   }
 

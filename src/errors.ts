@@ -14,7 +14,16 @@ export type DbMutexErrorCode =
   /** `waitMs` ran out before the lock became free. */
   | 'DB_MUTEX_WAIT_TIMEOUT'
   /** The DbMutex was closed while the call waited or before it started. */
-  | 'DB_MUTEX_CLOSED';
+  | 'DB_MUTEX_CLOSED'
+  /** Every permit of the semaphore is held (`used` of `limit`). */
+  | 'DB_MUTEX_SEMAPHORE_FULL'
+  /**
+   * The semaphore's current holders acquired it with another `limit` (on `limit`); refused at once,
+   * even with `waitMs`, so two limits never share one semaphore id.
+   */
+  | 'DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH';
+
+const SEMAPHORE_CODES: readonly DbMutexErrorCode[] = ['DB_MUTEX_SEMAPHORE_FULL', 'DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH'];
 
 /** Could not acquire the lock; the critical section did not run. */
 export class DbMutexError extends Error {
@@ -34,6 +43,13 @@ export class DbMutexError extends Error {
   readonly expiresAt: Date | null | undefined;
   /** How long the call waited before giving up, in milliseconds (0 for an immediate refusal). */
   readonly waitedMs: number;
+  /**
+   * Semaphores: the limit of the current holders (for `DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH`, the one
+   * that differs from the caller's); undefined for locks.
+   */
+  readonly limit: number | undefined;
+  /** Semaphores: how many permits were held at the refusal; undefined for locks. */
+  readonly used: number | undefined;
 
   constructor(
     lockId: string,
@@ -42,16 +58,28 @@ export class DbMutexError extends Error {
       holder?: string;
       expiresAt?: Date | null;
       waitedMs?: number;
+      limit?: number;
+      used?: number;
       cause?: unknown;
     } = {},
   ) {
-    super(`Could not acquire lock: ${lockId}`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(refusalMessage(lockId, options), options.cause === undefined ? undefined : { cause: options.cause });
     this.code = options.code ?? 'DB_MUTEX_HELD';
     this.lockId = lockId;
     this.holder = options.holder;
     this.expiresAt = options.expiresAt;
     this.waitedMs = options.waitedMs ?? 0;
+    this.limit = options.limit;
+    this.used = options.used;
   }
+}
+
+function refusalMessage(id: string, o: { code?: DbMutexErrorCode; limit?: number; used?: number }): string {
+  if (o.code === 'DB_MUTEX_SEMAPHORE_LIMIT_MISMATCH') {
+    return `Could not acquire semaphore: ${id} (its holders use limit ${o.limit ?? '?'}, a different one)`;
+  }
+  if (o.code && SEMAPHORE_CODES.includes(o.code)) return `Could not acquire semaphore: ${id} (${o.used ?? '?'} of ${o.limit ?? '?'} permits held)`;
+  return `Could not acquire lock: ${id}`;
 }
 
 /**
@@ -145,5 +173,50 @@ export class DbMutexNotHeldError extends Error {
     readonly fencingToken: number,
   ) {
     super(`Lock ${lockId} is not held (already released)`);
+  }
+}
+
+/**
+ * Why a leader stopped being leader (the `demoted` event of a Leadership, and the `reason` of
+ * DbMutexDemotedError): a way its lock can be lost, or
+ * - `stopped`: `leadership.stop()` (or its `signal`) stepped down;
+ * - `resigned`: `onElected`'s code called `lock.release()`;
+ * - `failed`: `onElected` threw (or rejected) while this process was still leader.
+ */
+export type DbMutexDemotedReason = DbMutexLostReason | 'stopped' | 'resigned' | 'failed';
+
+/**
+ * The `reason` of a leader lock's `signal` when leadership ends. When the lock itself was lost (lease
+ * ran out, force-release, database unreachable, mutex closed), `cause` is that DbMutexLostError.
+ */
+export class DbMutexDemotedError extends Error {
+  override readonly name = 'DbMutexDemotedError';
+  readonly code = 'DB_MUTEX_DEMOTED' as const;
+  constructor(
+    readonly electionId: string,
+    /** The epoch (fencing token) of the term that ended. */
+    readonly epoch: number,
+    readonly reason: DbMutexDemotedReason,
+    options?: { cause?: unknown },
+  ) {
+    super(`Leadership of ${electionId} (epoch ${epoch}) ended: ${reason}`, options);
+  }
+}
+
+/**
+ * An optional feature needs a package the app has not installed: `createDbMutexMetrics` needs
+ * `prom-client`. Importing sequelize-db-mutex never needs it; only the feature that uses it throws.
+ */
+export class DbMutexMissingPeerError extends Error {
+  override readonly name = 'DbMutexMissingPeerError';
+  readonly code = 'DB_MUTEX_MISSING_PEER' as const;
+  constructor(
+    /** The npm package to install. */
+    readonly peer: string,
+    /** The function that needs it. */
+    readonly feature: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${feature} needs the optional peer dependency "${peer}": npm install ${peer}`, options);
   }
 }

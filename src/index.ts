@@ -13,8 +13,15 @@ export type {
   AuditOptions,
   EventsOptions,
 } from './db-mutex';
+export { Leadership } from './leadership';
+export type { LeadOptions, LeadershipEvents } from './leadership';
 export { withDbMutex, dbMutex } from './with-db-mutex';
 export type { WithDbMutexOptions, DbMutexWrapperOptions } from './with-db-mutex';
+export { withDbSemaphore, dbSemaphore } from './with-db-semaphore';
+export type { WithDbSemaphoreOptions, DbSemaphoreWrapperOptions } from './with-db-semaphore';
+export type { DbMutexSemaphorePermit, SemaphoreAcquireOptions } from './semaphore';
+export type { SemaphoreEntry, SemaphoresOptions } from './operator';
+export { MAX_SEMAPHORE_ID_LENGTH, MAX_SEMAPHORE_LIMIT } from './semaphore';
 export type { DbMutexHeldLock } from './lease';
 export {
   DbMutexError,
@@ -23,8 +30,10 @@ export {
   DbMutexNotHeldError,
   DbMutexUnsupportedDialectError,
   DbMutexUnsupportedServerError,
+  DbMutexDemotedError,
+  DbMutexMissingPeerError,
 } from './errors';
-export type { DbMutexErrorCode, DbMutexLostReason } from './errors';
+export type { DbMutexErrorCode, DbMutexLostReason, DbMutexDemotedReason } from './errors';
 export { DbMutexLock, DbMutexEvent, createSchema, dropSchema, DEFAULT_SCHEMA_NAMES } from './schema';
 export type { SchemaNames } from './schema';
 export type { LockRow, EventRow } from './dialects/types';
@@ -35,3 +44,5 @@ export { dbMutexHandler } from './express-handler';
 export type { DbMutexHandlerOptions, DbMutexHeldInfo, DbMutexHeldBody } from './express-handler';
 export { createDbMutexAdminRouter } from './admin/router';
 export type { DbMutexAdminRouterOptions } from './admin/router';
+export { createDbMutexMetrics } from './metrics';
+export type { DbMutexMetrics, DbMutexMetricsOptions, DbMutexMetricsRegistry } from './metrics';

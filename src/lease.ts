@@ -8,6 +8,7 @@
 import { DbMutexLostError, DbMutexNotHeldError, DbMutexTimeoutError, type DbMutexLostReason } from './errors';
 import type { LeaseKey, LockStore } from './dialects/types';
 import { validateSeconds } from './options';
+import { traceRelease } from './tracing';
 
 /** The lock object handed to critical sections and returned by `mutex.acquire()`. */
 export interface DbMutexHeldLock {
@@ -149,10 +150,6 @@ export class Lease implements DbMutexHeldLock, LeaseKey {
     return this.state === 'held';
   }
 
-  get heartbeat(): boolean {
-    return this.leaseSeconds !== null;
-  }
-
   /** A renewal sent at `sentAt` (monotonic) succeeded. */
   renewed(sentAt: number): void {
     if (this.state !== 'held' || this.leaseSeconds === null) return;
@@ -216,7 +213,8 @@ export class Lease implements DbMutexHeldLock, LeaseKey {
    * was lost before release. Every caller gets the same answer.
    */
   settle(): Promise<DbMutexLostReason | null> {
-    this.releasing ??= this.doSettle();
+    // Observability: the release runs inside a release span that ends the section span (no-op without an SDK).
+    this.releasing ??= traceRelease(this, () => this.doSettle());
     return this.releasing;
   }
 

@@ -32,8 +32,11 @@ export interface ListenConnector {
 export interface ListenerHooks {
   onNotice(notice: ReleaseNotice): void;
   onError(error: unknown): void;
-  /** Called after every (re)connect: notices may have been missed while down. */
-  onReady(): void;
+  /**
+   * Called after every (re)connect: notices may have been missed while down. `reconnected`: this
+   * connect follows a dropped connection or a failed attempt (not a start after an idle stop).
+   */
+  onReady(info: { reconnected: boolean }): void;
 }
 
 /** Idle marks kept at most per listener (see `ReleaseListener.idle`). */
@@ -67,6 +70,8 @@ export class ReleaseListener {
   private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private backoffMs = 100;
+  /** A connection dropped or an attempt failed since the last successful connect (for metrics). */
+  private interrupted = false;
 
   constructor(
     private readonly connector: ListenConnector,
@@ -232,7 +237,9 @@ export class ReleaseListener {
       client.connection?.stream?.unref?.();
       this.client = client;
       this.backoffMs = 100;
-      this.hooks.onReady();
+      const reconnected = this.interrupted;
+      this.interrupted = false;
+      this.hooks.onReady({ reconnected });
     } catch (error) {
       this.hooks.onError(error);
       if (client) await this.discard(client);
@@ -257,6 +264,7 @@ export class ReleaseListener {
   }
 
   private scheduleRetry(): void {
+    this.interrupted = true;
     if (this.closed || !this.wanted || this.retryTimer) return;
     const delay = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, 5000);

@@ -47,6 +47,25 @@ export interface EventsOptions {
   lockId?: string | null;
 }
 
+/** Options of `semaphores`. */
+export interface SemaphoresOptions {
+  /** Only semaphore ids containing this text (plain substring, case-sensitive). */
+  filter?: string | null;
+  /** At most this many permits in all (rows), default and at most 1000000000. */
+  limit?: number | null;
+}
+
+/** One counting semaphore as operators see it: one entry, its permits' holders below it. */
+export interface SemaphoreEntry {
+  semaphoreId: string;
+  /** The limit its holders acquired it with (the largest, should they differ). */
+  limit: number;
+  /** Permits held and live (not expired) now, by the database clock. */
+  used: number;
+  /** One row per permit row (held, or expired and not yet taken over), by permit number. */
+  holders: LockRow[];
+}
+
 export type ForceReleaseResult =
   | { status: 'released'; event: EventRow }
   | { status: 'not-found' }
@@ -56,6 +75,7 @@ const LIST_OPTION_KEYS = optionKeys<ListOptions>({ filter: true, staleOnly: true
 const FORCE_RELEASE_OPTION_KEYS = optionKeys<ForceReleaseOptions>({ lockId: true, fencingToken: true, operator: true, reason: true });
 const AUDIT_OPTION_KEYS = optionKeys<AuditOptions>({ operator: true, reason: true });
 const EVENTS_OPTION_KEYS = optionKeys<EventsOptions>({ limit: true, lockId: true });
+const SEMAPHORES_OPTION_KEYS = optionKeys<SemaphoresOptions>({ filter: true, limit: true });
 
 export class LockOperator {
   /**
@@ -90,6 +110,30 @@ export class LockOperator {
   async counts(filter: string | null = null): Promise<{ total: number; stale: number; active: number }> {
     const c = await this.store.counts(validateFilter(filter));
     return { ...c, active: c.total - c.stale };
+  }
+
+  /**
+   * Counting semaphores with permit rows, by semaphore id: each one entry with `used / limit` and its
+   * holders (force-release one with `forceRelease({ lockId: holder.lockId, fencingToken })`).
+   */
+  async semaphores(options: SemaphoresOptions = {}): Promise<SemaphoreEntry[]> {
+    validateOptionsObject(options);
+    rejectUnknownOptions(options, SEMAPHORES_OPTION_KEYS, 'mutex.semaphores');
+    const limit = options.limit ?? MAX_LIST_LIMIT;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+      throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);
+    }
+    const rows = await this.store.listPermits({ filter: validateFilter(options.filter ?? null), limit });
+    const entries = new Map<string, SemaphoreEntry>();
+    for (const row of rows) {
+      const id = row.semaphoreId!;
+      let entry = entries.get(id);
+      if (!entry) entries.set(id, (entry = { semaphoreId: id, limit: 0, used: 0, holders: [] }));
+      entry.holders.push(row);
+      entry.limit = Math.max(entry.limit, row.limit ?? 0);
+      if (row.expiresAt === null || row.expiresAt.getTime() > row.dbNow.getTime()) entry.used++;
+    }
+    return [...entries.values()];
   }
 
   /** The current row of one lock, or null when nobody holds it. */

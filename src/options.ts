@@ -200,7 +200,7 @@ function validateListenUrl(value: unknown): string | null {
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,39}$/;
 
-function validateTableName(value: unknown, parameter: string): string {
+export function validateTableName(value: unknown, parameter: string): string {
   if (typeof value !== 'string' || !IDENTIFIER.test(value)) {
     // Kept short and plain so derived names (sequence, indexes) stay within every dialect's 63/64 limits
     // and need no quoting rules beyond the dialect's own.

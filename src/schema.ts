@@ -1,10 +1,10 @@
 /**
  * The one source of truth for the schema. The sequelize-cli migration, `mutex.sync()` and a host
  * app's `sequelize.sync()` all build the tables from these definitions, so they cannot drift
- * (test/schema.test.ts compares the migration's result with sync's, column by column).
+ * (test/core/schema.test.ts compares the migration's result with sync's, column by column).
  */
 import { DataTypes, Model, type ModelAttributes, type ModelStatic, type QueryInterface, type Sequelize } from 'sequelize';
-import { dialectFor } from './dialects';
+import { dialectFor, type Dialect } from './dialects';
 import { DEFAULT_EVENTS_TABLE_NAME, DEFAULT_TABLE_NAME } from './limits';
 
 /** The DbMutexLock model: one row per lock currently held (or expired and not yet taken over). */
@@ -20,6 +20,10 @@ export class DbMutexLock extends Model {
   declare deadlineAt: Date | null;
   declare heartbeatAt: Date;
   declare leaseSeconds: number | null;
+  declare kind: string;
+  declare semaphoreId: string | null;
+  declare permit: number | null;
+  declare permitLimit: number | null;
 }
 
 /** The DbMutexEvent model: the audit trail of force-releases and purges. */
@@ -65,6 +69,25 @@ export function lockAttributes(): ModelAttributes {
     heartbeatAt: { type: DataTypes.DATE(6), allowNull: false, field: 'heartbeat_at' },
     // NULL = heartbeat off for this acquisition.
     leaseSeconds: { type: DataTypes.DOUBLE, allowNull: true, field: 'lease_seconds' },
+    // Added by the second migration (kept last, so a table upgraded by adding columns and a table
+    // created fresh list their columns in the same order).
+    ...kindAttributes(),
+  };
+}
+
+/**
+ * What a row is: a lock (`lock`), one permit of a counting semaphore (`semaphore`, with its semaphore
+ * id, permit number and the limit it was acquired with) or a leader election's lock (`election`).
+ */
+export const LOCK_KINDS = ['lock', 'semaphore', 'election'] as const;
+export type LockKind = (typeof LOCK_KINDS)[number];
+
+export function kindAttributes(): ModelAttributes {
+  return {
+    kind: { type: DataTypes.STRING(16), allowNull: false, defaultValue: 'lock', field: 'kind' },
+    semaphoreId: { type: DataTypes.STRING(255), allowNull: true, field: 'semaphore_id' },
+    permit: { type: DataTypes.INTEGER, allowNull: true, field: 'permit' },
+    permitLimit: { type: DataTypes.INTEGER, allowNull: true, field: 'permit_limit' },
   };
 }
 
@@ -88,7 +111,12 @@ export function eventAttributes(): ModelAttributes {
 /** Index names are derived from the table name so two DbMutex tables can live in one database. */
 export function lockIndexes(names: SchemaNames) {
   // Oldest-first listing with keyset pagination (dashboard, CLI) walks this index.
-  return [{ name: `${names.tableName}_acquired_idx`, fields: ['acquired_at', 'lock_id'] }];
+  return [{ name: `${names.tableName}_acquired_idx`, fields: ['acquired_at', 'lock_id'] }, ...kindIndexes(names)];
+}
+
+/** A semaphore acquisition counts and checks the live permits of one semaphore id through this index. */
+export function kindIndexes(names: SchemaNames) {
+  return [{ name: `${names.tableName}_semaphore_idx`, fields: ['semaphore_id', 'permit'] }];
 }
 
 export function eventIndexes(names: SchemaNames) {
@@ -120,7 +148,10 @@ export function defineModels(sequelize: Sequelize, names: SchemaNames): DefinedM
       },
       // A host app's sequelize.sync() runs this too, so it creates exactly what the migration creates.
       afterSync: async () => {
-        for (const sql of dialect.schemaExtrasSql(names)) await sequelize.query(sql, { raw: true });
+        // A table created by an earlier version lacks the kind columns; sync() adds them as the
+        // second migration does, before the extras (which may refer to them).
+        await upgradeSchema(sequelize.getQueryInterface(), names, { extras: false });
+        for (const sql of extrasSql(dialect, names)) await sequelize.query(sql, { raw: true });
       },
     },
   });
@@ -145,17 +176,62 @@ export async function createSchema(queryInterface: QueryInterface, names: Schema
   await dialect.prepareSchema?.(sequelize);
   await queryInterface.createTable(names.tableName, fieldAttributes(lockAttributes()), tableOptions);
   for (const index of lockIndexes(names)) await queryInterface.addIndex(names.tableName, index.fields, { name: index.name });
-  for (const sql of dialect.schemaExtrasSql(names)) await sequelize.query(sql, { raw: true });
+  for (const sql of extrasSql(dialect, names)) await sequelize.query(sql, { raw: true });
   await queryInterface.createTable(names.eventsTableName, fieldAttributes(eventAttributes()), tableOptions);
   for (const index of eventIndexes(names)) {
     await queryInterface.addIndex(names.eventsTableName, index.fields, { name: index.name });
   }
 }
 
+/**
+ * What the second migration's `up` does (and `sync()` too): adds the kind columns and their index to a
+ * lock table created before they existed, then (re)creates the database's extras. Idempotent: on a
+ * table that has them (a fresh install) it only re-runs the extras.
+ */
+export async function upgradeSchema(
+  queryInterface: QueryInterface,
+  names: SchemaNames = DEFAULT_SCHEMA_NAMES,
+  { extras = true }: { extras?: boolean } = {},
+): Promise<void> {
+  const sequelize = queryInterface.sequelize;
+  const dialect = dialectFor(sequelize);
+  await dialect.prepareSchema?.(sequelize);
+  const existing = await queryInterface.describeTable(names.tableName);
+  for (const [column, definition] of Object.entries(fieldAttributes(kindAttributes()))) {
+    if (!(column in existing)) await queryInterface.addColumn(names.tableName, column, definition);
+  }
+  const indexes = (await queryInterface.showIndex(names.tableName)) as { name: string }[];
+  for (const index of kindIndexes(names)) {
+    if (!indexes.some((i) => i.name === index.name)) await queryInterface.addIndex(names.tableName, index.fields, { name: index.name });
+  }
+  if (extras) for (const sql of extrasSql(dialect, names)) await sequelize.query(sql, { raw: true });
+}
+
+/** What the second migration's `down` does: back to the first migration's lock table. */
+export async function downgradeSchema(queryInterface: QueryInterface, names: SchemaNames = DEFAULT_SCHEMA_NAMES): Promise<void> {
+  const sequelize = queryInterface.sequelize;
+  const dialect = dialectFor(sequelize);
+  for (const sql of dialect.dropKindExtrasSql?.(names) ?? []) await sequelize.query(sql, { raw: true });
+  for (const index of kindIndexes(names)) await queryInterface.removeIndex(names.tableName, index.name);
+  // Plain DROP COLUMN on every database (SQLite 3.35+ has it): Sequelize's SQLite removeColumn copies
+  // the table, which would drop the fencing-counter triggers with it.
+  for (const column of Object.keys(fieldAttributes(kindAttributes()))) {
+    await sequelize.query(`ALTER TABLE ${queryInterface.quoteIdentifier(names.tableName)} DROP COLUMN ${queryInterface.quoteIdentifier(column)}`, {
+      raw: true,
+    });
+  }
+}
+
+/** Every extra of the schema: the first migration's, then those of the kind columns. */
+function extrasSql(dialect: Dialect, names: SchemaNames): string[] {
+  return [...dialect.schemaExtrasSql(names), ...(dialect.kindExtrasSql?.(names) ?? [])];
+}
+
 /** What the migration's `down` does. */
 export async function dropSchema(queryInterface: QueryInterface, names: SchemaNames = DEFAULT_SCHEMA_NAMES): Promise<void> {
   const sequelize = queryInterface.sequelize;
   const dialect = dialectFor(sequelize);
+  for (const sql of dialect.dropKindExtrasSql?.(names) ?? []) await sequelize.query(sql, { raw: true });
   await queryInterface.dropTable(names.eventsTableName);
   await queryInterface.dropTable(names.tableName);
   for (const sql of dialect.dropExtrasSql(names)) await sequelize.query(sql, { raw: true });

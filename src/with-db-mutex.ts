@@ -3,6 +3,7 @@ import { getDefaultDbMutex } from './default-mutex';
 import type { DbMutex } from './db-mutex';
 import { DbMutexError } from './errors';
 import type { DbMutexHeldLock, Lease } from './lease';
+import { runInSection, sectionFailed } from './tracing';
 import { ACQUIRE_OPTION_KEYS, optionKeys, rejectUnknownOptions, validateOptionsObject, type AcquireOptions } from './options';
 
 export interface WithDbMutexOptions extends AcquireOptions {
@@ -29,12 +30,22 @@ export async function withDbMutex<T>(
   const { mutex, ...acquireOptions } = opts;
   const target = mutex ?? getDefaultDbMutex();
   const lock = (await target.acquire(lockId, acquireOptions)) as Lease;
+  return runHeld(lock, fn);
+}
+
+/**
+ * Runs `fn(lock)` on a lock just acquired, releases it in every case and returns fn's result; a loss
+ * before fn completed becomes DbMutexTimeoutError (shared by `withDbMutex` and `withDbSemaphore`).
+ */
+export async function runHeld<L extends Lease, T>(lock: L, fn: (lock: L) => T | Promise<T>): Promise<T> {
   let result: T | undefined;
   let failure: { error: unknown } | null = null;
   try {
-    result = await fn(lock);
+    // Inside the section span when tracing is on, so the app's own spans nest in it.
+    result = await runInSection(lock, () => fn(lock));
   } catch (error) {
     failure = { error };
+    sectionFailed(lock, error);
   }
   let lost;
   try {
@@ -51,7 +62,7 @@ export async function withDbMutex<T>(
   return result as T;
 }
 
-const WITH_DB_MUTEX_OPTION_KEYS = [...ACQUIRE_OPTION_KEYS, ...optionKeys<Omit<WithDbMutexOptions, keyof AcquireOptions>>({ mutex: true })];
+export const WITH_DB_MUTEX_OPTION_KEYS = [...ACQUIRE_OPTION_KEYS, ...optionKeys<Omit<WithDbMutexOptions, keyof AcquireOptions>>({ mutex: true })];
 
 export interface DbMutexWrapperOptions extends WithDbMutexOptions {
   /**
@@ -63,7 +74,7 @@ export interface DbMutexWrapperOptions extends WithDbMutexOptions {
   onSuppressed?: (error: DbMutexError, args: unknown[]) => void;
 }
 
-const WRAPPER_OPTION_KEYS = [
+export const WRAPPER_OPTION_KEYS = [
   ...WITH_DB_MUTEX_OPTION_KEYS,
   ...optionKeys<Omit<DbMutexWrapperOptions, keyof WithDbMutexOptions>>({ suppressAcquisitionErrors: true, onSuppressed: true }),
 ];

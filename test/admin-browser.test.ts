@@ -11,7 +11,8 @@ import path from 'node:path';
 import express from 'express';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { createDbMutexAdminRouter, type DbMutex, type DbMutexHeldLock } from '../src';
-import { notifies, TestContext, type LockTimeColumn } from './helpers/db';
+import { holderLoses } from './helpers/dashboard';
+import { TestContext, type LockTimeColumn } from './helpers/db';
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -93,21 +94,6 @@ function watchErrors(page: Page): string[] {
   });
   page.on('pageerror', (error) => errors.push(error.message));
   return errors;
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 300 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!condition()) throw new Error(`timed out waiting for ${what}`);
-}
-
-/**
- * Waits until the holder of a force-released lock has lost it. PostgreSQL's release notice aborts it at
- * once; the other dialects have no notices, so the holder finds out at its next renewal, which
- * extend() runs now instead of waiting for the heartbeat (or, without one, for the TTL).
- */
-async function holderLoses(lock: DbMutexHeldLock, what: string): Promise<void> {
-  if (!notifies) await expect(lock.extend()).rejects.toMatchObject({ reason: 'released-by-other' });
-  await until(() => lock.signal.aborted, what);
 }
 
 it('force-releases a lock through the confirmation page and shows the audit entry', async () => {

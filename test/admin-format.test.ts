@@ -6,7 +6,7 @@ import { decodeCursor, EARLIEST_CURSOR_MS, encodeCursor, LATEST_CURSOR_MS, listW
 import { Signer, checkSameOrigin, requestOrigins } from '../src/admin/csrf';
 import { decodeFlash, encodeFlash } from '../src/admin/flash';
 import { formatDuration, lockView } from '../src/admin/format';
-import { AdminHttpError } from '../src/admin/http-error';
+import { AdminHttpError, asHttpError } from '../src/admin/http-error';
 import { parseFencingToken, parseFilter, parseLimit, parseRefresh, queryOf, single } from '../src/admin/input';
 import type { LockRow } from '../src';
 
@@ -25,20 +25,26 @@ function row(lockId: string, acquiredMs: number, extra: Partial<LockRow> = {}): 
     leaseSeconds: 60,
     dbNow: now,
     stale: false,
+    kind: 'lock',
+    semaphoreId: null,
+    permit: null,
+    limit: null,
     ...extra,
   };
 }
 
+/** The parsers throw; the router answers what they throw as `asHttpError` maps it (invalid input: a 400 naming the field). */
 function expectHttpError(fn: () => unknown, status: number, code: string): void {
   try {
     fn();
   } catch (error) {
-    expect(error).toBeInstanceOf(AdminHttpError);
-    expect((error as AdminHttpError).status).toBe(status);
-    expect((error as AdminHttpError).code).toBe(code);
+    const answer = asHttpError(error);
+    expect(answer).toBeInstanceOf(AdminHttpError);
+    expect(answer?.status).toBe(status);
+    expect(answer?.code).toBe(code);
     return;
   }
-  throw new Error('expected an AdminHttpError');
+  throw new Error('expected an error the router answers with a 4xx');
 }
 
 describe('formatDuration', () => {
@@ -155,19 +161,21 @@ describe('input parsing', () => {
   it('reads the query string itself, refusing repeated parameters', () => {
     expect(single(queryOf('/x?filter=a%2Fb&y=1'), 'filter')).toBe('a/b');
     expect(single(queryOf('/x'), 'filter')).toBeUndefined();
-    expectHttpError(() => single(queryOf('/x?filter=a&filter=b'), 'filter'), 400, 'INVALID_PARAMETER');
-    expectHttpError(() => single({ filter: { $gt: '' } }, 'filter'), 400, 'INVALID_PARAMETER');
+    expectHttpError(() => single(queryOf('/x?filter=a&filter=b'), 'filter'), 400, 'INVALID_FILTER');
+    expectHttpError(() => single({ filter: { $gt: '' } }, 'filter'), 400, 'INVALID_FILTER');
+    // The router's own hidden fields are no field a user fills in.
+    expectHttpError(() => single({ _csrf: ['a', 'b'] }, '_csrf'), 400, 'INVALID_PARAMETER');
   });
 
   it('refuses filters no lock id could match and junk limits or refresh periods', () => {
     expect(parseFilter('')).toBeNull();
     expectHttpError(() => parseFilter('a\0b'), 400, 'INVALID_FILTER');
     expectHttpError(() => parseFilter('x'.repeat(256)), 400, 'INVALID_FILTER');
-    expectHttpError(() => parseLimit('0', 50, 500), 400, 'INVALID_PARAMETER');
-    expectHttpError(() => parseLimit('501', 50, 500), 400, 'INVALID_PARAMETER');
-    expectHttpError(() => parseLimit('1.5', 50, 500), 400, 'INVALID_PARAMETER');
+    expectHttpError(() => parseLimit('0', 50, 500), 400, 'INVALID_LIMIT');
+    expectHttpError(() => parseLimit('501', 50, 500), 400, 'INVALID_LIMIT');
+    expectHttpError(() => parseLimit('1.5', 50, 500), 400, 'INVALID_LIMIT');
     expect(parseRefresh('30')).toBe(30);
-    expectHttpError(() => parseRefresh('7'), 400, 'INVALID_PARAMETER');
+    expectHttpError(() => parseRefresh('7'), 400, 'INVALID_REFRESH');
   });
 });
 

@@ -8,6 +8,7 @@
 import express, { type Express } from 'express';
 import request from 'supertest';
 import { createDbMutexAdminRouter, type DbMutex, type DbMutexHeldLock } from '../src';
+import { unescapeHtml } from './helpers/dashboard';
 import { notifies, TestContext } from './helpers/db';
 
 let ctx: TestContext;
@@ -71,10 +72,6 @@ function app(): Express {
   const a = express();
   a.use('/admin/locks', createDbMutexAdminRouter({ mutex, authorize: () => true, operator: () => OPERATOR }));
   return a;
-}
-
-function unescapeHtml(s: string): string {
-  return s.replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&#34;/g, '"').replace(/&#39;/g, "'");
 }
 
 /**

@@ -12,7 +12,8 @@ import path from 'node:path';
 import express, { type Express, type Request } from 'express';
 import request from 'supertest';
 import { createDbMutexAdminRouter, initDbMutex, type DbMutex, type DbMutexAdminRouterOptions, type DbMutexHeldLock } from '../src';
-import { notifies, TestContext } from './helpers/db';
+import { holderLoses, unescapeHtml } from './helpers/dashboard';
+import { TestContext } from './helpers/db';
 
 let ctx: TestContext;
 let mutex: DbMutex;
@@ -61,10 +62,6 @@ function app(options: Partial<DbMutexAdminRouterOptions> = {}, user: unknown = {
   });
   a.use('/admin/locks', createDbMutexAdminRouter({ mutex, authorize: () => true, ...options }));
   return a;
-}
-
-function unescapeHtml(s: string): string {
-  return s.replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&#34;/g, '"').replace(/&#39;/g, "'");
 }
 
 function csrfOf(html: string): string {
@@ -117,21 +114,6 @@ async function raw(a: Express, method: string, path: string, headers: Record<str
     // Node sends no Content-Length and no Transfer-Encoding for a DELETE ended without data.
     req.end(body);
   });
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!condition()) throw new Error(`timed out waiting for ${what}`);
-}
-
-/**
- * Waits until the holder of a force-released lock has lost it. PostgreSQL's release notice aborts it at
- * once; the other dialects have no notices, so the holder finds out at its next renewal, which
- * extend() runs now instead of waiting for the heartbeat (or, without one, for the TTL).
- */
-async function holderLoses(lock: DbMutexHeldLock, what: string): Promise<void> {
-  if (!notifies) await expect(lock.extend()).rejects.toMatchObject({ reason: 'released-by-other' });
-  await until(() => lock.signal.aborted, what);
 }
 
 describe('creating the router', () => {
@@ -652,6 +634,12 @@ describe('JSON API', () => {
     // Unencoded slashes name the same id as %2F.
     await hold('p/q');
     expect((await request(app()).delete('/admin/locks/api/locks/p/q')).body.event.lockId).toBe('p/q');
+    // A leading slash too, on Express 4 as on 5: `//lead` names "/lead", never its neighbour "lead".
+    const neighbour = await hold('lead');
+    await hold('/lead');
+    expect((await request(app()).get('/admin/locks/api/locks//lead')).body.lock?.lockId).toBe('/lead');
+    expect((await request(app()).delete('/admin/locks/api/locks//lead')).body.event?.lockId).toBe('/lead');
+    expect(neighbour.isHeld()).toBe(true);
   });
 
   it('DELETE api/locks/:lockId answers 404 for an unknown lock and 409 when the fencing token no longer matches', async () => {
@@ -710,7 +698,7 @@ describe('junk input', () => {
       expect([body, res.status, res.body.error.code]).toEqual([body, 400, 'INVALID_FENCING_TOKEN']);
     }
     const both = await request(a).delete(`/admin/locks/api/locks/junk-target?fencingToken=${lock.fencingToken}`).send({ fencingToken: lock.fencingToken });
-    expect(both.status).toBe(400);
+    expect([both.status, both.body.error.code]).toEqual([400, 'INVALID_FENCING_TOKEN']);
     const page = await request(a).get('/admin/locks/confirm-release?lockId=junk-target&fencingToken=-1');
     expect([page.status, page.type]).toEqual([400, 'text/html']);
     expect(page.text).toContain('fencingToken must be a positive whole number, got &#34;-1&#34;');
@@ -721,7 +709,7 @@ describe('junk input', () => {
     const a = app();
     for (const path of [`/api/locks/${tooLong}`, '/api/locks/a%00b', '/api/locks/%E0%A4%A', '/api/locks/%ZZ', '/api/events?lockId=%00']) {
       const res = await request(a).get(`/admin/locks${path}`);
-      expect([path, res.status]).toEqual([path, 400]);
+      expect([path, res.status, res.body.error.code]).toEqual([path, 400, 'INVALID_LOCK_ID']);
       expect(res.body.error.message).toEqual(expect.any(String));
       expect(JSON.stringify(res.body)).not.toMatch(/\.ts:|node_modules/);
     }
@@ -732,16 +720,34 @@ describe('junk input', () => {
     expect(html.text).toContain('lockId must be at most 255 characters');
   });
 
-  it('answers junk query parameters and page cursors with 400, never 500', async () => {
+  it('answers junk query parameters and page cursors with 400 and a code naming the parameter, never 500', async () => {
     const a = app();
-    for (const qs of ['after=abc!', 'after=eyJ4IjoxfQ', 'filter=a%00b', `filter=${tooLong}`, 'filter=a&filter=b', 'refresh=7', 'stale=maybe', 'limit=0', 'limit=abc', 'limit=501']) {
+    const junk: [string, string][] = [
+      ['after=abc!', 'INVALID_CURSOR'],
+      ['after=eyJ4IjoxfQ', 'INVALID_CURSOR'],
+      ['after=a&after=b', 'INVALID_CURSOR'],
+      ['filter=a%00b', 'INVALID_FILTER'],
+      [`filter=${tooLong}`, 'INVALID_FILTER'],
+      ['filter=a&filter=b', 'INVALID_FILTER'],
+      ['refresh=7', 'INVALID_REFRESH'],
+      ['stale=maybe', 'INVALID_STALE'],
+      ['limit=0', 'INVALID_LIMIT'],
+      ['limit=abc', 'INVALID_LIMIT'],
+      ['limit=501', 'INVALID_LIMIT'],
+    ];
+    for (const [qs, code] of junk) {
       for (const path of ['/admin/locks/', '/admin/locks/api/locks']) {
         // The page has no limit (it uses pageSize); the API has no auto-refresh.
         if ((path === '/admin/locks/' && qs.startsWith('limit')) || (path.includes('api') && qs.startsWith('refresh'))) continue;
         const res = await request(a).get(`${path}?${qs}`);
         expect([path, qs, res.status]).toEqual([path, qs, 400]);
-        if (path.includes('api')) expect(res.body.error).toEqual({ code: expect.any(String), message: expect.any(String) });
+        if (path.includes('api')) expect([qs, res.body.error]).toEqual([qs, { code, message: expect.any(String) }]);
+        else expect([qs, res.text]).toEqual([qs, expect.stringContaining(`<code>${code}</code>`)]);
       }
+    }
+    for (const [qs, code] of [['limit=0', 'INVALID_LIMIT'], ['lockId=%00', 'INVALID_LOCK_ID'], ['lockId=a&lockId=b', 'INVALID_LOCK_ID']]) {
+      const res = await request(a).get(`/admin/locks/api/events?${qs}`);
+      expect([qs, res.status, res.body.error.code]).toEqual([qs, 400, code]);
     }
     const cursor = await request(a).get('/admin/locks/?after=abc');
     expect(cursor.text).toContain('The page cursor (&#34;after&#34;) is not valid');
@@ -759,9 +765,11 @@ describe('junk input', () => {
     const longReason = await request(a).post('/admin/locks/api/locks/release-stale').send({ reason: 'x'.repeat(1001) });
     expect([longReason.status, longReason.body.error.code]).toEqual([400, 'INVALID_REASON']);
     const nulReason = await request(a).post('/admin/locks/api/locks/release-stale').send({ reason: 'a\u0000b' });
-    expect(nulReason.status).toBe(400);
+    expect([nulReason.status, nulReason.body.error.code]).toEqual([400, 'INVALID_REASON']);
     const objectReason = await request(a).post('/admin/locks/api/locks/release-stale').send({ reason: { a: 1 } });
-    expect(objectReason.status).toBe(400);
+    expect([objectReason.status, objectReason.body.error.code]).toEqual([400, 'INVALID_REASON']);
+    const objectDeleteReason = await request(a).delete('/admin/locks/api/locks/body-target').send({ reason: { a: 1 } });
+    expect([objectDeleteReason.status, objectDeleteReason.body.error.code]).toEqual([400, 'INVALID_REASON']);
     const wrongMethod = await request(a).put('/admin/locks/api/locks/body-target');
     expect([wrongMethod.status, wrongMethod.headers.allow]).toEqual([405, 'GET, HEAD, DELETE']);
     expect(await rowCount()).toBe(1);

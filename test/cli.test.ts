@@ -140,6 +140,37 @@ describe('db-mutex CLI', () => {
       expect(run.stderr.startsWith(message)).toBe(true);
     });
 
+    it.each([
+      [['release', 'x', '--fencing-token', '1.5', '--json'], 'INVALID_FENCING_TOKEN'],
+      [['release', '--json'], 'INVALID_LOCK_ID'],
+      [['release', 'x'.repeat(256), '--json'], 'INVALID_LOCK_ID'],
+      [['events', '--lock', 'x'.repeat(256), '--json'], 'INVALID_LOCK_ID'],
+      [['list', '--limit', '0', '--json'], 'INVALID_LIMIT'],
+      [['events', '--limit', '100001', '--json'], 'INVALID_LIMIT'],
+      [['release-stale', '--operator=', '--json'], 'INVALID_OPERATOR'],
+      [['fence-floor', 'ten', '--json'], 'INVALID_FLOOR'],
+      [['list', '--table', 'no-such-table', '--json'], 'INVALID_TABLE_NAME'],
+      [['list', '--events-table', '1x', '--json'], 'INVALID_EVENTS_TABLE_NAME'],
+      [['release-stale', '--reason', 'r'.repeat(1001), '--json'], 'INVALID_REASON'],
+    ])('with --json, answers the refused input %j with exit 2, its line on stderr, and an error naming the field on stdout', async (args, code) => {
+      const run = await cli(args, env);
+      expect(run.code).toBe(2);
+      expectOneLine(run.stderr);
+      const printed = JSON.parse(run.stdout) as { error: { code: string; message: string } };
+      expect(printed).toEqual({ error: { code, message: expect.any(String) } });
+      // The same message on both streams, the one the dashboard's API would give for that field.
+      expect(run.stderr).toContain(printed.error.message);
+    });
+
+    it('without --json, prints refused input on stderr only', async () => {
+      const run = await cli(['release', 'x', '--fencing-token', '1.5'], env);
+      expect(run).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: 'db-mutex release: --fencing-token must be a whole number from 1 to 9007199254740991, got "1.5" (see db-mutex release --help)\n',
+      });
+    });
+
     it('exits 2 with one line when DATABASE_URL is not set', async () => {
       const run = await cli(['list'], { DATABASE_URL: '' });
       expect(run.code).toBe(2);

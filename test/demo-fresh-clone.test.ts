@@ -17,7 +17,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers/built';
 import { dialect } from './helpers/db';
-import { cleanEnv, DemoProcess, freePort, killAll, processesUnder, waitUntil } from './helpers/demo-process';
+import { cleanEnv, DemoProcess, killAll, processesUnder } from './helpers/demo-process';
+import { freePort } from './helpers/free-port';
+import { eventually } from './helpers/wait';
 
 // The zero-configuration demo is an embedded PostgreSQL: it runs once, in the PostgreSQL run of the suite.
 const ENABLED = process.env.DB_MUTEX_FRESH_CLONE_TEST === '1' && dialect === 'postgres';
@@ -74,7 +76,7 @@ async function copyWorktree(from: string, to: string): Promise<void> {
     // Only after a failure is anything still running; it must not outlive the test.
     const leftovers = () => [dir, ...(clusterDir ? [clusterDir] : [])].flatMap((d) => processesUnder(d));
     killAll(leftovers());
-    await waitUntil(() => leftovers().length === 0, 10_000);
+    await eventually(() => leftovers().length === 0, 10_000);
     rmSync(dir, { recursive: true, force: true });
     if (clusterDir) rmSync(clusterDir, { recursive: true, force: true });
   }, MINUTE);
@@ -115,7 +117,7 @@ async function copyWorktree(from: string, to: string): Promise<void> {
     // As `kill <pid>` or a container stop would: SIGTERM to npm only.
     npmStart.child.kill('SIGTERM');
     await npmStart.exited;
-    const clean = await waitUntil(() => everything().length === 0, 2 * MINUTE);
+    const clean = await eventually(() => everything().length === 0, 2 * MINUTE);
     expect(everything().map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
     expect(clean).toBe(true);
     expect(npmStart.output).toMatch(/\[demo\] stopped cleanly\./);
@@ -127,7 +129,7 @@ async function copyWorktree(from: string, to: string): Promise<void> {
     if (clusterDir) expect(again.output).toContain(`binaries and data are in ${clusterDir} (kept between runs)`);
     again.child.kill('SIGTERM');
     await again.exited;
-    expect(await waitUntil(() => everything().length === 0, 2 * MINUTE)).toBe(true);
+    expect(await eventually(() => everything().length === 0, 2 * MINUTE)).toBe(true);
     expect(again.output).toMatch(/\[demo\] stopped cleanly\./);
   }, 20 * MINUTE);
 });

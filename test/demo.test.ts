@@ -11,8 +11,10 @@ import { promisify } from 'node:util';
 import { claimInstance, DemoAlreadyRunningError } from '../examples/demo/single-instance';
 import { ensureBuilt, ROOT } from './helpers/built';
 import { dialect, TestContext } from './helpers/db';
-import { cleanEnv, descendants, DemoProcess, freePort, isRunning, killAll, waitUntil } from './helpers/demo-process';
+import { cleanEnv, descendants, DemoProcess, isRunning, killAll } from './helpers/demo-process';
 import { overlaps, readTrace, TRACER, type Section } from './helpers/demo-trace';
+import { freePort } from './helpers/free-port';
+import { eventually } from './helpers/wait';
 
 const MAIN = path.join(ROOT, 'dist-examples', 'demo', 'main.js');
 const READY = /Ready\. Dashboard: (http:\/\/localhost:\d+\/admin\/locks)/;
@@ -155,7 +157,7 @@ describePostgres('the demo (npm start) on an existing database (PostgreSQL)', ()
     expect(demo.output).toMatch(/\[worker-1\] stopped \(.*\); its locks are released/);
     expect(demo.output).toMatch(/\[worker-2\] stopped \(.*\); its locks are released/);
     expect(demo.output).toMatch(/\[demo\] stopped cleanly\./);
-    expect(await waitUntil(() => children.every((p) => !isRunning(p.pid)), 10_000)).toBe(true);
+    expect(await eventually(() => children.every((p) => !isRunning(p.pid)), 10_000)).toBe(true);
     const rows = await ctx.exec<{ lock_id: string }>("SELECT lock_id FROM db_mutex_locks WHERE holder IN ('worker-1', 'worker-2', 'demo-app')");
     expect(rows).toEqual([]);
   }, 60_000);

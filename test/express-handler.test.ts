@@ -4,14 +4,9 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import request from 'supertest';
 import { dbMutexHandler, DbMutexTimeoutError, type DbMutex, type DbMutexHeldLock } from '../src';
 import { TestContext } from './helpers/db';
+import { gate } from './helpers/wait';
 
 /** A promise the test resolves when it wants the handler to finish. */
-function gate() {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
-
 function errorHandler(err: unknown, _req: Request, res: Response, _next: NextFunction) {
   const e = err as { name?: string; code?: string; message?: string; reason?: string };
   res.status(500).json({ error: { name: e.name, code: e.code, message: e.message, reason: e.reason } });

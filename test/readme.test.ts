@@ -1,6 +1,7 @@
 /**
- * The README's quick start runs as written (transpiled from TypeScript, against the test database), and every
- * relative link of the README and of docs/ leads to a file, and a heading, that exists.
+ * The README's runnable examples (quick start, metrics, tracing) run as written (transpiled from
+ * TypeScript, against the test database), and every relative link of the README and of docs/ leads to
+ * a file, and a heading, that exists.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,24 +19,53 @@ beforeAll(async () => {
 });
 afterAll(() => db.drop());
 
-it('runs the README quick start as written', async () => {
+function readmeBlock(name: string): string {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  const block = /<!-- quickstart:start -->\s*```ts\n([\s\S]*?)```\s*<!-- quickstart:end -->/.exec(readme);
+  const block = new RegExp(`<!-- ${name}:start -->\\s*\`\`\`ts\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`).exec(readme);
   expect(block).not.toBeNull();
-  const js = ts.transpileModule(block![1]!, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 } }).outputText;
+  return block![1]!;
+}
+
+/** The block's comment lines that show its output: `// ` followed by a metric or span name. */
+function shownOutput(name: string): string[] {
+  return readmeBlock(name)
+    .split('\n')
+    .filter((line) => /^\/\/ (db_mutex_|db-mutex )/.test(line))
+    .map((line) => line.slice(3));
+}
+
+/** Runs the ```ts block between `<!-- name:start -->` and `<!-- name:end -->`; returns its stdout. */
+async function runReadmeBlock(name: string): Promise<string> {
+  const js = ts.transpileModule(readmeBlock(name), { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 } }).outputText;
   // Inside the repository, 'sequelize-db-mutex' resolves to the built package through its own "exports".
   const dir = join(root, 'test', 'artifacts');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `quickstart-${process.pid}.mjs`);
+  const file = join(dir, `${name}-${process.pid}.mjs`);
   writeFileSync(file, js);
-  let stdout: string;
   try {
-    ({ stdout } = await run(process.execPath, [file], { env: { ...process.env, DATABASE_URL: db.url } }));
+    const { stdout } = await run(process.execPath, [file], { env: { ...process.env, DATABASE_URL: db.url } });
+    return stdout;
   } finally {
     rmSync(file, { force: true });
   }
+}
+
+it('runs the README quick start as written', async () => {
+  const stdout = await runReadmeBlock('quickstart');
   expect(stdout).toMatch(/running with fencing token \d+/);
   expect(stdout).toContain('sent invoices for 42');
+});
+
+it('runs the README metrics example as written, printing what its comment says', async () => {
+  const stdout = await runReadmeBlock('metrics-example');
+  expect(shownOutput('metrics-example')).toEqual(['db_mutex_acquisitions_total{result="acquired",lock="invoices"} 1']);
+  expect(stdout.trim().split('\n')).toEqual(shownOutput('metrics-example'));
+});
+
+it('runs the README tracing example as written, printing what its comments say', async () => {
+  const stdout = await runReadmeBlock('tracing-example');
+  expect(shownOutput('tracing-example')).toHaveLength(3);
+  expect(stdout.trim().split('\n')).toEqual(shownOutput('tracing-example'));
 });
 
 /** Anchors as GitHub makes them from a file's headings (fenced code left out), duplicates numbered. */

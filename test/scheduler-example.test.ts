@@ -2,12 +2,7 @@ import { DbMutexError, DbMutexTimeoutError, type DbMutex } from '../src';
 import { lockedJob, type JobOutcome } from '../examples/scheduler/locked-job';
 import { startScheduler } from '../examples/scheduler/scheduler';
 import { TestContext } from './helpers/db';
-
-function gate() {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
+import { gate } from './helpers/wait';
 
 describe('examples/scheduler: non-overlapping periodic jobs', () => {
   let ctx: TestContext;

@@ -115,7 +115,7 @@ function fastCommitOptions() {
 
 /** @type {import('../types').BenchDialect['libraryInternals']} */
 function libraryInternals() {
-  return internalsOf('mariadb', 'mariadbDialect');
+  return internalsOf('mariadb');
 }
 
 /** @type {import('../types').BenchDialect['uncontendedVariants']} */
@@ -129,9 +129,9 @@ function uncontendedVariants(ctx) {
   ];
   if (internals) {
     variants.unshift(
-      floorVariant(open, ctx.url, internals.dialect, "raw mariadb-connector floor: the library's own acquire (INSERT … ON DUPLICATE KEY UPDATE … RETURNING) + release statements, one connection"),
+      floorVariant(open, ctx.url, internals, "raw mariadb-connector floor: the library's own acquire (INSERT … ON DUPLICATE KEY UPDATE … RETURNING) + release statements, one connection"),
     );
-    variants.push(runnerVariant(internals, ctx.sequelize), ...leverVariants(ctx.url, internals.dialect));
+    variants.push(runnerVariant(internals, ctx.sequelize), ...leverVariants(ctx.url, internals));
   }
   return variants;
 }
@@ -144,10 +144,10 @@ function uncontendedVariants(ctx) {
  */
 /**
  * @param {string} url
- * @param {import('../types').Dialect} libDialect
+ * @param {import('../types').LibraryInternals} internals
  * @returns {import('../types').Variant[]}
  */
-function leverVariants(url, libDialect) {
+function leverVariants(url, internals) {
   /** @type {Awaited<ReturnType<typeof open>> | undefined} */
   let conn;
   const wrap = (/** @type {string} */ text) => `SET STATEMENT max_statement_time=10.000 FOR ${text}`;
@@ -168,7 +168,7 @@ function leverVariants(url, libDialect) {
       label,
       setup: async () => {
         const c = (conn ??= await open(url));
-        cycle = floorCycle(libDialect, async (text, values) => asRows(await send(c.raw, text, [...values])));
+        cycle = floorCycle(internals, async (text, values) => asRows(await send(c.raw, text, [...values])));
       },
       cycle: (lockId) => {
         if (!cycle) throw new Error(`${key}: not set up`);
@@ -185,7 +185,7 @@ function leverVariants(url, libDialect) {
     lever('lever-execute', 'floor through execute() (binary protocol, prepared statement cached per connection)', (c, text, values) => c.execute(text, values)),
     lever(
       OWN_STATEMENTS,
-      "its own statements by hand: the library's acquire and release from its MariaDB dialect module, through execute() " +
+      "its own statements by hand: the library's acquire and release from its MariaDB lock store, through execute() " +
         '(binary protocol, prepared statement cached per connection) with the statement-timeout wrapper, as the library sends them, one connection',
       (c, text, values) => c.execute(wrap(text), values),
       'baseline',
@@ -239,15 +239,9 @@ const mariadbBench = {
   LEVERS_UNDONE: {
     'text-protocol': {
       label: 'every statement as a text query (no server-side prepared statements)',
-      apply: (mutex) => {
-        // The statement runner is private to DbMutex: `any` here until the store seam replaces this patching.
-        /** @type {any} */
-        const runner = /** @type {any} */ (mutex).runner;
-        if (!runner || typeof runner.run !== 'function') return false;
-        const run = runner.run.bind(runner);
-        runner.run = (/** @type {import('../types').Statement} */ statement, /** @type {unknown[]} */ ...rest) => run({ ...statement, prepare: false }, ...rest);
-        return true;
-      },
+      // Every operation's statements (see bench/lib/levers.js).
+      operation: null,
+      rewrite: (statement) => ({ ...statement, prepare: false }),
     },
   },
   stubRows,

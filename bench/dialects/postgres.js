@@ -8,7 +8,7 @@
  * BENCH_DIALECTS:
  *   name, label, openServer(log), createScratch(serverUrl), describeServer(url), makeSequelize(url, opts),
  *   fastCommitOptions(), uncontendedVariants(ctx) (must include key 'floor' and 'original'),
- *   LEVERS_UNDONE {name: {label, affectsRefusal?, apply(mutex) => boolean}}, stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
+ *   LEVERS_UNDONE {name: {label, affectsRefusal?, operation, rewrite(statement), probe?(store)}} (bench/lib/levers.js), stubRows(statement), libraryInternals(), fillOtherRows(url, {table, originalTable, count}),
  *   dropTables(url, tables), scaleBaselines(ctx, {table, originalTable}) (keys 'floor', 'original'),
  *   contendedRaw(url, key) + contendedRawVariants, listenerConnections(url, tableName).
  */
@@ -340,39 +340,34 @@ function minimalLeaseCycle(client, { libraryCommits = false } = {}) {
 }
 
 /**
- * Library internals from dist/ (for the decomposition rows); null when this build lays them out differently.
+ * The library's bench seam (for the decomposition rows); null when this build has none.
  * @returns {import('../types').LibraryInternals | null}
  */
 function libraryInternals() {
-  return internalsOf('postgres', 'postgresDialect');
+  return internalsOf('postgres');
 }
 
 /**
- * The library's own PostgreSQL store (its SQL and row parsing) sending through `exec`, with the
- * release statement rewritten when a lever is undone for this row.
+ * The library's own acquire + release (its lock store: SQL and row parsing, through the bench seam)
+ * with each statement sent through `exec`; the release optionally waiting for the WAL flush, or
+ * without its pg_notify.
  * @param {import('../types').LibraryInternals} internals
  * @param {Exec} exec
  * @returns {(lockId: string) => Promise<void>}
  */
-function libraryCycle(internals, exec, { durable = false, notify = true, alwaysNotify = false } = {}) {
+function libraryCycle(internals, exec, { durable = false, notify = true } = {}) {
   /** @param {Statement} statement */
-  const releaseVariant = (statement) => {
+  const rewriteRelease = (statement) => {
     /** @type {Statement | null} */
     let release = statement;
     if (durable) release = release && durableRelease(release);
     if (!notify) release = release && withoutNotify(release);
-    if (alwaysNotify) release = release && notifyAlways(release);
     if (!release) throw new Error("the library's release statement no longer has the shape this row rewrites");
     return release;
   };
-  /** @type {import('../types').StatementSender} */
-  const sender = {
-    run: async (statement) => (await exec(statement.name.endsWith('_release') ? releaseVariant(statement) : statement)).rows,
-    transaction: async () => {
-      throw new Error('the library cycle sends single statements only');
-    },
-  };
-  const store = internals.dialect.store({ tableName: LOCKS, eventsTableName: 'db_mutex_events' }, sender);
+  const store = internals.seam.storeOn('postgres', { tableName: LOCKS, eventsTableName: 'db_mutex_events' }, async (s) => (await exec(s)).rows, (operation, statement) =>
+    operation === 'release' ? rewriteRelease(statement) : statement,
+  );
   return async (lockId) => {
     const ownerToken = randomUUID();
     const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
@@ -541,7 +536,7 @@ function uncontendedVariants(ctx) {
         key: 'lib-sql-raw',
         group: 'baseline',
         label:
-          "its own statements by hand: the library's acquire and release from its PostgreSQL dialect module, named, on one raw pg client " +
+          "its own statements by hand: the library's acquire and release from its PostgreSQL lock store, named, on one raw pg client " +
           '(release as shipped: pg_notify, asynchronous commit)',
         setup: setupClient,
         cycle: lazy(() => libraryCycle(internals, namedOn(raw()))),
@@ -565,7 +560,7 @@ function uncontendedVariants(ctx) {
         group: 'decomposition',
         label: "the library's own SQL through its StatementRunner (Sequelize pool checkout + logging hook)",
         cycle: lazy(() => {
-          const runner = new internals.StatementRunner(ctx.sequelize, internals.dialect.driver, 10_000);
+          const runner = internals.seam.statementRunner(ctx.sequelize, 10_000);
           return libraryCycle(internals, async (s) => ({ rows: await runner.run(s) }));
         }),
       },
@@ -605,33 +600,6 @@ function lockingAcquire(statement) {
   return { name: `${statement.name}_locking`, text, values: statement.values };
 }
 
-/**
- * Wraps one of a live DbMutex's statement builders with `rewrite`; false if the rewrite does not apply.
- * The statement builders are private to DbMutex: `any` here until the store seam replaces this patching.
- * @param {DbMutex} mutex
- * @param {string} method
- * @param {(s: Statement) => Statement | null} rewrite
- * @param {unknown[]} probeArgs
- */
-function patchStatement(mutex, method, rewrite, probeArgs) {
-  void probeArgs;
-  // The store is private to DbMutex: `any` here until the bench builds its lever mutexes through
-  // the bench seam (variantDbMutex). The rewrite is checked on every statement it applies to.
-  /** @type {any} */
-  const store = /** @type {any} */ (mutex).store;
-  if (!store || !('variant' in store)) return false;
-  /** @type {((operation: string, statement: Statement) => Statement) | undefined} */
-  const previous = store.variant;
-  store.variant = (/** @type {string} */ operation, /** @type {Statement} */ statement) => {
-    const base = previous ? previous(operation, statement) : statement;
-    if (operation !== method) return base;
-    const rewritten = rewrite(base);
-    if (!rewritten) throw new Error(`lever undone: the ${method} statement no longer has the shape this rewrite expects`);
-    return rewritten;
-  };
-  return true;
-}
-
 const PROBE_TOKEN = '00000000-0000-0000-0000-000000000000';
 const PROBE_ACQUIRE = { lockId: 'probe', ownerToken: PROBE_TOKEN, holder: 'h', hostname: 'h', pid: 1, ttlSeconds: 1, leaseSeconds: null };
 
@@ -650,23 +618,30 @@ function stubRows(statement) {
 }
 
 /**
- * Adopted levers, undone on a live DbMutex by name (bench-only): each row that applies one shows what
- * the lever is worth today, measured against the library as shipped in the same run.
+ * Adopted levers, undone by name (bench-only, through the library's bench seam; see
+ * bench/lib/levers.js): each row that undoes one shows what the lever is worth today, measured
+ * against the library as shipped in the same run.
  */
 /** @type {Record<string, import('../types').LeverUndone>} */
 const LEVERS_UNDONE = {
   'locking-acquire': {
     label: 'acquire as ON CONFLICT DO UPDATE … WHERE expired (locks the live row when refused)',
     affectsRefusal: true,
-    apply: (mutex) => patchStatement(mutex, 'acquire', lockingAcquire, [PROBE_ACQUIRE]),
+    operation: 'acquire',
+    rewrite: lockingAcquire,
+    probe: (store) => store.acquire(PROBE_ACQUIRE),
   },
   'durable-release': {
     label: 'release waits for the WAL flush',
-    apply: (mutex) => patchStatement(mutex, 'release', durableRelease, ['probe', PROBE_TOKEN]),
+    operation: 'release',
+    rewrite: durableRelease,
+    probe: (store) => store.release({ lockId: 'probe', ownerToken: PROBE_TOKEN }),
   },
   'notify-always': {
     label: 'release notifies every time (not only when a process waits for the lock)',
-    apply: (mutex) => patchStatement(mutex, 'release', notifyAlways, ['probe', PROBE_TOKEN]),
+    operation: 'release',
+    rewrite: notifyAlways,
+    probe: (store) => store.release({ lockId: 'probe', ownerToken: PROBE_TOKEN }),
   },
 };
 
@@ -781,7 +756,7 @@ async function contendedRaw(url, variant) {
 /** @type {NonNullable<import('../types').BenchDialect['listenerConnections']>} */
 async function listenerConnections(url, tableName) {
   const internals = libraryInternals();
-  const channel = internals?.dialect.channel?.({ tableName, eventsTableName: 'db_mutex_events' }) ?? `db_mutex_${tableName}`;
+  const channel = internals?.seam.releaseChannel('postgres', { tableName, eventsTableName: 'db_mutex_events' }) ?? `db_mutex_${tableName}`;
   return withClient(url, async (c) => {
     const r = await c.query(
       "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",

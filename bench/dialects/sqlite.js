@@ -88,7 +88,7 @@ function fastCommitOptions() {
 
 /** @type {import('../types').BenchDialect['libraryInternals']} */
 function libraryInternals() {
-  return internalsOf('sqlite', 'sqliteDialect');
+  return internalsOf('sqlite');
 }
 
 /** @type {import('../types').BenchDialect['uncontendedVariants']} */
@@ -102,7 +102,7 @@ function uncontendedVariants(ctx) {
   ];
   if (internals) {
     variants.unshift(
-      floorVariant(open, ctx.url, internals.dialect, "raw sqlite3 floor: the library's own acquire (INSERT … ON CONFLICT … WHERE expired RETURNING) + release statements, one connection"),
+      floorVariant(open, ctx.url, internals, "raw sqlite3 floor: the library's own acquire (INSERT … ON CONFLICT … WHERE expired RETURNING) + release statements, one connection"),
     );
     variants.push(runnerVariant(internals, ctx.sequelize));
   }

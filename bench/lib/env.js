@@ -7,8 +7,9 @@
  */
 const os = require('node:os');
 const path = require('node:path');
+const { mutexWithLeversUndone } = require('./levers');
 
-const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak'];
+const SECTIONS = ['uncontended', 'contended', 'scale', 'heartbeat', 'memory', 'soak', 'failover', 'observability', 'semaphore'];
 
 /**
  * @param {string} name
@@ -189,17 +190,17 @@ async function openDialect(config, lib, dialectName, log) {
     const sequelize = sequelizeFor(url);
     const mutex = await mutexFor(sequelize);
     /**
-     * A DbMutex in a database of its own, optionally with adopted levers undone (bench-only patches).
+     * A DbMutex in a database of its own, optionally with adopted levers undone (bench-only, through
+     * the library's bench seam: bench/lib/levers.js).
      * Returns { mutex, url }, or null when the dialect cannot undo one of them.
      * @type {import('../types').BenchEnv['extraMutex']}
      */
     const extraMutex = async (tableName, { patches = [], listen = true } = {}) => {
       const dbUrl = await newDatabase();
-      const m = await mutexFor(sequelizeFor(dbUrl), { tableName, listen });
-      for (const name of patches) {
-        const lever = dialect.LEVERS_UNDONE && dialect.LEVERS_UNDONE[name];
-        if (!lever || !lever.apply(m)) return null;
-      }
+      const m = await mutexWithLeversUndone(lib, dialect, sequelizeFor(dbUrl), { setDefault: false, tableName, listen }, patches);
+      if (!m) return null;
+      cleanups.unshift(() => m.close());
+      await m.sync();
       return { mutex: m, url: dbUrl };
     };
     const noListen = await extraMutex('db_mutex_locks', { listen: false });

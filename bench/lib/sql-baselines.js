@@ -7,7 +7,7 @@
  * django-db-mutex algorithm in raw SQL. PostgreSQL keeps its own richer set in postgres.js.
  */
 const { randomUUID } = require('node:crypto');
-const path = require('node:path');
+const { NAMES, benchSeam } = require('./levers');
 
 const TTL_SECONDS = 1800;
 
@@ -18,29 +18,20 @@ const TTL_SECONDS = 1800;
  * @property {() => Promise<void>} close
  */
 /** @typedef {(url: string) => Promise<RawConnection>} Open */
-const NAMES = { tableName: 'db_mutex_locks', eventsTableName: 'db_mutex_events' };
 
 /**
  * One cycle of the floor: the statements withDbMutex sends for an uncontended acquire + release,
  * without Sequelize's pool, the library's statement runner, its statement-timeout wrapper, or any
- * JavaScript of DbMutex/Lease around them.
+ * JavaScript of DbMutex/Lease around them. The library's lock store (its SQL and its row parsing,
+ * through the bench seam) sends each statement's text through `query`.
  */
 /**
- * @param {import('../types').Dialect} libDialect
+ * @param {import('../types').LibraryInternals} internals
  * @param {RawConnection['query']} query
  * @returns {(lockId: string) => Promise<void>}
  */
-function floorCycle(libDialect, query) {
-  /** @type {import('../types').StatementSender} */
-  const sender = {
-    run: (statement) => query(statement.text, statement.values),
-    transaction: async (statements) => {
-      const out = [];
-      for (const statement of statements) out.push(await query(statement.text, statement.values));
-      return out;
-    },
-  };
-  const store = libDialect.store(NAMES, sender);
+function floorCycle(internals, query) {
+  const store = internals.seam.storeOn(internals.dialectName, NAMES, (statement) => query(statement.text, statement.values));
   return async (lockId) => {
     const ownerToken = randomUUID();
     const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
@@ -105,11 +96,11 @@ function originalVariant(open, url, { createTable, table = 'bench_original_dbmut
 /**
  * @param {Open} open
  * @param {string} url
- * @param {import('../types').Dialect} libDialect
+ * @param {import('../types').LibraryInternals} internals
  * @param {string} label
  * @returns {import('../types').Variant}
  */
-function floorVariant(open, url, libDialect, label) {
+function floorVariant(open, url, internals, label) {
   /** @type {RawConnection | undefined} */
   let conn;
   /** @type {((lockId: string) => Promise<void>) | undefined} */
@@ -120,7 +111,7 @@ function floorVariant(open, url, libDialect, label) {
     label,
     setup: async () => {
       const c = (conn ??= await open(url));
-      cycle = floorCycle(libDialect, (text, values) => c.query(text, values));
+      cycle = floorCycle(internals, (text, values) => c.query(text, values));
     },
     cycle: (lockId) => {
       if (!cycle) throw new Error('floor: not set up');
@@ -148,8 +139,8 @@ function runnerVariant(internals, sequelize) {
     label: "the library's own SQL through its StatementRunner (Sequelize pool checkout + logging hook)",
     cycle: (lockId) => {
       if (!cycle) {
-        const runner = new internals.StatementRunner(sequelize, internals.dialect.driver, 10_000);
-        cycle = floorCycle(internals.dialect, (text, values) => runner.run({ name: 'bench_runner', text, values }));
+        const runner = internals.seam.statementRunner(sequelize, 10_000);
+        cycle = floorCycle(internals, (text, values) => runner.run({ name: 'bench_runner', text, values }));
       }
       return cycle(lockId);
     },
@@ -157,24 +148,13 @@ function runnerVariant(internals, sequelize) {
 }
 
 /**
- * The library's dialect module from dist/ (e.g. ('mariadb', 'mariadbDialect')); null when this build
- * lays it out differently. Typed from src/ (bench/types.d.ts); the paths are built at run time so
- * that the type check does not need a build.
- * @param {string} file
- * @param {string} exportName
+ * The library's bench seam for one dialect (e.g. 'mariadb'); null when this build has none.
+ * @param {string} dialectName
  * @returns {import('../types').LibraryInternals | null}
  */
-function libraryInternals(file, exportName) {
-  const dist = path.join(__dirname, '..', '..', 'dist');
-  try {
-    /** @type {import('../types').Dialect | undefined} */
-    const dialect = require(path.join(dist, 'dialects', file))[exportName];
-    /** @type {{ StatementRunner?: import('../types').LibraryInternals['StatementRunner'] }} */
-    const { StatementRunner } = require(path.join(dist, 'connection'));
-    return dialect && StatementRunner ? { dialect, StatementRunner } : null;
-  } catch {
-    return null;
-  }
+function libraryInternals(dialectName) {
+  const seam = benchSeam();
+  return seam ? { seam, dialectName } : null;
 }
 
 module.exports = { TTL_SECONDS, floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals };

@@ -257,11 +257,9 @@ function clientSideVariants(env) {
   const { lib, dialect } = env;
   const internals = dialect.libraryInternals();
   const sequelize = env.sequelizeFor(env.url);
-  // A DbMutex whose store's statements are answered by canned rows (the bench seam), so only the
-  // library's own JavaScript runs.
-  /** @type {typeof import('../../src/internal/bench-seam')} */
-  const seam = require(require('node:path').join(__dirname, '..', '..', 'dist', 'internal', 'bench-seam'));
-  const stubbed = seam.stubbedDbMutex(sequelize, { setDefault: false, listen: false }, (statement) => dialect.stubRows(statement));
+  // Through the library's bench seam (dist/internal/bench-seam.js): the store answers with canned rows.
+  if (!internals) return { variants: [], close: async () => undefined };
+  const stubbed = internals.seam.stubbedDbMutex(sequelize, { setDefault: false, listen: false }, (statement) => dialect.stubRows(statement));
   // Sequelize's connection manager is not in its typings; the library reaches it the same way.
   /** @type {{ getConnection(o: object): Promise<unknown>, releaseConnection(c: unknown): void }} */
   const cm = /** @type {any} */ (sequelize).connectionManager;
@@ -286,7 +284,7 @@ function clientSideVariants(env) {
     },
   ];
   if (internals) {
-    const runner = new internals.StatementRunner(sequelize, { run: async () => [], control: async () => undefined, isBroken: () => false }, 10_000);
+    const runner = internals.seam.statementRunner(sequelize, 10_000, { run: async () => [], control: async () => undefined, isBroken: () => false });
     const statement = { name: 'bench_stub', text: 'SELECT 1', values: [] };
     variants.push({
       key: 'js-runner',
@@ -432,7 +430,7 @@ async function run(env) {
       'The third table takes the database out (5 runs of 4,000 cycles): what ' +
       'the library\'s own JavaScript and Sequelize\'s pool add to each cycle. ' +
       'The last table puts the cycle next to its own SQL: "its own statements by hand" sends the acquire and release ' +
-      'statements taken from the library\'s dialect module on one raw driver connection, as the library sends them, so the ' +
+      'statements taken from the library\'s lock store on one raw driver connection, as the library sends them, so the ' +
       'ratio to it is what the library adds (Sequelize\'s pool, the statement runner, DbMutex, Lease, LISTEN). ' +
       (results.has(MINIMAL_LEASE)
         ? 'The "minimal durable lease by hand" is the least a lease row can cost: its own small table, one upsert that takes ' +

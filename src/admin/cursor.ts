@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import type { LockRow } from '../dialects/types';
 import { validateLockId } from '../options';
-import { AdminHttpError } from './http-error';
+import { InputError } from '../input-error';
 
 export interface PageCursor {
   /** Database-clock acquisition time of the last row shown, in whole milliseconds. */
@@ -45,8 +45,7 @@ export function encodeCursor(cursor: PageCursor): string {
 
 export function decodeCursor(raw: string | undefined): PageCursor | null {
   if (raw === undefined || raw === '') return null;
-  const invalid = () =>
-    new AdminHttpError(400, 'INVALID_CURSOR', 'The page cursor ("after") is not valid; start again from the first page.');
+  const invalid = () => new InputError('cursor', 'The page cursor ("after") is not valid; start again from the first page.');
   if (raw.length > MAX_CURSOR_LENGTH || !BASE64URL.test(raw)) throw invalid();
   let parsed: unknown;
   try {

@@ -2,6 +2,7 @@
  * The result of an action, carried to the page the browser is redirected to (POST → 303 → GET, so a
  * reload never repeats the action). Signed, so only this router can make the page report a result.
  */
+import type { ForceReleaseResult } from '../db-mutex';
 import { formatDuration } from './format';
 import type { Signer } from './csrf';
 
@@ -76,4 +77,14 @@ export function flashView(result: FlashResult): FlashView {
 /** Keeps the flash small: a bulk release lists only the first few ids. */
 export function staleFlash(lockIds: string[]): FlashResult {
   return { kind: 'stale-released', count: lockIds.length, lockIds: lockIds.slice(0, MAX_LISTED) };
+}
+
+/** What the page reports after the release of one acquisition (`lockId` with `fencingToken`). */
+export function releaseFlash(lockId: string, fencingToken: number, result: ForceReleaseResult): FlashResult {
+  if (result.status === 'released') {
+    const e = result.event;
+    return { kind: 'released', lockId, fencingToken, holder: `${e.holder} (${e.hostname}:${e.pid})`, ageSeconds: e.ageSeconds };
+  }
+  if (result.status === 'token-mismatch') return { kind: 'token-mismatch', lockId, fencingToken, currentFencingToken: result.currentFencingToken };
+  return { kind: 'not-found', lockId, fencingToken };
 }

@@ -34,13 +34,16 @@ export function formatUtcBare(date: Date): string {
 
 export type LockStatus = 'active' | 'stale';
 
+/** Who holds a lock, as stored: the same on the page, in the JSON API and in the CLI. */
+type LockHolder = Pick<LockRow, 'lockId' | 'fencingToken' | 'holder' | 'hostname' | 'pid'>;
+
+function lockHolder(row: LockRow): LockHolder {
+  const { lockId, fencingToken, holder, hostname, pid } = row;
+  return { lockId, fencingToken, holder, hostname, pid };
+}
+
 /** A lock row prepared for the HTML table: every cell already a display string. */
-export interface LockView {
-  lockId: string;
-  fencingToken: number;
-  holder: string;
-  hostname: string;
-  pid: number;
+export interface LockView extends LockHolder {
   acquiredUtc: string;
   acquiredText: string;
   acquiredIso: string;
@@ -52,16 +55,14 @@ export interface LockView {
   status: LockStatus;
   /** Why a stale lock is stale (tooltip of the badge), or what keeps an active one alive. */
   statusDetail: string;
+  /** What else the row is, as a short mark beside its id: `permit 1 of exports (limit 3)`, `election`; null for a plain lock. */
+  kindMark: string | null;
 }
 
 export function lockView(row: LockRow): LockView {
   const now = row.dbNow.getTime();
   return {
-    lockId: row.lockId,
-    fencingToken: row.fencingToken,
-    holder: row.holder,
-    hostname: row.hostname,
-    pid: row.pid,
+    ...lockHolder(row),
     acquiredUtc: formatUtc(row.acquiredAt),
     acquiredText: formatUtcBare(row.acquiredAt),
     acquiredIso: row.acquiredAt.toISOString(),
@@ -72,6 +73,12 @@ export function lockView(row: LockRow): LockView {
     heartbeatIso: row.leaseSeconds === null ? null : row.heartbeatAt.toISOString(),
     status: row.stale ? 'stale' : 'active',
     statusDetail: describeStatus(row),
+    kindMark:
+      row.kind === 'semaphore' && row.semaphoreId !== null
+        ? `permit ${row.permit ?? '?'} of ${row.semaphoreId} (limit ${row.limit ?? '?'})`
+        : row.kind === 'lock'
+          ? null
+          : row.kind,
   };
 }
 
@@ -95,15 +102,16 @@ function describeStatus(row: LockRow): string {
   return `Heartbeat every ${formatDuration((row.leaseSeconds * 1000) / 3)} (lease ${row.leaseSeconds} s).`;
 }
 
+/** What an audit event shows as stored, on the page and in the JSON API alike. */
+type EventIdentity = Pick<EventRow, 'id' | 'action' | 'lockId' | 'fencingToken' | 'holder' | 'hostname' | 'pid'>;
+
+function eventIdentity(event: EventRow): EventIdentity {
+  const { id, action, lockId, fencingToken, holder, hostname, pid } = event;
+  return { id, action, lockId, fencingToken, holder, hostname, pid };
+}
+
 /** An audit event prepared for the HTML table. */
-export interface EventView {
-  id: number;
-  action: string;
-  lockId: string;
-  fencingToken: number;
-  holder: string;
-  hostname: string;
-  pid: number;
+export interface EventView extends EventIdentity {
   heldFor: string;
   operator: string;
   reason: string | null;
@@ -114,13 +122,7 @@ export interface EventView {
 
 export function eventView(event: EventRow): EventView {
   return {
-    id: event.id,
-    action: event.action,
-    lockId: event.lockId,
-    fencingToken: event.fencingToken,
-    holder: event.holder,
-    hostname: event.hostname,
-    pid: event.pid,
+    ...eventIdentity(event),
     heldFor: formatDuration(event.ageSeconds * 1000),
     operator: event.operator,
     reason: event.reason,
@@ -134,11 +136,7 @@ export function eventView(event: EventRow): EventView {
 export function lockJson(row: LockRow) {
   const now = row.dbNow.getTime();
   return {
-    lockId: row.lockId,
-    fencingToken: row.fencingToken,
-    holder: row.holder,
-    hostname: row.hostname,
-    pid: row.pid,
+    ...lockHolder(row),
     status: row.stale ? ('stale' as const) : ('active' as const),
     stale: row.stale,
     acquiredAt: row.acquiredAt.toISOString(),
@@ -149,18 +147,17 @@ export function lockJson(row: LockRow) {
     ageSeconds: (now - row.acquiredAt.getTime()) / 1000,
     expiresInSeconds: row.expiresAt ? (row.expiresAt.getTime() - now) / 1000 : null,
     dbNow: row.dbNow.toISOString(),
+    kind: row.kind,
+    semaphoreId: row.semaphoreId,
+    permit: row.permit,
+    limit: row.limit,
   };
 }
 
+/** An audit event in the JSON API (and the CLI's --json): ISO timestamps, the age in seconds. */
 export function eventJson(event: EventRow) {
   return {
-    id: event.id,
-    action: event.action,
-    lockId: event.lockId,
-    fencingToken: event.fencingToken,
-    holder: event.holder,
-    hostname: event.hostname,
-    pid: event.pid,
+    ...eventIdentity(event),
     acquiredAt: event.acquiredAt.toISOString(),
     ageSeconds: event.ageSeconds,
     operator: event.operator,

@@ -2,6 +2,7 @@
  * The one error type the admin router answers with. Anything else that reaches the router's error
  * handler is unexpected and becomes a generic 500 without details (the stack never leaves the server).
  */
+import { InputError, type InputErrorCode } from '../input-error';
 import { printableJson } from '../printable';
 
 export type AdminErrorCode =
@@ -12,13 +13,8 @@ export type AdminErrorCode =
   | 'NOT_FOUND'
   | 'LOCK_NOT_FOUND'
   | 'FENCING_TOKEN_MISMATCH'
-  | 'INVALID_LOCK_ID'
-  | 'INVALID_FENCING_TOKEN'
-  | 'INVALID_CURSOR'
-  | 'INVALID_FILTER'
+  | InputErrorCode
   | 'INVALID_PARAMETER'
-  | 'INVALID_REASON'
-  | 'INVALID_BODY'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'PAYLOAD_TOO_LARGE'
   | 'METHOD_NOT_ALLOWED'
@@ -45,11 +41,15 @@ export function quote(value: string, max = 40): string {
 }
 
 /**
- * Errors Express and body-parser raise before our handlers run (malformed %-escapes in the path,
- * bad JSON, oversized bodies) carry an HTTP status; they become clear 4xx answers instead of a 500.
+ * The 4xx answer to an error a request caused, or null for anything else (then a 500): the router's own
+ * errors as they are, invalid input as a 400 that names the field, and the errors Express and body-parser
+ * raise before our handlers run (malformed %-escapes in the path, bad JSON, oversized bodies), which carry
+ * an HTTP status.
  */
-export function fromFrameworkError(error: unknown): AdminHttpError | null {
+export function asHttpError(error: unknown): AdminHttpError | null {
   if (error instanceof AdminHttpError) return error;
+  // Refused input, from the router's own parsers or the DbMutex's validators (see input-error.ts).
+  if (error instanceof InputError) return new AdminHttpError(400, error.code, error.message);
   if (typeof error !== 'object' || error === null) return null;
   const e = error as { status?: unknown; statusCode?: unknown; type?: unknown };
   const status = typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : null;

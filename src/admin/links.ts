@@ -4,7 +4,7 @@
  * confirmation to the same view.
  */
 import type { Request } from 'express';
-import { parseBoolean, parseFilter, parseRefresh, single, type RefreshSeconds } from './input';
+import { parseFilter, parseRefresh, parseStale, single, type RefreshSeconds } from './input';
 
 /** The state of the lock table view that links and forms carry from page to page. */
 export interface ViewState {
@@ -21,7 +21,7 @@ export function baseOf(req: Request): string {
 export function readViewState(source: URLSearchParams | unknown): ViewState {
   return {
     filter: parseFilter(single(source, 'filter')),
-    staleOnly: parseBoolean(single(source, 'stale'), 'stale'),
+    staleOnly: parseStale(single(source, 'stale')),
     refresh: parseRefresh(single(source, 'refresh')),
   };
 }

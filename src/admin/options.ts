@@ -4,6 +4,7 @@
  */
 import type { Request } from 'express';
 import type { DbMutex } from '../db-mutex';
+import { resolveMetricsOption, type MetricsSource } from './metrics-route';
 import { codePointLength, MAX_HOLDER_LENGTH, optionKeys, rejectUnknownOptions } from '../options';
 
 export interface DbMutexAdminRouterOptions {
@@ -46,6 +47,11 @@ export interface DbMutexAdminRouterOptions {
    * Default: none.
    */
   allowedOrigins?: readonly string[];
+  /**
+   * A prom-client Registry (e.g. the one given to `createDbMutexMetrics`) to serve as Prometheus text at
+   * `GET <mount>/metrics`, behind `authorize` like every route. Default: none (no such route).
+   */
+  metrics?: MetricsSource;
 }
 
 const ADMIN_ROUTER_OPTION_KEYS = optionKeys<DbMutexAdminRouterOptions>({
@@ -57,6 +63,7 @@ const ADMIN_ROUTER_OPTION_KEYS = optionKeys<DbMutexAdminRouterOptions>({
   secret: true,
   onError: true,
   allowedOrigins: true,
+  metrics: true,
 });
 
 export const DEFAULT_PAGE_SIZE = 50;
@@ -71,6 +78,7 @@ export interface ResolvedOptions {
   onError: (error: unknown, req: Request) => void;
   /** Normalized by `URL.origin`, so they compare with a browser's `Origin` header as strings. */
   allowedOrigins: string[];
+  metrics: MetricsSource | null;
 }
 
 export function resolveOptions(options: DbMutexAdminRouterOptions): ResolvedOptions {
@@ -109,6 +117,7 @@ export function resolveOptions(options: DbMutexAdminRouterOptions): ResolvedOpti
     pageSize,
     onError: options.onError ?? ((error) => console.error('[sequelize-db-mutex admin]', error)),
     allowedOrigins: resolveAllowedOrigins(options.allowedOrigins),
+    metrics: resolveMetricsOption(options.metrics),
   };
 }
 

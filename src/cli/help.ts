@@ -1,11 +1,12 @@
 /** Help texts of the `db-mutex` CLI (kept apart so the command code stays readable). */
+import { DEFAULT_EVENTS_LIMIT, DEFAULT_EVENTS_TABLE_NAME, DEFAULT_LIST_LIMIT, DEFAULT_TABLE_NAME, MAX_REASON_LENGTH } from '../limits';
 
-export const COMMANDS = ['list', 'release', 'release-stale', 'purge-expired', 'events', 'fence-floor'] as const;
+export const COMMANDS = ['list', 'semaphores', 'release', 'release-stale', 'purge-expired', 'events', 'fence-floor'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const OPTIONS = `Options for every command:
-  --table NAME          lock table (default db_mutex_locks)
-  --events-table NAME   audit table (default db_mutex_events)
+  --table NAME          lock table (default ${DEFAULT_TABLE_NAME})
+  --events-table NAME   audit table (default ${DEFAULT_EVENTS_TABLE_NAME})
   -h, --help            this help`;
 
 const ENVIRONMENT = `Environment:
@@ -15,7 +16,7 @@ const EXIT = `Exit status: 0 done; 1 nothing done (unknown lock, fencing token m
 expired); 2 usage error, database unreachable, table missing or any other error.`;
 
 const OPERATOR = `  --operator NAME       who does it, recorded in the audit trail (default: $USER@hostname)
-  --reason TEXT         why, recorded in the audit trail (at most 1000 characters)`;
+  --reason TEXT         why, recorded in the audit trail (at most ${MAX_REASON_LENGTH} characters)`;
 
 export const TOP_HELP = `db-mutex: inspect and free the locks of sequelize-db-mutex from a terminal
 
@@ -23,6 +24,7 @@ Usage: db-mutex <command> [options]
 
 Commands:
   list            locks held now, oldest first, with age and status (active or stale)
+  semaphores      counting semaphores: used / limit, and each permit's holder, age, heartbeat, token
   release <id>    force-release one lock; its holder is told it lost the lock (audited)
   release-stale   force-release every stale lock: expired or heartbeat overdue (audited)
   purge-expired   delete every expired lock (audited)
@@ -50,7 +52,7 @@ STATUS is "stale" when the lock expired or its heartbeat is overdue (its holder 
 
   --stale               only stale locks
   --filter TEXT         only lock ids containing TEXT (plain text, case-sensitive)
-  --limit N             at most N locks (default 1000)
+  --limit N             at most N locks (default ${DEFAULT_LIST_LIMIT})
   --json                a JSON array (same fields as the dashboard's JSON API) instead of a table
 
 ${OPTIONS}
@@ -105,12 +107,28 @@ ${ENVIRONMENT}
 
 ${EXIT}
 `,
+  semaphores: `Usage: db-mutex semaphores [--filter TEXT] [--limit N] [--json]
+
+Lists the counting semaphores whose permits are held (or expired and not yet taken over): one entry
+per semaphore with USED / LIMIT, then one line per permit with its holder, age, heartbeat and fencing
+token. Release one holder's permit with: db-mutex release <permit key> --fencing-token N (audited).
+
+  --filter TEXT         only semaphore ids containing TEXT (plain text, case-sensitive)
+  --limit N             at most N permits in all (default 1000)
+  --json                a JSON array of {semaphoreId, used, limit, holders} instead of a table
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+Exit status: 0 (also when no permit is held); 2 on errors.
+`,
   events: `Usage: db-mutex events [--lock ID] [--limit N] [--json]
 
 The audit trail, newest first: force-releases, release-stale and purge-expired, by whom and why.
 
   --lock ID             only entries of this lock id
-  --limit N             at most N entries (default 50)
+  --limit N             at most N entries (default ${DEFAULT_EVENTS_LIMIT})
   --json                a JSON array instead of a table
 
 ${OPTIONS}

@@ -10,8 +10,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Options, Sequelize } from 'sequelize';
 import { eventJson, eventView, lockJson, lockView } from '../admin/format';
+import { semaphoreJson, semaphoreView } from '../admin/semaphore-format';
 import type { DbMutex } from '../db-mutex';
 import type { EventRow } from '../dialects/types';
+import { checkInput, checkInputOf, InputError, type InputField } from '../input-error';
 import {
   DEFAULT_EVENTS_LIMIT,
   DEFAULT_EVENTS_TABLE_NAME,
@@ -20,7 +22,7 @@ import {
   MAX_EVENTS_LIMIT,
   MAX_LIST_LIMIT,
 } from '../limits';
-import { validateHolder, validateLockId } from '../options';
+import { validateHolder, validateLockId, validateTableName } from '../options';
 import { DatabaseUrlError, parseDatabaseUrl, sequelizeOptions, type ParsedDatabaseUrl } from './database-url';
 import { printable, printableJson } from '../printable';
 import { describeFailure, NothingDone, SetupError, UsageError } from './failure';
@@ -49,6 +51,7 @@ const AUDIT_OPTIONS = {
 
 const COMMAND_OPTIONS: Readonly<Record<CommandName, Record<string, OptionSpec>>> = {
   list: { stale: { type: 'boolean' }, filter: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  semaphores: { filter: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
   release: { 'fencing-token': { type: 'string' }, ...AUDIT_OPTIONS },
   'release-stale': AUDIT_OPTIONS,
   'purge-expired': AUDIT_OPTIONS,
@@ -56,9 +59,11 @@ const COMMAND_OPTIONS: Readonly<Record<CommandName, Record<string, OptionSpec>>>
   'fence-floor': { json: { type: 'boolean' } },
 };
 
-/** The one positional argument a command takes, by what its usage calls it. */
-const POSITIONAL: Partial<Record<CommandName, string>> = { release: 'the lock id', 'fence-floor': 'the floor <n>' };
-
+/** The one positional argument a command takes: what its usage calls it, and the field it gives. */
+const POSITIONAL: Partial<Record<CommandName, { label: string; field: InputField }>> = {
+  release: { label: 'the lock id', field: 'lockId' },
+  'fence-floor': { label: 'the floor <n>', field: 'floor' },
+};
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -71,6 +76,7 @@ interface Parsed {
 /** Runs one command line and resolves to its exit status. Never throws. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   let command: CommandName | null = null;
+  let jsonOutput = false;
   try {
     const first = findCommand(argv);
     if (first === null) {
@@ -100,11 +106,15 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.stdout(COMMAND_HELP[command]);
       return 0;
     }
+    jsonOutput = parsed.values.json === true;
+    checkPositionals(parsed);
     return await execute(parsed, io);
   } catch (error) {
     const where = command ? `db-mutex ${command}` : 'db-mutex';
-    if (error instanceof UsageError) {
+    if (error instanceof UsageError || error instanceof InputError) {
       io.stderr(`${where}: ${printable(error.message)} (see ${where} --help)\n`);
+      // With --json, refused input is also an error object naming the field, as the dashboard's API answers it.
+      if (error instanceof InputError && jsonOutput) io.stdout(json(error.toJSON()));
     } else if (error instanceof SetupError) {
       io.stderr(`${where}: ${printable(error.message)}\n`);
     } else {
@@ -140,18 +150,19 @@ function parse(command: CommandName, args: string[]): Parsed {
       allowPositionals: true,
       strict: true,
     });
-    const expected = POSITIONAL[command] ? 1 : 0;
-    if (values.help !== true) {
-      if (positionals.length < expected) throw new UsageError(`missing ${POSITIONAL[command]}`);
-      if (positionals.length > expected) {
-        throw new UsageError(`unexpected argument "${positionals[expected]}"`);
-      }
-    }
     return { command, values: values, positionals };
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new UsageError(parseArgsMessage(error as Error & { code?: string }));
   }
+}
+
+/** Exactly the positional argument the command takes (none for most). */
+function checkPositionals({ command, positionals }: Parsed): void {
+  const positional = POSITIONAL[command];
+  const expected = positional ? 1 : 0;
+  if (positional && positionals.length < expected) throw new InputError(positional.field, `missing ${positional.label}`);
+  if (positionals.length > expected) throw new UsageError(`unexpected argument "${positionals[expected]}"`);
 }
 
 /** parseArgs explains itself over several lines; the contract is one line. */
@@ -171,12 +182,12 @@ function stringOption(values: Values, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-function positiveInteger(values: Values, name: string, max: number): number | undefined {
+function positiveInteger(values: Values, name: string, field: InputField, max: number): number | undefined {
   const raw = stringOption(values, name);
   if (raw === undefined) return undefined;
   const n = /^[0-9]+$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isSafeInteger(n) || n < 1 || n > max) {
-    throw new UsageError(`--${name} must be a whole number from 1 to ${max}, got "${raw}"`);
+    throw new InputError(field, `--${name} must be a whole number from 1 to ${max}, got "${raw}"`);
   }
   return n;
 }
@@ -193,36 +204,29 @@ export function defaultOperator(env: NodeJS.ProcessEnv): string {
   return `${user}@${hostname()}`;
 }
 
-/** Input checks that need no database, so a bad command line never opens a connection. */
+/**
+ * Input checks that need no database, so a bad command line never opens a connection. The library's own
+ * validators (the same the dashboard relies on) name the parameter; `checkInput` names the field.
+ */
 function validateInputs(parsed: Parsed, io: CliIo) {
   const { values } = parsed;
-  const wrap = <T>(fn: () => T): T => {
-    try {
-      return fn();
-    } catch (error) {
-      // The library's own validators (the same the dashboard relies on) name the parameter.
-      if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(error.message);
-      throw error;
-    }
-  };
-  const lockId = parsed.command === 'release' ? wrap(() => validateLockId(parsed.positionals[0], 'lockId')) : undefined;
+  const lockId = parsed.command === 'release' ? checkInput('lockId', () => validateLockId(parsed.positionals[0], 'lockId')) : undefined;
   const eventsLock = stringOption(values, 'lock');
-  if (eventsLock !== undefined) wrap(() => validateLockId(eventsLock, '--lock'));
-  const operator = wrap(() => validateHolder(stringOption(values, 'operator') ?? defaultOperator(io.env), '--operator'));
-  if (operator.trim() === '') throw new UsageError('--operator must not be empty');
+  if (eventsLock !== undefined) checkInput('lockId', () => validateLockId(eventsLock, '--lock'));
+  const operator = checkInput('operator', () => validateHolder(stringOption(values, 'operator') ?? defaultOperator(io.env), '--operator'));
+  if (operator.trim() === '') throw new InputError('operator', '--operator must not be empty');
   const floorArg = parsed.command === 'fence-floor' ? parsed.positionals[0]! : undefined;
   const floor = floorArg === undefined ? undefined : /^[0-9]+$/.test(floorArg) ? Number(floorArg) : NaN;
   if (floor !== undefined && !Number.isSafeInteger(floor)) {
-    throw new UsageError(`the floor must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, got "${printable(floorArg!)}"`);
+    throw new InputError('floor', `the floor must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, got "${printable(floorArg!)}"`);
   }
   return {
     lockId,
     floor,
     operator,
-    fencingToken: positiveInteger(values, 'fencing-token', Number.MAX_SAFE_INTEGER),
-    limit: positiveInteger(values, 'limit', parsed.command === 'events' ? MAX_EVENTS_LIMIT : MAX_LIST_LIMIT),
+    fencingToken: positiveInteger(values, 'fencing-token', 'fencingToken', Number.MAX_SAFE_INTEGER),
+    limit: positiveInteger(values, 'limit', 'limit', parsed.command === 'events' ? MAX_EVENTS_LIMIT : MAX_LIST_LIMIT),
     reason: stringOption(values, 'reason') ?? null,
-    wrap,
   };
 }
 
@@ -263,8 +267,9 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
   }
   let mutex: DbMutex | null = null;
   try {
-    mutex = inputs.wrap(() =>
-      initDbMutex(sequelize, {
+    checkInput('tableName', () => validateTableName(tableName, 'tableName'));
+    checkInput('eventsTableName', () => validateTableName(eventsTableName, 'eventsTableName'));
+    mutex = initDbMutex(sequelize, {
         setDefault: false,
         tableName,
         eventsTableName,
@@ -273,17 +278,15 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
         // A one-shot process runs each statement once or twice: preparing it buys nothing, and unnamed
         // statements work through any pooler (PgBouncer in transaction mode included).
         preparedStatements: false,
-      }),
-    );
+    });
     const run = COMMAND_RUNNERS[parsed.command];
     return await run(mutex, parsed, inputs, io);
   } catch (error) {
-    if (error instanceof UsageError || error instanceof SetupError) throw error;
+    if (error instanceof UsageError || error instanceof SetupError || error instanceof InputError) throw error;
     if (error instanceof NothingDone) {
       io.stderr(`db-mutex ${parsed.command}: ${printable(error.message)}\n`);
       return 1;
     }
-    if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(error.message);
     io.stderr(`db-mutex ${parsed.command}: ${printable(describeFailure(error, { display: database.display, tableName, eventsTableName }))}\n`);
     return 2;
   } finally {
@@ -310,7 +313,8 @@ const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
   async list(mutex, { values }, { limit }, io) {
     const filter = stringOption(values, 'filter') ?? null;
     const staleOnly = values.stale === true;
-    const rows = await mutex.list({ filter, staleOnly, limit: limit ?? DEFAULT_LIST_LIMIT });
+    // The filter is the one input the DbMutex checks itself (the limit was checked above).
+    const rows = await checkInputOf('filter', mutex.list({ filter, staleOnly, limit: limit ?? DEFAULT_LIST_LIMIT }));
     if (values.json === true) {
       io.stdout(json(rows.map(lockJson)));
       return 0;
@@ -346,8 +350,54 @@ const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
     return 0;
   },
 
+  async semaphores(mutex, { values }, { limit }, io) {
+    const filter = stringOption(values, 'filter') ?? null;
+    const entries = await mutex.semaphores({ filter, limit: limit ?? DEFAULT_LIST_LIMIT });
+    if (values.json === true) {
+      io.stdout(json(entries.map(semaphoreJson)));
+      return 0;
+    }
+    const matching = filter ? ` matching "${filter}"` : '';
+    if (entries.length === 0) {
+      io.stdout(printable(`No semaphore permits held${matching}.`) + '\n');
+      return 0;
+    }
+    const rows = entries.flatMap((entry) =>
+      semaphoreView(entry).holders.map((h, i) => [
+        i === 0 ? entry.semaphoreId : '',
+        i === 0 ? `${entry.used} / ${entry.limit}` : '',
+        String(h.permit),
+        h.status,
+        h.age,
+        h.heartbeat,
+        String(h.fencingToken),
+        h.holder,
+        h.lockId,
+      ]),
+    );
+    io.stdout(
+      renderTable(
+        [
+          { header: 'SEMAPHORE', maxWidth: 40 },
+          { header: 'USED', align: 'right' },
+          { header: 'PERMIT', align: 'right' },
+          { header: 'STATUS' },
+          { header: 'AGE', align: 'right' },
+          { header: 'HEARTBEAT' },
+          { header: 'TOKEN', align: 'right' },
+          { header: 'HOLDER', maxWidth: 32 },
+          { header: 'PERMIT KEY' },
+        ],
+        rows,
+      ),
+    );
+    io.stdout(`\n${printable(`${plural(entries.length, 'semaphore')}${matching}`)}. Times are by the database clock.\n`);
+    return 0;
+  },
+
   async release(mutex, { values }, { lockId, fencingToken, operator, reason }, io) {
-    const result = await mutex.forceRelease({ lockId: lockId!, fencingToken: fencingToken ?? null, operator, reason });
+    // The reason is the one input the DbMutex checks itself (the others were checked above).
+    const result = await checkInputOf('reason', mutex.forceRelease({ lockId: lockId!, fencingToken: fencingToken ?? null, operator, reason }));
     if (values.json === true) {
       const out =
         result.status === 'released'
@@ -370,12 +420,12 @@ const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
   },
 
   async 'release-stale'(mutex, { values }, { operator, reason }, io) {
-    const events = await mutex.releaseStale({ operator, reason });
+    const events = await checkInputOf('reason', mutex.releaseStale({ operator, reason }));
     return reportMany(events, values, io, 'Released', 'no stale locks: nothing released');
   },
 
   async 'purge-expired'(mutex, { values }, { operator, reason }, io) {
-    const events = await mutex.purgeExpired({ operator, reason });
+    const events = await checkInputOf('reason', mutex.purgeExpired({ operator, reason }));
     return reportMany(events, values, io, 'Purged', 'no expired locks: nothing purged');
   },
 

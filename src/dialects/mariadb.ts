@@ -40,8 +40,8 @@ import { QueryTypes } from 'sequelize';
 import { DbMutexUnsupportedServerError } from '../errors';
 import type { SchemaNames } from '../schema';
 import { auditedRows, eventJson, listParams, PlaceholderLockStore, type SqlSpelling } from './placeholder-sql';
-import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease } from './rows';
-import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, Statement, StoreOperation } from './types';
+import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow, parseSemaphoreState } from './rows';
+import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, SemaphoreAcquireParams, Statement, StoreOperation } from './types';
 
 const MIN_VERSION: readonly [number, number] = [10, 5];
 const DEADLOCK = 1213;
@@ -193,7 +193,7 @@ const COLUMNS = 'lock_id, owner_token, fencing_token, holder, hostname, pid, acq
 
 const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS CHAR) AS fencing_token,
   ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
-  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms(NOW)} AS now_ms`;
+  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms(NOW)} AS now_ms, kind, semaphore_id, permit, permit_limit`;
 
 /** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
 const STALE = `(expires_at <= ${NOW} OR (lease_seconds IS NOT NULL
@@ -223,20 +223,110 @@ class MariadbStore extends PlaceholderLockStore {
     // under the row lock the upsert took anyway.
     const rows = await this.send(
       'acquire',
-      `INSERT INTO ${t} (${COLUMNS})
+      `INSERT INTO ${t} (${COLUMNS}, kind, semaphore_id, permit, permit_limit)
         VALUES (:lockId, :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
-          ${earliest(plus(NOW, ':leaseSeconds'), plus(NOW, ':ttlSeconds'))}, ${plus(NOW, ':ttlSeconds')}, ${NOW}, :leaseSeconds)
+          ${earliest(plus(NOW, ':leaseSeconds'), plus(NOW, ':ttlSeconds'))}, ${plus(NOW, ':ttlSeconds')}, ${NOW}, :leaseSeconds,
+          :kind, NULL, NULL, NULL)
         ON DUPLICATE KEY UPDATE
           ${ifExpired('owner_token')},
           ${ifExpired('fencing_token', `GREATEST(IF(VALUES(fencing_token) > fencing_token, VALUES(fencing_token), NEXTVAL(${seq})), fencing_token + 1)`)},
           ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
           ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
+          ${ifExpired('kind')}, ${ifExpired('semaphore_id')}, ${ifExpired('permit')}, ${ifExpired('permit_limit')},
           ${ifExpired('expires_at')}
         RETURNING owner_token = :ownerToken AS won, CAST(fencing_token AS CHAR) AS fencing_token,
           ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, holder`,
-      p,
+      { ...p, kind: p.kind ?? 'lock' },
     );
     return parseAcquisition(rows);
+  }
+
+  async acquireSemaphore(p: SemaphoreAcquireParams) {
+    const { t, seq } = this;
+    const ifExpired = (column: string, value = `VALUES(${column})`) => `${column} = IF(expires_at <= ${NOW}, ${value}, ${column})`;
+    const live = (a: string) => `${a}.acquired_at < ${FREE_AT} AND (${a}.expires_at IS NULL OR ${a}.expires_at > ${NOW})`;
+    const params = { ...p, anchor: `${p.semaphoreId}/permits` };
+    // Two statements in one transaction (no advisory lock that lasts a statement, and no DML in
+    // WITH). First the semaphore's anchor row is upserted, which takes its row lock until commit:
+    // acquisitions of one semaphore id go one at a time from here on. The anchor looks like a
+    // released row (see markReleased), so no listing, count or acquisition ever treats it as held;
+    // a lock that takes its key only shares the row lock. Then, under that lock, the second
+    // statement's reads see every permit committed before (a locking read under REPEATABLE READ, a
+    // fresh snapshot under READ COMMITTED); it takes the lowest free permit (no row, expired, or
+    // released) unless the live permits carry another limit, and draws the token: NEXTVAL under the
+    // anchor's lock is larger than every token of this semaphore handed out before.
+    const results = await this.transaction('acquireSemaphore', [
+      this.statement(
+        'semaphore_anchor',
+        `INSERT INTO ${t} (${COLUMNS})
+          VALUES (:anchor, ${FREE_OWNER}, 0, '', '', 0, ${FREE_AT}, ${EPOCH}, NULL, ${NOW}, NULL)
+          ON DUPLICATE KEY UPDATE lock_id = lock_id`,
+        params,
+      ),
+      this.statement(
+        'semaphore_acquire',
+        `INSERT INTO ${t} (${COLUMNS}, kind, semaphore_id, permit, permit_limit)
+          SELECT CONCAT(:semaphoreId, '/permit/', f.n), :ownerToken, NEXTVAL(${seq}), :holder, :hostname, :pid, ${NOW},
+            ${earliest(plus(NOW, ':leaseSeconds'), plus(NOW, ':ttlSeconds'))}, ${plus(NOW, ':ttlSeconds')}, ${NOW}, :leaseSeconds,
+            'semaphore', :semaphoreId, f.n, :limit
+          FROM (SELECT s.n FROM (WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit) SELECT n FROM r) AS s
+            WHERE NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.lock_id = CONCAT(:semaphoreId, '/permit/', s.n) AND ${live('o')})
+              AND NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.semaphore_id = :semaphoreId AND o.kind = 'semaphore' AND ${live('o')}
+                AND NOT (o.permit_limit <=> :limit))
+            ORDER BY s.n LIMIT 1) AS f
+          ON DUPLICATE KEY UPDATE
+            ${ifExpired('owner_token')},
+            ${ifExpired('fencing_token', 'GREATEST(VALUES(fencing_token), fencing_token + 1)')},
+            ${ifExpired('holder')}, ${ifExpired('hostname')}, ${ifExpired('pid')}, ${ifExpired('acquired_at')},
+            ${ifExpired('deadline_at')}, ${ifExpired('heartbeat_at')}, ${ifExpired('lease_seconds')},
+            ${ifExpired('kind')}, ${ifExpired('semaphore_id')}, ${ifExpired('permit')}, ${ifExpired('permit_limit')},
+            ${ifExpired('expires_at')}
+          RETURNING IF(owner_token = :ownerToken, 'won', 'raced') AS outcome, CAST(fencing_token AS CHAR) AS fencing_token,
+            ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, permit, 0 AS used, permit_limit AS current_limit, holder`,
+        params,
+      ),
+    ]);
+    const attempt = parseSemaphoreRow(results.at(-1) ?? [], p);
+    if (attempt) return attempt;
+    // No permit taken: one read says why (another limit among the live permits, or full).
+    const state = await this.run(
+      'acquireSemaphore',
+      this.statement(
+        'semaphore_state',
+        `SELECT CAST(COUNT(*) AS CHAR) AS used, MIN(permit_limit) AS min_limit, MAX(permit_limit) AS max_limit,
+          ${ms('MIN(expires_at)')} AS expires_ms,
+          (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = :semaphoreId AND h.kind = 'semaphore' AND ${live('h')}
+            ORDER BY h.expires_at IS NULL, h.expires_at LIMIT 1) AS holder
+        FROM ${t} AS l WHERE l.semaphore_id = :semaphoreId AND l.kind = 'semaphore' AND ${live('l')}`,
+        { semaphoreId: p.semaphoreId },
+      ),
+    );
+    return parseSemaphoreState(state, p);
+  }
+
+  async listPermits(p: { filter: string | null; limit: number }) {
+    const rows = await this.send(
+      'listPermits',
+      `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t}
+        WHERE semaphore_id IS NOT NULL AND kind = 'semaphore' AND ${LIVE} AND (:filter IS NULL OR INSTR(semaphore_id, :filter) > 0)
+        ORDER BY semaphore_id, permit LIMIT :limit`,
+      p,
+    );
+    return parseLockRows(rows);
+  }
+
+  async releasePermitOf(semaphoreId: string, ownerToken: string) {
+    // Marked released like any release (rows persist), found by the semaphore index instead of the key.
+    const rows = await this.send(
+      'releasePermitOf',
+      `INSERT INTO ${this.t} (${COLUMNS})
+        SELECT ${COLUMNS} FROM ${this.t} AS src WHERE semaphore_id = :semaphoreId AND owner_token = :ownerToken
+        FOR UPDATE
+        ON DUPLICATE KEY UPDATE ${markReleased}
+        RETURNING lock_id`,
+      { semaphoreId, ownerToken },
+    );
+    return rows.length > 0;
   }
 
   async release({ lockId, ownerToken }: LeaseKey) {

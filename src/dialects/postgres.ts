@@ -12,9 +12,9 @@
  * - Timestamps travel as epoch milliseconds (float8) so no type parser of the host app matters.
  */
 import type { SchemaNames } from '../schema';
-import { parseAcquisition, parseCounts, parseEventRows, parseExtend, parseLockRows, parseOwnerTokens, parseRelease } from './rows';
+import { parseAcquisition, parseCounts, parseEventRows, parseExtend, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow } from './rows';
 import { SqlLockStore } from './store';
-import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, StoreOperation } from './types';
+import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, SemaphoreAcquireParams, StoreOperation } from './types';
 
 interface PgClient {
   query(config: { name?: string; text: string; values?: unknown[]; query_timeout?: number }): Promise<{ rows: Rows }>;
@@ -67,10 +67,12 @@ const NOW_MS = `date_trunc('milliseconds', now())`;
 
 const LOCK_COLUMNS = `lock_id, holder, hostname, pid, fencing_token::text AS fencing_token,
   ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
-  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms('now()')} AS now_ms`;
+  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms('now()')} AS now_ms, kind, semaphore_id, permit, permit_limit`;
 
 const ACQUIRE_COLUMNS = `lock_id, owner_token, fencing_token, holder, hostname, pid,
   acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds`;
+/** The lock acquisition writes the kind columns too (a takeover of a permit's row makes it a lock). */
+const LOCK_ACQUIRE_COLUMNS = `${ACQUIRE_COLUMNS}, kind, semaphore_id, permit, permit_limit`;
 const ACQUIRED = `true AS won, fencing_token::text AS fencing_token, ${ms('acquired_at')} AS acquired_ms,
   ${ms('expires_at')} AS expires_ms, NULL::text AS holder`;
 /** The same columns for the live row that refused us. */
@@ -110,7 +112,7 @@ class PostgresStore extends SqlLockStore {
     const { t, seq, advisoryClass } = this;
     const fresh = `$1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
         CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
-        ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8`;
+        ${NOW_MS} + ${secs('$6')}, ${NOW_MS}, $7::float8, $8::text, NULL::text, NULL::integer, NULL::integer`;
     // The token must be drawn only once this statement has the lock id to itself: a token drawn
     // earlier could be older than that of an acquisition that came and went (row inserted and
     // deleted) while this statement waited, and fencing tokens must strictly increase per lock id.
@@ -133,9 +135,9 @@ class PostgresStore extends SqlLockStore {
     // refused us was renewed after the snapshot: that stale copy is not reported (no row: the
     // caller reads the holder with inspect).
     return `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1))),
-          inserted AS (INSERT INTO ${t} AS l (${ACQUIRE_COLUMNS}) SELECT ${fresh} FROM claim
+          inserted AS (INSERT INTO ${t} AS l (${LOCK_ACQUIRE_COLUMNS}) SELECT ${fresh} FROM claim
             ON CONFLICT (lock_id) DO NOTHING RETURNING ${ACQUIRED}),
-          taken_over AS (UPDATE ${t} AS l SET (${ACQUIRE_COLUMNS}) = (SELECT ${fresh} FROM claim)
+          taken_over AS (UPDATE ${t} AS l SET (${LOCK_ACQUIRE_COLUMNS}) = (SELECT ${fresh} FROM claim)
             WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING ${ACQUIRED}),
           refused AS (SELECT ${REFUSED} FROM ${t}
             WHERE lock_id = $1 AND (expires_at IS NULL OR expires_at > now())
@@ -144,8 +146,31 @@ class PostgresStore extends SqlLockStore {
   }
 
   async acquire(p: AcquireParams) {
-    const values = [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds];
+    const values = [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds, p.kind ?? 'lock'];
     return parseAcquisition(await this.run('acquire', { name: this.acquireName, text: this.acquireText, values }));
+  }
+
+  async acquireSemaphore(p: SemaphoreAcquireParams) {
+    // One round trip: the function (see semaphoreFunctionSql) claims the semaphore and decides, and
+    // always answers with one row (won, or why not).
+    const text = `SELECT * FROM ${q(semaphoreFunctionName(this.names))}($1, $2::uuid, $3, $4, $5::integer, $6::float8, $7::float8, $8::integer)`;
+    const values = [p.semaphoreId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds, p.limit];
+    const attempt = parseSemaphoreRow(await this.run('acquireSemaphore', this.named('semaphore_acquire', text, values)), p);
+    if (!attempt) throw new Error('the semaphore function returned no row');
+    return attempt;
+  }
+
+  async listPermits(p: { filter: string | null; limit: number }) {
+    const text = `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t}
+        WHERE semaphore_id IS NOT NULL AND kind = 'semaphore' AND ($1::text IS NULL OR strpos(semaphore_id, $1) > 0)
+        ORDER BY semaphore_id, permit LIMIT $2`;
+    return parseLockRows(await this.run('listPermits', this.named('list_permits', text, [p.filter, p.limit])));
+  }
+
+  async releasePermitOf(semaphoreId: string, ownerToken: string) {
+    const text = `WITH d AS (DELETE FROM ${this.t} WHERE semaphore_id = $1 AND owner_token = $2::uuid RETURNING lock_id)
+        SELECT pg_notify('${this.channel}', $2::text || d.lock_id) AS notified FROM d`;
+    return (await this.run('releasePermitOf', this.named('release_permit_of', text, [semaphoreId, ownerToken]))).length > 0;
   }
 
   private buildReleaseText(): string {
@@ -161,9 +186,14 @@ class PostgresStore extends SqlLockStore {
     // release committing right now) retries at once instead of sleeping; a mark taken after this
     // release committed is followed by an attempt that finds the lock free. CASE evaluates the
     // notify only when the try fails; the try's lock ends with this statement's transaction.
-    return `WITH d AS (DELETE FROM ${this.t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, expires_at)
+    //
+    // A permit's row (semaphore_id set) is awaited under its semaphore id, which its waiters mark
+    // (they wait for any permit, not for this row key), so the release tries that key too; the row
+    // key is still tried for a lock whose id is exactly that key (it waits while the permit is held).
+    return `WITH d AS (DELETE FROM ${this.t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, semaphore_id, expires_at)
           SELECT COALESCE(d.expires_at <= now(), false) AS expired,
-            CASE WHEN pg_try_advisory_xact_lock(${this.waitClass}, hashtext(d.lock_id)) THEN NULL
+            CASE WHEN pg_try_advisory_xact_lock(${this.waitClass}, hashtext(d.lock_id))
+                AND (d.semaphore_id IS NULL OR pg_try_advisory_xact_lock(${this.waitClass}, hashtext(d.semaphore_id))) THEN NULL
               ELSE pg_notify('${this.channel}', $2::text || d.lock_id) END AS notified,
             set_config('synchronous_commit', 'off', true) AS async_commit FROM d`;
   }
@@ -278,6 +308,81 @@ class PostgresStore extends SqlLockStore {
   }
 }
 
+function semaphoreFunctionName(names: SchemaNames): string {
+  return `${names.tableName}_semaphore_acquire`;
+}
+
+const SEMAPHORE_FUNCTION_ARGS = '(text, uuid, text, text, integer, float8, float8, integer)';
+
+/**
+ * The semaphore acquisition, as a function so that it stays one round trip and still decides on
+ * fresh data. A single statement reads its snapshot when it starts, before it waits for the
+ * semaphore's advisory lock: permits taken by the acquisitions it waited for would be invisible to
+ * it, and an acquirer with another limit could then be admitted next to them (over-admission). In a
+ * VOLATILE SQL function each statement takes a new snapshot (READ COMMITTED), so the second one,
+ * which runs once the claim is ours, sees every permit committed before. The claim is held until
+ * commit, so acquisitions of one semaphore id happen one after another: the fencing token, drawn
+ * under it, increases with every permit of that semaphore (the sequence is also the lock's, so tokens
+ * increase across the whole table). The times are the database clock once the claim is ours, so
+ * acquisition times are in the same order as the tokens.
+ *
+ * The lowest free permit (no row, or an expired one) is taken; the PRIMARY KEY on lock_id keeps every
+ * permit to one holder even against a lock acquired under that very row key. Refused: the live
+ * permits' count, the first one to run out, and whether the limit differs.
+ */
+/**
+ * Wraps DDL so that concurrent runs take turns. Several instances of an app often start together and
+ * each runs sync(); two concurrent CREATE OR REPLACE FUNCTION of one name fail with "tuple
+ * concurrently updated". A transaction-scoped advisory lock taken in the same statement serializes
+ * them (and a migration running alongside), on a direct connection or through a pooler alike.
+ */
+function serializedDdl(names: SchemaNames, ddl: string): string {
+  const key = int32Hash(`sequelize-db-mutex-schema:${names.tableName}`);
+  return `DO $db_mutex_ddl$ BEGIN PERFORM pg_advisory_xact_lock(${key}); EXECUTE $db_mutex_fn$${ddl}$db_mutex_fn$; END $db_mutex_ddl$`;
+}
+
+function semaphoreFunctionSql(names: SchemaNames): string {
+  const t = q(names.tableName);
+  const seq = `'${q(sequenceName(names))}'`;
+  const advisoryClass = int32Hash(`sequelize-db-mutex-semaphore:${names.tableName}`);
+  const live = (a: string) => `(${a}.expires_at IS NULL OR ${a}.expires_at > at.now)`;
+  const secs = (p: string) => `(${p} * interval '1 second')`;
+  return `CREATE OR REPLACE FUNCTION ${q(semaphoreFunctionName(names))}(p_id text, p_owner uuid, p_holder text,
+    p_hostname text, p_pid integer, p_ttl float8, p_lease float8, p_limit integer)
+  RETURNS TABLE (outcome text, fencing_token text, acquired_ms float8, expires_ms float8, permit integer, used integer,
+    current_limit integer, holder text)
+  LANGUAGE sql VOLATILE AS $db_mutex$
+  SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext(p_id));
+  WITH at AS (SELECT date_trunc('milliseconds', clock_timestamp()) AS now),
+    live AS (SELECT l.permit_limit, l.holder, l.expires_at FROM ${t} AS l, at
+      WHERE l.semaphore_id = p_id AND l.kind = 'semaphore' AND ${live('l')}),
+    mismatch AS (SELECT live.permit_limit FROM live WHERE live.permit_limit IS DISTINCT FROM p_limit LIMIT 1),
+    free AS (SELECT p_id || '/permit/' || n AS lock_id, n FROM generate_series(0, p_limit - 1) AS n, at
+      WHERE NOT EXISTS (SELECT 1 FROM mismatch)
+        AND NOT EXISTS (SELECT 1 FROM ${t} AS o WHERE o.lock_id = p_id || '/permit/' || n AND ${live('o')})
+      ORDER BY n LIMIT 1),
+    won AS (INSERT INTO ${t} AS l (${ACQUIRE_COLUMNS}, kind, semaphore_id, permit, permit_limit)
+      SELECT free.lock_id, p_owner, nextval(${seq}), p_holder, p_hostname, p_pid, at.now,
+        LEAST(at.now + ${secs('p_lease')}, at.now + ${secs('p_ttl')}), at.now + ${secs('p_ttl')}, at.now, p_lease,
+        'semaphore', p_id, free.n, p_limit
+      FROM free, at
+      ON CONFLICT (lock_id) DO UPDATE SET (${ACQUIRE_COLUMNS}, kind, semaphore_id, permit, permit_limit) =
+        (EXCLUDED.lock_id, EXCLUDED.owner_token, EXCLUDED.fencing_token, EXCLUDED.holder, EXCLUDED.hostname, EXCLUDED.pid,
+          EXCLUDED.acquired_at, EXCLUDED.expires_at, EXCLUDED.deadline_at, EXCLUDED.heartbeat_at, EXCLUDED.lease_seconds,
+          EXCLUDED.kind, EXCLUDED.semaphore_id, EXCLUDED.permit, EXCLUDED.permit_limit)
+        WHERE l.expires_at <= (SELECT at.now FROM at)
+      RETURNING l.fencing_token, l.acquired_at, l.expires_at, l.permit)
+  SELECT 'won', won.fencing_token::text, ${ms('won.acquired_at')}, ${ms('won.expires_at')}, won.permit, NULL::integer, p_limit, NULL::text
+    FROM won
+  UNION ALL
+  SELECT CASE WHEN EXISTS (SELECT 1 FROM mismatch) THEN 'mismatch' WHEN EXISTS (SELECT 1 FROM free) THEN 'raced' ELSE 'full' END,
+    NULL::text, NULL::float8, (SELECT ${ms('live.expires_at')} FROM live ORDER BY live.expires_at NULLS LAST LIMIT 1), NULL::integer,
+    (SELECT count(*)::integer FROM live), COALESCE((SELECT mismatch.permit_limit FROM mismatch), p_limit),
+    (SELECT live.holder FROM live ORDER BY live.expires_at NULLS LAST LIMIT 1)
+  WHERE NOT EXISTS (SELECT 1 FROM won)
+  $db_mutex$`;
+}
+
 /** FNV-1a, folded to a signed 32-bit integer (the type of an advisory lock's first key). */
 function int32Hash(text: string): number {
   let h = 0x811c9dc5;
@@ -309,6 +414,8 @@ export const postgresDialect: Dialect = {
   notifies: true,
   schemaExtrasSql: (names) => [`CREATE SEQUENCE IF NOT EXISTS ${q(sequenceName(names))} AS bigint`],
   dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
+  kindExtrasSql: (names) => [serializedDdl(names, semaphoreFunctionSql(names))],
+  dropKindExtrasSql: (names) => [`DROP FUNCTION IF EXISTS ${q(semaphoreFunctionName(names))}${SEMAPHORE_FUNCTION_ARGS}`],
   store: (names, sender, variant) => new PostgresStore(names, sender, variant),
   channel: channelName,
   waiterMarkSql(names) {

@@ -3,7 +3,7 @@
  * instants as epoch milliseconds (numbers or numeric strings) and 64-bit integers as text, so no
  * type parser of the host app or of the driver (Date, BigInt, DECIMAL) ever touches lock data.
  */
-import type { Acquisition, AcquisitionFields, CurrentHolder, EventRow, LockRow, Rows } from './types';
+import type { Acquisition, AcquisitionFields, CurrentHolder, EventRow, LockRow, Rows, SemaphoreAcquireParams, SemaphoreAttempt } from './types';
 
 export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
@@ -76,7 +76,7 @@ function acquisitionFields(r: Record<string, unknown>): AcquisitionFields {
 
 /**
  * Columns: lock_id, holder, hostname, pid, fencing_token, acquired_ms, expires_ms, deadline_ms,
- * heartbeat_ms, lease_seconds, now_ms, stale.
+ * heartbeat_ms, lease_seconds, now_ms, stale, kind, semaphore_id, permit, permit_limit.
  */
 export function parseLockRows(rows: Rows): LockRow[] {
   return rows.map((r) => ({
@@ -87,6 +87,10 @@ export function parseLockRows(rows: Rows): LockRow[] {
     leaseSeconds: r.lease_seconds === null || r.lease_seconds === undefined ? null : num(r.lease_seconds),
     dbNow: date(r.now_ms),
     stale: truthy(r.stale),
+    kind: typeof r.kind === 'string' ? r.kind : 'lock',
+    semaphoreId: typeof r.semaphore_id === 'string' ? r.semaphore_id : null,
+    permit: r.permit === null || r.permit === undefined ? null : num(r.permit),
+    limit: r.permit_limit === null || r.permit_limit === undefined ? null : num(r.permit_limit),
   }));
 }
 
@@ -115,4 +119,54 @@ export function parseJsonEventRows(rows: Rows): EventRow[] {
   return parseEventRows(
     rows.map((r) => (typeof r.event === 'string' ? JSON.parse(r.event) : r.event) as Record<string, unknown>),
   );
+}
+
+/** The row key of permit `permit` of semaphore `semaphoreId` (see src/semaphore.ts for why this shape). */
+export function permitKey(semaphoreId: string, permit: number): string {
+  return `${semaphoreId}/permit/${permit}`;
+}
+
+/**
+ * Columns of a semaphore acquisition: outcome ('won' …), fencing_token, acquired_ms, expires_ms, permit
+ * (won); used, current_limit, holder, expires_ms (refused). A dialect whose statement returns its row
+ * only when it won passes `outcome` undefined and gets 'won'.
+ */
+export function parseSemaphoreRow(rows: Rows, p: SemaphoreAcquireParams): SemaphoreAttempt | null {
+  const r = rows[0];
+  if (!r) return null;
+  const outcome = typeof r.outcome === 'string' ? r.outcome : 'won';
+  if (outcome === 'won') {
+    const permit = num(r.permit);
+    return {
+      outcome: 'won',
+      permit,
+      lockId: permitKey(p.semaphoreId, permit),
+      fencingToken: num(r.fencing_token),
+      acquiredAt: date(r.acquired_ms),
+      expiresAt: dateOrNull(r.expires_ms),
+    };
+  }
+  if (outcome !== 'full' && outcome !== 'mismatch' && outcome !== 'raced') throw new Error(`unexpected semaphore outcome ${outcome}`);
+  return {
+    outcome,
+    used: num(r.used ?? 0),
+    currentLimit: r.current_limit === null || r.current_limit === undefined ? p.limit : num(r.current_limit),
+    holder: typeof r.holder === 'string' ? { holder: r.holder, expiresAt: dateOrNull(r.expires_ms) } : null,
+  };
+}
+
+/**
+ * Columns of `semaphoreState`: used, min_limit, max_limit, holder, expires_ms. Read after a statement
+ * that took no permit, to say why: another limit among the live permits is a mismatch, else it was full.
+ */
+export function parseSemaphoreState(rows: Rows, p: SemaphoreAcquireParams): SemaphoreAttempt {
+  const r = rows[0] ?? {};
+  const limits = [r.min_limit, r.max_limit].filter((v) => v !== null && v !== undefined).map(num);
+  const other = limits.find((l) => l !== p.limit);
+  return {
+    outcome: other === undefined ? 'full' : 'mismatch',
+    used: num(r.used ?? 0),
+    currentLimit: other ?? p.limit,
+    holder: typeof r.holder === 'string' ? { holder: r.holder, expiresAt: dateOrNull(r.expires_ms) } : null,
+  };
 }

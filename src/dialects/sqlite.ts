@@ -22,8 +22,8 @@
  */
 import type { SchemaNames } from '../schema';
 import { auditedRows, eventJson, listParams, PlaceholderLockStore, type SqlSpelling } from './placeholder-sql';
-import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease } from './rows';
-import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, StoreOperation } from './types';
+import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow, parseSemaphoreState } from './rows';
+import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, StoreOperation, SemaphoreAcquireParams } from './types';
 
 interface SqliteDatabase {
   all(sql: string, params: unknown[], callback: (error: Error | null, rows: Rows) => void): unknown;
@@ -118,7 +118,7 @@ const expired = (column: string) => `julianday(${column}) <= ${NOW_JD}`;
 
 const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS TEXT) AS fencing_token,
   ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, ${ms('deadline_at')} AS deadline_ms,
-  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms("'now'")} AS now_ms`;
+  ${ms('heartbeat_at')} AS heartbeat_ms, lease_seconds, ${ms("'now'")} AS now_ms, kind, semaphore_id, permit, permit_limit`;
 
 /** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
 const STALE = `(${expired('expires_at')} OR (lease_seconds IS NOT NULL
@@ -146,18 +146,85 @@ class SqliteStore extends PlaceholderLockStore {
     const rows = await this.send(
       'acquire',
       `INSERT INTO ${this.t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
-          acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds)
+          acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds, kind, semaphore_id, permit, permit_limit)
         VALUES (:lockId, :ownerToken, COALESCE((SELECT value FROM ${this.counter} WHERE id = 1), 0) + 1, :holder, :hostname, :pid,
-          ${NOW}, ${text(`${NOW_JD} + ${earliest(':leaseSeconds', ':ttlSeconds')} / 86400.0`)}, ${inSeconds(':ttlSeconds')}, ${NOW}, :leaseSeconds)
+          ${NOW}, ${text(`${NOW_JD} + ${earliest(':leaseSeconds', ':ttlSeconds')} / 86400.0`)}, ${inSeconds(':ttlSeconds')}, ${NOW}, :leaseSeconds,
+          :kind, NULL, NULL, NULL)
         ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
           holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
           expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
-          lease_seconds = excluded.lease_seconds
+          lease_seconds = excluded.lease_seconds, kind = excluded.kind, semaphore_id = NULL, permit = NULL, permit_limit = NULL
         WHERE ${expired('expires_at')}
         RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms`,
-      p,
+      { ...p, kind: p.kind ?? 'lock' },
     );
     return parseAcquisition(rows);
+  }
+
+  async acquireSemaphore(p: SemaphoreAcquireParams) {
+    // One statement: it takes the file's write lock before it reads (as every writing statement
+    // here does), so what it reads is current and nobody writes until it is done. The lowest free
+    // permit (no row or an expired one) is taken unless the live permits carry another limit; the
+    // token is the counter + 1, so it exceeds every token handed out before, of any id.
+    const live = (a: string) => `(${a}.expires_at IS NULL OR julianday(${a}.expires_at) > ${NOW_JD})`;
+    const rows = await this.send(
+      'acquireSemaphore',
+      `WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit),
+          free AS (SELECT n FROM r
+            WHERE NOT EXISTS (SELECT 1 FROM ${this.t} AS o WHERE o.lock_id = :semaphoreId || '/permit/' || r.n AND ${live('o')})
+              AND NOT EXISTS (SELECT 1 FROM ${this.t} AS o WHERE o.semaphore_id = :semaphoreId AND o.kind = 'semaphore' AND ${live('o')}
+                AND o.permit_limit IS NOT :limit)
+            ORDER BY n LIMIT 1)
+        INSERT INTO ${this.t} (lock_id, owner_token, fencing_token, holder, hostname, pid,
+            acquired_at, expires_at, deadline_at, heartbeat_at, lease_seconds, kind, semaphore_id, permit, permit_limit)
+          SELECT :semaphoreId || '/permit/' || free.n, :ownerToken, COALESCE((SELECT value FROM ${this.counter} WHERE id = 1), 0) + 1,
+            :holder, :hostname, :pid, ${NOW}, ${text(`${NOW_JD} + ${earliest(':leaseSeconds', ':ttlSeconds')} / 86400.0`)},
+            ${inSeconds(':ttlSeconds')}, ${NOW}, :leaseSeconds, 'semaphore', :semaphoreId, free.n, :limit
+          FROM free WHERE true
+        ON CONFLICT (lock_id) DO UPDATE SET owner_token = excluded.owner_token, fencing_token = excluded.fencing_token,
+          holder = excluded.holder, hostname = excluded.hostname, pid = excluded.pid, acquired_at = excluded.acquired_at,
+          expires_at = excluded.expires_at, deadline_at = excluded.deadline_at, heartbeat_at = excluded.heartbeat_at,
+          lease_seconds = excluded.lease_seconds, kind = excluded.kind, semaphore_id = excluded.semaphore_id,
+          permit = excluded.permit, permit_limit = excluded.permit_limit
+        WHERE ${expired('expires_at')}
+        RETURNING CAST(fencing_token AS TEXT) AS fencing_token, ${ms('acquired_at')} AS acquired_ms, ${ms('expires_at')} AS expires_ms, permit`,
+      p,
+    );
+    const attempt = parseSemaphoreRow(rows, p);
+    if (attempt) return attempt;
+    // Only a permit won returns a row: one read says why not (another limit, or full).
+    const state = await this.run(
+      'acquireSemaphore',
+      this.statement(
+        'semaphore_state',
+        `SELECT count(*) AS used, min(permit_limit) AS min_limit, max(permit_limit) AS max_limit, ${ms('min(expires_at)')} AS expires_ms,
+          (SELECT h.holder FROM ${this.t} AS h WHERE h.semaphore_id = :semaphoreId AND h.kind = 'semaphore' AND ${live('h')}
+            ORDER BY h.expires_at IS NULL, julianday(h.expires_at) LIMIT 1) AS holder
+        FROM ${this.t} AS l WHERE l.semaphore_id = :semaphoreId AND l.kind = 'semaphore' AND ${live('l')}`,
+        { semaphoreId: p.semaphoreId },
+      ),
+    );
+    return parseSemaphoreState(state, p);
+  }
+
+  async listPermits(p: { filter: string | null; limit: number }) {
+    const rows = await this.send(
+      'listPermits',
+      `SELECT ${LOCK_COLUMNS}, ${STALE} AS stale FROM ${this.t}
+        WHERE semaphore_id IS NOT NULL AND kind = 'semaphore' AND (:filter IS NULL OR instr(semaphore_id, :filter) > 0)
+        ORDER BY semaphore_id, permit LIMIT :limit`,
+      p,
+    );
+    return parseLockRows(rows);
+  }
+
+  async releasePermitOf(semaphoreId: string, ownerToken: string) {
+    const rows = await this.send(
+      'releasePermitOf',
+      `DELETE FROM ${this.t} WHERE semaphore_id = :semaphoreId AND owner_token = :ownerToken RETURNING lock_id`,
+      { semaphoreId, ownerToken },
+    );
+    return rows.length > 0;
   }
 
   async release({ lockId, ownerToken }: LeaseKey) {

@@ -19,6 +19,8 @@ import type {
   LockStore,
   ReleaseWhere,
   Rows,
+  SemaphoreAcquireParams,
+  SemaphoreAttempt,
   Statement,
   StatementSender,
   StatementVariant,
@@ -77,6 +79,9 @@ export abstract class SqlLockStore implements LockStore {
   abstract counts(filter: string | null): Promise<{ total: number; stale: number }>;
   abstract events(limit: number, lockId: string | null): Promise<EventRow[]>;
   abstract fencingFloor(floor: number): Promise<void>;
+  abstract acquireSemaphore(p: SemaphoreAcquireParams): Promise<SemaphoreAttempt>;
+  abstract listPermits(p: { filter: string | null; limit: number }): Promise<LockRow[]>;
+  abstract releasePermitOf(semaphoreId: string, ownerToken: string): Promise<boolean>;
 
   forceRelease(target: { lockId: string; fencingToken: number | null }, audit: Audit): Promise<EventRow[]> {
     return this.audited({ kind: 'one', ...target }, audit);

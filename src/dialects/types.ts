@@ -41,6 +41,14 @@ export interface LockRow extends AcquisitionFields {
   dbNow: Date;
   /** Expired, or its heartbeat is overdue (no renewal for more than two renewal periods). */
   stale: boolean;
+  /** What the row is: `lock`, `semaphore` (one permit of a counting semaphore) or `election` (a leader election's lock). */
+  kind: string;
+  /** A permit's semaphore id; null for other kinds. */
+  semaphoreId: string | null;
+  /** A permit's number (0-based); null for other kinds. */
+  permit: number | null;
+  /** The limit a permit was acquired with; null for other kinds. */
+  limit: number | null;
 }
 
 /** An audit entry: an acquisition ended by an operator action. */
@@ -61,6 +69,11 @@ export interface AcquireParams {
   pid: number;
   ttlSeconds: number | null;
   leaseSeconds: number | null;
+  /**
+   * What the row is: a plain lock, or a leader election's lock. Written on insert and on takeover,
+   * which also clears the semaphore columns of a permit row taken over under its key. Default `lock`.
+   */
+  kind?: 'lock' | 'election';
 }
 
 export interface AcquiredRow {
@@ -68,6 +81,35 @@ export interface AcquiredRow {
   acquiredAt: Date;
   expiresAt: Date | null;
 }
+
+/** One attempt at a permit of a counting semaphore. */
+export interface SemaphoreAcquireParams {
+  semaphoreId: string;
+  limit: number;
+  ownerToken: string;
+  holder: string;
+  hostname: string;
+  pid: number;
+  ttlSeconds: number | null;
+  leaseSeconds: number | null;
+}
+
+/**
+ * What a semaphore acquisition statement decided: `won` a permit; refused because every permit is
+ * held (`full`) or because the current holders use another limit (`mismatch`); or `raced`: the free
+ * permit it chose was taken by a lock of that very id in the meantime (try again at once).
+ */
+export type SemaphoreAttempt =
+  | { outcome: 'won'; permit: number; lockId: string; fencingToken: number; acquiredAt: Date; expiresAt: Date | null }
+  | {
+      outcome: 'full' | 'mismatch' | 'raced';
+      /** Live permits of the semaphore. */
+      used: number;
+      /** The limit of the current holders (the caller's own when nobody holds a permit). */
+      currentLimit: number;
+      /** The holder whose permit runs out first, and when (null: never); null when nobody holds one. */
+      holder: CurrentHolder | null;
+    };
 
 /** Who holds a lock, as a refused acquisition learned it. */
 export interface CurrentHolder {
@@ -146,6 +188,10 @@ export interface Dialect {
   prepareSchema?(sequelize: Sequelize): Promise<void>;
   schemaExtrasSql(names: SchemaNames): string[];
   dropExtrasSql(names: SchemaNames): string[];
+  /** Extras that use the kind columns (second migration), run after them; idempotent. */
+  kindExtrasSql?(names: SchemaNames): string[];
+  /** Drops what `kindExtrasSql` created. */
+  dropKindExtrasSql?(names: SchemaNames): string[];
   /** The lock store of one table pair, sending through `sender`. */
   store(names: SchemaNames, sender: StatementSender, variant?: StatementVariant): LockStore;
   /** Channel to LISTEN on, when `notifies`. */
@@ -214,6 +260,21 @@ export interface LockStore {
    * `floor`; never lowers it. One transaction (several statements where the database needs a lock first).
    */
   fencingFloor(floor: number): Promise<void>;
+  /**
+   * Takes the lowest free permit of a counting semaphore (no row, or an expired one) unless the live
+   * permits carry another limit; or says why not, with the semaphore's numbers.
+   */
+  acquireSemaphore(p: SemaphoreAcquireParams): Promise<SemaphoreAttempt>;
+  /**
+   * Permit rows (held, or expired and not yet taken over) of the semaphores whose id contains
+   * `filter`, by semaphore id and permit number, at most `limit` rows.
+   */
+  listPermits(p: { filter: string | null; limit: number }): Promise<LockRow[]>;
+  /**
+   * Releases the permit of `semaphoreId` that carries `ownerToken`, whichever permit it is: the clean-up
+   * of a semaphore acquisition whose answer never arrived. True when it removed one.
+   */
+  releasePermitOf(semaphoreId: string, ownerToken: string): Promise<boolean>;
 }
 
 export type StoreOperation = keyof LockStore;

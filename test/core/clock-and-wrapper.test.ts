@@ -2,6 +2,7 @@ import type { DbMutex } from '../../src';
 import { dbMutex, DbMutexError, initDbMutex } from '../../src';
 import { ttlFromEnv } from '../../src/options';
 import { TestContext } from '../helpers/db';
+import { sleep } from '../helpers/wait';
 
 let ctx: TestContext;
 let mutex: DbMutex;
@@ -18,7 +19,6 @@ afterEach(() => {
   jest.restoreAllMocks();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** This machine's real time: performance.* is never faked below, Date is. */
 const realNowMs = () => performance.timeOrigin + performance.now();

@@ -15,6 +15,8 @@ const SAMPLES: Record<string, () => Error & { code: string }> = {
   DbMutexNotHeldError: () => new errors.DbMutexNotHeldError('id', 1),
   DbMutexUnsupportedDialectError: () => new errors.DbMutexUnsupportedDialectError('oracle', ['postgres']),
   DbMutexUnsupportedServerError: () => new errors.DbMutexUnsupportedServerError('8.0.36'),
+  DbMutexDemotedError: () => new errors.DbMutexDemotedError('id', 1, 'stopped'),
+  DbMutexMissingPeerError: () => new errors.DbMutexMissingPeerError('prom-client', 'createDbMutexMetrics'),
 };
 
 const errorClasses = (module: Record<string, unknown>) =>

@@ -3,6 +3,7 @@ import type { DbMutex, DbMutexHeldLock } from '../../src';
 import { DbMutexError, DbMutexLostError, DbMutexTimeoutError, withDbMutex } from '../../src';
 import { dialect, itIf, notifies, TestContext } from '../helpers/db';
 import { connectionTag, serverConnections } from '../helpers/server-connections';
+import { sleep } from '../helpers/wait';
 
 let ctx: TestContext;
 let mutex: DbMutex;
@@ -15,7 +16,6 @@ beforeAll(async () => {
 });
 afterAll(() => ctx.cleanup());
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Polls `probe` until it returns something other than null/false; fails after `withinMs`, which is a

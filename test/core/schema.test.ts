@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { QueryTypes } from 'sequelize';
 import { initDbMutex } from '../../src';
+import { downgradeSchema } from '../../src/schema';
 import { ensureBuilt } from '../helpers/built';
 import { createTestDatabase, describeSchema, isMariaDb, itIf, makeSequelize, type TestDatabase } from '../helpers/db';
 
@@ -67,15 +69,60 @@ describe('schema', () => {
     expect(await describeSchema(db.url)).toEqual(before);
   });
 
+  it('lets several instances starting together run sync() on the same database at once', async () => {
+    // Instances of an app usually start together; each one's sync() must succeed, whatever the
+    // others' DDL is doing at that moment (PostgreSQL refuses concurrent CREATE OR REPLACE FUNCTION).
+    const db = await fresh();
+    const s = makeSequelize(db.url);
+    await initDbMutex(s, { setDefault: false }).sync();
+    const instances = Array.from({ length: 6 }, () => makeSequelize(db.url));
+    try {
+      for (let round = 0; round < 5; round++) {
+        await Promise.all(instances.map((i) => initDbMutex(i, { setDefault: false }).sync()));
+      }
+    } finally {
+      await Promise.all([s, ...instances].map((i) => i.close()));
+    }
+  });
+
   it('round-trips migrate, undo and migrate again with sequelize-cli', async () => {
     const db = await fresh();
     await sequelizeCli(db, 'db:migrate');
-    await sequelizeCli(db, 'db:migrate:undo');
+    await sequelizeCli(db, 'db:migrate:undo:all');
     const empty = await describeSchema(db.url);
     expect(empty.columns).toEqual([]);
     expect(empty.fencing).toEqual([]);
     await sequelizeCli(db, 'db:migrate');
     expect((await describeSchema(db.url)).columns.length).toBeGreaterThanOrEqual(20);
+  });
+
+  it('upgrades a lock table of the first migration\'s earlier shape with the second migration, to what a fresh install has', async () => {
+    const reference = await fresh();
+    await sequelizeCli(reference, 'db:migrate');
+    const expected = await describeSchema(reference.url);
+
+    const db = await fresh();
+    await sequelizeCli(db, 'db:migrate', '--to', '20261126000000-create-db-mutex.js');
+    const s = makeSequelize(db.url);
+    try {
+      // Back to the lock table an earlier version created (no kind columns), with a lock in it.
+      await downgradeSchema(s.getQueryInterface());
+      const columns = (await describeSchema(db.url)).columns.map((c) => JSON.stringify(c));
+      expect(columns.some((c) => c.includes('permit_limit'))).toBe(false);
+      await s.query(`INSERT INTO db_mutex_locks (lock_id, owner_token, fencing_token, holder, hostname, pid, acquired_at, heartbeat_at)
+        VALUES ('old', '11111111-1111-1111-1111-111111111111', 1, 'h', 'host', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')`);
+    } finally {
+      await s.close();
+    }
+    await sequelizeCli(db, 'db:migrate');
+    expect(await describeSchema(db.url)).toEqual(expected);
+    const s2 = makeSequelize(db.url);
+    try {
+      const rows = await s2.query(`SELECT lock_id, kind FROM db_mutex_locks`, { type: QueryTypes.SELECT });
+      expect(rows).toEqual([{ lock_id: 'old', kind: 'lock' }]);
+    } finally {
+      await s2.close();
+    }
   });
 
   it('refuses an unsupported dialect at initDbMutex with an error naming the supported ones', () => {

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt } from '../helpers/built';
 import { dialect, poolerMutexOptions, TestContext } from '../helpers/db';
-import { ChildGroup, FIXTURES_DIR, type Child } from '../safety/helpers/children';
+import { ChildGroup, FIXTURES_ROOT, type Child } from '../helpers/children';
 
-const CONTENDER = path.relative(FIXTURES_DIR, path.join(__dirname, 'fixtures', 'contender.js'));
+const CONTENDER = path.join(FIXTURES_ROOT, 'dialects', 'contender.js');
 
 let ctx: TestContext;
 let scratch: string;

@@ -7,6 +7,8 @@
  * does the waiter's mark arrive. That release sent no notice, so the waiter must try again at once
  * after marking instead of sleeping until its next poll. The test forces exactly that order by
  * holding the waiter's LISTEN connection traffic in a proxy until the release has committed.
+ * A semaphore's waiters wait for any of its permits, so they mark the semaphore id, and the release
+ * of a permit's row (keyed `<id>/permit/<n>`) checks that id too.
  * (MariaDB and SQLite have no notices: their waiters poll, and nothing here applies.)
  */
 import { once } from 'node:events';
@@ -35,6 +37,19 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves to 'not woken' after `ms`, unless `promise` settles first (then to its value). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'not woken'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'not woken'>((resolve) => {
+    timer = setTimeout(() => resolve('not woken'), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** Notices of `lockId` seen by the raw listener once the server had time to deliver them. */
 async function noticesOf(lockId: string): Promise<number> {
@@ -160,6 +175,51 @@ describe('release notices only when someone waits (PostgreSQL)', () => {
     expect(await noticesOf('sticky')).toBe(3);
     expect(keepsListening.isHeld()).toBe(true);
     await keepsListening.release();
+  }, 30_000);
+
+  itIf(isPostgres)('sends no notice for the release of a permit nobody waits for', async () => {
+    const m = await ctx!.mutex({ holder: 'alone' });
+    for (let i = 0; i < 3; i++) await (await m.acquireSemaphore('quiet-sem', { limit: 2 })).release();
+    expect(await noticesOf('quiet-sem/permit/0')).toBe(0);
+  });
+
+  itIf(isPostgres)('wakes a process waiting on a full semaphore by the notice of a permit released in another process', async () => {
+    const holder = await ctx!.mutex({ holder: 'permit-holder' });
+    const waiter = await ctx!.mutex({ holder: 'permit-waiter', pollIntervalMs: NEVER_POLL_MS });
+    const first = await holder.acquireSemaphore('full-sem', { limit: 2 });
+    const second = await holder.acquireSemaphore('full-sem', { limit: 2 });
+    const refused = onFirstRefusal(waiter, 'full-sem');
+    const waiting = waiter.acquireSemaphore('full-sem', { limit: 2, waitMs: 60_000 });
+    // Closed by the cleanup if the test fails while it still waits.
+    waiting.catch(() => undefined);
+    await refused;
+    // The waiter marks the semaphore id right after its refusal; give the mark time to land.
+    await sleep(300);
+    await second.release();
+    // Only a notice can wake it this soon: its next poll is NEVER_POLL_MS away.
+    const permit = await within(waiting, 10_000);
+    expect(permit).not.toBe('not woken');
+    expect(await noticesOf('full-sem/permit/1')).toBe(1);
+    if (permit !== 'not woken') {
+      expect(permit.lockId).toBe('full-sem/permit/1');
+      await permit.release();
+    }
+    await first.release();
+  }, 30_000);
+
+  itIf(isPostgres)("wakes a lock waiting for a held permit's own row key by a notice when that permit is released", async () => {
+    const holder = await ctx!.mutex({ holder: 'permit-holder' });
+    const waiter = await ctx!.mutex({ holder: 'key-waiter', pollIntervalMs: NEVER_POLL_MS });
+    const permit = await holder.acquireSemaphore('keyed-sem', { limit: 1 });
+    const refused = onFirstRefusal(waiter, 'keyed-sem/permit/0');
+    const waiting = waiter.acquire('keyed-sem/permit/0', { waitMs: 60_000 });
+    waiting.catch(() => undefined);
+    await refused;
+    await sleep(300);
+    await permit.release();
+    const lock = await within(waiting, 10_000);
+    expect(lock).not.toBe('not woken');
+    if (lock !== 'not woken') await lock.release();
   }, 30_000);
 
   itIf(isPostgres)('always notifies a force-release, so its holder learns of it at once', async () => {

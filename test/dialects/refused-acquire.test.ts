@@ -9,6 +9,7 @@
 import type { Client } from 'pg';
 import { DbMutexError, type DbMutex } from '../../src';
 import { dialect, itIf, TestContext } from '../helpers/db';
+import { waitUntil } from '../helpers/wait';
 
 const isPostgres = dialect === 'postgres';
 
@@ -42,14 +43,6 @@ async function backendsWaitingOnALock(): Promise<number> {
       WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
   );
   return r.rows[0].n as number;
-}
-
-async function waitFor(predicate: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await predicate()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error('condition never held');
 }
 
 describe('a refused acquire on PostgreSQL', () => {
@@ -87,7 +80,7 @@ describe('a refused acquire on PostgreSQL', () => {
     );
     try {
       // The takeover waits on the row lock (it must not read the expired row and write past it).
-      await waitFor(async () => (await backendsWaitingOnALock()) === 1);
+      await waitUntil(async () => (await backendsWaitingOnALock()) === 1, 5000, 'the takeover to wait on the row lock', 10);
       expect(settled).toBe(false);
       // Meanwhile the row becomes live again (as if another taker renewed it) and that commits.
       await rowLocker.query(

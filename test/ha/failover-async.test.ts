@@ -17,9 +17,9 @@
  * - `advanceFencingTokens(old maximum)` on the new primary puts the order back: later tokens exceed
  *   every token of the lost primary.
  */
-import type { Child, ChildMessage } from '../safety/helpers/children';
-import { note } from '../safety/helpers/report';
-import { describeFailover, useFailoverPair, type FailoverPair } from './helpers';
+import type { Child, ChildMessage } from '../helpers/children';
+import { note } from '../helpers/report';
+import { describeFailover, useFailoverPair, type FailoverPair } from '../helpers/failover';
 
 const LEASE_SECONDS = 15;
 /**

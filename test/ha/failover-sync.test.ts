@@ -15,11 +15,12 @@
  * - fencing tokens never go backwards: every token drawn after the failover is greater than every
  *   token drawn before it.
  */
-import type { Child } from '../safety/helpers/children';
-import { analyse, checkTokenOrder } from '../safety/helpers/contention';
-import { safetyDialect } from '../safety/helpers/dialect';
-import { note } from '../safety/helpers/report';
-import { describeFailover, messagesOf, useFailoverPair, waitUntil } from './helpers';
+import type { Child } from '../helpers/children';
+import { analyse, checkTokenOrder } from '../helpers/contention';
+import { safetyDialect } from '../helpers/safety-dialect';
+import { note } from '../helpers/report';
+import { describeFailover, messagesOf, useFailoverPair } from '../helpers/failover';
+import { waitUntil } from '../helpers/wait';
 
 /**
  * The primary stays down until every holder has seen a renewal fail (up to one renewal period, a

@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { sleep } from './wait';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -49,7 +50,7 @@ async function takeLock(): Promise<void> {
       } catch {
         // Another process removed or took it meanwhile: just try again.
       }
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sleep(200);
     }
   }
 }

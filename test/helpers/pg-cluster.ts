@@ -20,7 +20,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'pg';
 import { withDatabase } from './db';
+import { freePort } from './free-port';
 import { startPgBouncer, type PgBouncer, type PgBouncerPoolMode } from './pgbouncer';
+import { waitUntil } from './wait';
 
 const run = promisify(execFile);
 
@@ -66,32 +68,6 @@ async function pg(binary: string, args: string[], timeoutMs = 120_000): Promise<
   } catch (error) {
     const e = error as { stdout?: string; stderr?: string; message: string };
     throw new Error(`${binary} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
-}
-
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('../../scripts/embedded-pg') as { freePort: () => Promise<number> }).freePort();
-}
-
-/** Polls `check` until it returns true; a check that throws counts as not yet (its error is reported on timeout). */
-export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown = null;
-  for (;;) {
-    try {
-      if (await check()) return;
-      lastError = null;
-    } catch (error) {
-      lastError = error;
-    }
-    if (performance.now() > deadline) {
-      const detail = lastError === null ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)})`;
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-    }
-    await pause(100);
   }
 }
 

@@ -14,13 +14,13 @@ import { ensureBuilt } from '../helpers/built';
 import { dialect, directServerUrl, makeSequelize, TestContext } from '../helpers/db';
 import { findPgBouncer, startPgBouncerFor, type PgBouncer } from '../helpers/pgbouncer';
 import { LISTENER_BACKEND_SQL } from '../helpers/server-connections';
-import { ChildGroup, FIXTURES_DIR, type Child } from '../safety/helpers/children';
+import { ChildGroup, FIXTURES_ROOT, type Child } from '../helpers/children';
 
 // PgBouncer speaks the PostgreSQL protocol only; without the binary there is nothing to test against.
 const canRun = dialect === 'postgres' && findPgBouncer() !== null;
 const describeIf = canRun ? describe : describe.skip;
 
-const CONTENDER = path.relative(FIXTURES_DIR, path.join(__dirname, '..', 'dialects', 'fixtures', 'contender.js'));
+const CONTENDER = path.join(FIXTURES_ROOT, 'dialects', 'contender.js');
 /** Polling so slow that only a release notice can wake a waiter within its waitMs. */
 const NO_POLLING = { pollIntervalMs: 600_000, waitMs: 60_000 };
 

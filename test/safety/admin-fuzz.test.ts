@@ -10,8 +10,8 @@ import fc from 'fast-check';
 import request from 'supertest';
 import { createDbMutexAdminRouter, type DbMutex } from '../../src';
 import { TestContext } from '../helpers/db';
-import { note } from './helpers/report';
-import { scaled, timeoutMs } from './helpers/soak';
+import { note } from '../helpers/report';
+import { scaled, timeoutMs } from '../helpers/soak';
 
 let ctx: TestContext;
 let mutex: DbMutex;

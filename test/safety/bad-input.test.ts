@@ -17,9 +17,9 @@ import {
 import { MAX_SECONDS, MAX_WAIT_MS } from '../../src/options';
 import { ensureBuilt } from '../helpers/built';
 import { TestContext } from '../helpers/db';
-import { ChildGroup } from './helpers/children';
-import { note } from './helpers/report';
-import { scaled, timeoutMs } from './helpers/soak';
+import { ChildGroup } from '../helpers/children';
+import { note } from '../helpers/report';
+import { scaled, timeoutMs } from '../helpers/soak';
 
 type ErrorClass = typeof TypeError | typeof RangeError;
 

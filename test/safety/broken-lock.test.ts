@@ -12,7 +12,7 @@
  */
 import { ensureBuilt } from '../helpers/built';
 import { dialect, TestContext } from '../helpers/db';
-import { ChildGroup } from './helpers/children';
+import { ChildGroup } from '../helpers/children';
 import {
   analyse,
   contentionViolations,
@@ -22,10 +22,10 @@ import {
   runLine,
   type ContentionImpl,
   type Section,
-} from './helpers/contention';
-import { safetyDialect } from './helpers/dialect';
-import { note } from './helpers/report';
-import { CONTENTION_WORKERS, scaled, timeoutMs } from './helpers/soak';
+} from '../helpers/contention';
+import { safetyDialect } from '../helpers/safety-dialect';
+import { note } from '../helpers/report';
+import { CONTENTION_WORKERS, scaled, timeoutMs } from '../helpers/soak';
 
 let ctx: TestContext;
 const children = new ChildGroup();

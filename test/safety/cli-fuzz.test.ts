@@ -10,8 +10,8 @@ import type { DbMutex } from '../../src';
 import { runCli } from '../../src/cli/run';
 import { CLI, ensureBuilt, ROOT } from '../helpers/built';
 import { TestContext } from '../helpers/db';
-import { note } from './helpers/report';
-import { scaled, timeoutMs } from './helpers/soak';
+import { note } from '../helpers/report';
+import { scaled, timeoutMs } from '../helpers/soak';
 
 const FIXTURE_IDS = ['keep/a', 'keep b', "o'brien; --", '-dash'];
 const STACK = /^\s+at .+:\d+:\d+\)?$/m;

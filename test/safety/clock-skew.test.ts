@@ -7,11 +7,11 @@ import path from 'node:path';
 import type { DbMutex } from '../../src';
 import { ensureBuilt } from '../helpers/built';
 import { dialect, TestContext } from '../helpers/db';
-import { ChildGroup, FIXTURES_DIR } from './helpers/children';
-import { contentionViolations, runContention, runLine } from './helpers/contention';
-import { safetyDialect } from './helpers/dialect';
-import { note } from './helpers/report';
-import { scaled, timeoutMs } from './helpers/soak';
+import { ChildGroup, FIXTURES_DIR } from '../helpers/children';
+import { contentionViolations, runContention, runLine } from '../helpers/contention';
+import { safetyDialect } from '../helpers/safety-dialect';
+import { note } from '../helpers/report';
+import { scaled, timeoutMs } from '../helpers/soak';
 
 const HOUR_MS = 3_600_000;
 const PRELOAD = ['--require', path.join(FIXTURES_DIR, 'clock-offset.js')];

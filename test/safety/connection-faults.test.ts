@@ -15,12 +15,13 @@ import { join } from 'node:path';
 import { initDbMutex, type DbMutex, type DbMutexLostReason } from '../../src';
 import { ensureBuilt } from '../helpers/built';
 import { dialect, itIf, makeSequelize, notifies, TestContext } from '../helpers/db';
-import { ChildGroup, type Child } from './helpers/children';
-import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from './helpers/contention';
-import { connectionKiller, slowdown, SLOW_STATEMENT_MS, type ConnectionKiller, type Slowdown } from './helpers/faults';
-import { note } from './helpers/report';
-import { fillUp, mountTinyFilesystem, rootFaultsUnavailable, setImmutable, sqliteFiles, SqliteWriter } from './helpers/sqlite-faults';
-import { pause, watchHeld, type HeldWatch } from './helpers/watch';
+import { ChildGroup, type Child } from '../helpers/children';
+import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from '../helpers/contention';
+import { connectionKiller, slowdown, SLOW_STATEMENT_MS, type ConnectionKiller, type Slowdown } from '../helpers/connection-faults';
+import { note } from '../helpers/report';
+import { fillUp, mountTinyFilesystem, rootFaultsUnavailable, setImmutable, sqliteFiles, SqliteWriter } from '../helpers/sqlite-faults';
+import { watchHeld, type HeldWatch } from '../helpers/held-watch';
+import { sleep, waitUntil } from '../helpers/wait';
 
 let ctx: TestContext;
 let observer: DbMutex;
@@ -71,12 +72,12 @@ describe(`connection faults on ${dialect}`, () => {
       const events = recordEvents(victim);
       const lock = await victim.acquire('terminated-once');
       const watch = watchHeld(lock, observer);
-      await pause(300);
+      await sleep(300);
       expect(await killer().count(label)).toBeGreaterThan(0);
       const killed = await killer().terminate(label);
       const killedAtMs = await ctx.sql.dbNowMs();
       // Two renewal periods (lease / 3 each): the first may fail on a dead connection, the next must not.
-      await pause(1500);
+      await sleep(1500);
       await watch.stop();
       note(`${killer().how} on ${killed} connections of a holder once: held afterwards ${String(lock.isHeld())}, renewal failures ${events.renewalFailed.length}, ${watch.samples} samples`);
       expect(killed).toBeGreaterThan(0);
@@ -89,9 +90,9 @@ describe(`connection faults on ${dialect}`, () => {
       // An operator's force-release still reaches the holder: at once through the release notice
       // (PostgreSQL: the LISTEN connection came back too), elsewhere at the next renewal.
       const listeners = killer().countListeners(label);
-      if (listeners) await waitUntil(async () => (await killer().countListeners(label)) === 1, 8000);
+      if (listeners) await waitUntil(async () => (await killer().countListeners(label)) === 1, 8000, 'the LISTEN connection to come back', 25);
       await observer.forceRelease({ lockId: 'terminated-once', operator: 'safety test' });
-      await waitUntil(async () => lock.signal.aborted, notifies ? 3000 : 2000 + 3000);
+      await waitUntil(async () => lock.signal.aborted, notifies ? 3000 : 2000 + 3000, 'the holder to be told', 25);
       expect(lock.signal.reason).toMatchObject({ name: 'DbMutexLostError', reason: 'released-by-other' });
       await expect(lock.release()).rejects.toMatchObject({ name: 'DbMutexTimeoutError', reason: 'released-by-other' });
     });
@@ -106,10 +107,10 @@ describe(`connection faults on ${dialect}`, () => {
       // For longer than the lease, every connection the holder has is killed every 250 ms.
       for (let i = 0; i < 12; i++) {
         killed += await killer().terminate(label);
-        await pause(250);
+        await sleep(250);
       }
       const stoppedAtMs = await ctx.sql.dbNowMs();
-      await pause(1500);
+      await sleep(1500);
       await watch.stop();
       note(
         `${killer().how} on ${killed} connections over 3 s (lease 2 s): held afterwards ${String(lock.isHeld())}, ` +
@@ -167,11 +168,23 @@ describe(`connection faults on ${dialect}`, () => {
       // Where the server finishes the statement the client gave up on (PostgreSQL), it does so
       // SLOW_STATEMENT_MS after it began and commits a row nobody holds; the library keeps trying to
       // remove it until it is gone.
-      await pause(SLOW_STATEMENT_MS);
+      await sleep(SLOW_STATEMENT_MS);
       const committedAt = performance.now();
-      await waitUntil(async () => (await observer.inspect('slow-ghost')) === null, 5000);
+      await waitUntil(async () => (await observer.inspect('slow-ghost')) === null, 5000, 'the ghost row to be removed', 25);
       note(`timed-out acquire (heartbeat off, ttl 600 s): no row left ${Math.round(performance.now() - committedAt)} ms after the slowed statement would have finished`);
       await (await observer.acquire('slow-ghost')).release();
+    });
+
+    it('leaves no semaphore permit behind from a timed-out acquisition, whichever permit the server took after the client gave up', async () => {
+      const ghostly = await ctx.mutex({ statementTimeoutMs: STATEMENT_TIMEOUT_MS, heartbeat: false, ttlSeconds: 600, holder: 'ghost-permit' });
+      await slowness.begin();
+      await expect(ghostly.acquireSemaphore('slow-sem', { limit: 2 })).rejects.toThrow(slowness.timeoutMessage);
+      await slowness.end();
+      await sleep(SLOW_STATEMENT_MS);
+      const committedAt = performance.now();
+      await waitUntil(async () => (await observer.semaphores({ filter: 'slow-sem' })).length === 0, 5000, 'the ghost permit to be removed', 25);
+      note(`timed-out semaphore acquire (heartbeat off, ttl 600 s): no permit left ${Math.round(performance.now() - committedAt)} ms after the slowed statement would have finished`);
+      await (await observer.acquireSemaphore('slow-sem', { limit: 2 })).release();
     });
 
     it('fails a waiting acquisition after statementTimeoutMs too, not after waitMs', async () => {
@@ -188,7 +201,7 @@ describe(`connection faults on ${dialect}`, () => {
       await expect(lock.extend(60)).rejects.toThrow(slowness.timeoutMessage);
       expect(performance.now() - started).toBeLessThan(SLOW_STATEMENT_MS);
       await slowness.end();
-      await pause(SLOW_STATEMENT_MS);
+      await sleep(SLOW_STATEMENT_MS);
       await lock.release();
     });
 
@@ -208,7 +221,7 @@ describe(`connection faults on ${dialect}`, () => {
       // lock stops the rival too, until the slowdown ends.
       await slowness.begin('slowed');
       const slowSinceMs = performance.now();
-      await waitUntil(async () => lock.signal.aborted, 10_000);
+      await waitUntil(async () => lock.signal.aborted, 10_000, 'the holder to be told', 25);
       if (!slowness.perHolder) await slowness.end();
       const rivalLock = await rivalGot;
       await watch.stop();
@@ -250,7 +263,7 @@ describe(`connection faults on ${dialect}`, () => {
       await writer.kill();
       const killedAtMs = await ctx.sql.dbNowMs();
       // A renewal or two after the kill.
-      await pause(1500);
+      await sleep(1500);
       await watch.stop();
       const row = await observer.inspect('killed-writer');
       note(`SIGKILL of a process inside a write transaction: lock still held ${String(lock.isHeld())}, renewed after the kill ${String(row!.heartbeatAt.getTime() > killedAtMs)}`);
@@ -272,7 +285,7 @@ describe(`connection faults on ${dialect}`, () => {
       );
       await Promise.all(workers.map((w) => w.waitForType('ready', 30_000)));
       await writer.startCheckpoints(10);
-      await pause(4000);
+      await sleep(4000);
       const checkpoints = await writer.stopCheckpoints();
       for (const w of workers) w.tell('stop');
       await Promise.all(workers.map((w) => w.waitForExit(20_000)));
@@ -339,7 +352,7 @@ async function unwritableFileProbe(
     const faultAtMs = performance.now();
     const refused = await holderMutex.acquire(`${what}-new`).catch((e: unknown) => e);
     const releaseRefused = await other.release().catch((e: unknown) => e);
-    await waitUntil(() => lock.signal.aborted, 10_000);
+    await waitUntil(() => lock.signal.aborted, 10_000, 'the holder to be told', 25);
     const toldAfterMs = events.lostAtMs[0]! - faultAtMs;
     await watch.stop();
     undo();
@@ -383,10 +396,3 @@ function countBy<T>(items: readonly T[], key: (item: T) => string): Record<strin
   return out;
 }
 
-async function waitUntil(condition: () => Promise<boolean> | boolean, timeout: number): Promise<void> {
-  const deadline = performance.now() + timeout;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${timeout} ms`);
-    await pause(25);
-  }
-}

@@ -6,8 +6,8 @@
 import { DbMutexError, type DbMutex } from '../../src';
 import { ensureBuilt } from '../helpers/built';
 import { TestContext } from '../helpers/db';
-import { ChildGroup } from './helpers/children';
-import { note } from './helpers/report';
+import { ChildGroup } from '../helpers/children';
+import { note } from '../helpers/report';
 
 const LEASE_SECONDS = 2;
 

@@ -17,12 +17,12 @@
 import { initDbMutex } from '../../src';
 import { ensureBuilt } from '../helpers/built';
 import { createTestDatabase, dialect, makeSequelize, type TestDatabase } from '../helpers/db';
-import { ChildGroup, type Child, type ChildMessage } from './helpers/children';
-import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from './helpers/contention';
-import { note } from './helpers/report';
-import { SqliteWriter } from './helpers/sqlite-faults';
-import { ThrowawayMariaDb, ThrowawayServer } from './helpers/throwaway-server';
-import { pause } from './helpers/watch';
+import { ChildGroup, type Child, type ChildMessage } from '../helpers/children';
+import { checkTokenOrder, findOverlaps, findTokenOrderViolations, type Section } from '../helpers/contention';
+import { note } from '../helpers/report';
+import { SqliteWriter } from '../helpers/sqlite-faults';
+import { ThrowawayMariaDb, ThrowawayServer } from '../helpers/throwaway-server';
+import { sleep } from '../helpers/wait';
 
 /** Each statement of the workers gives up after this long (on SQLite: how long it waits for the write lock). */
 const STATEMENT_TIMEOUT_MS = 500;
@@ -176,10 +176,10 @@ describe(`the ${dialect} database unavailable while locks are held`, () => {
         const m = w.messages.find((x) => x.type === 'enter');
         if (m && !entered.has(m.lockId as string)) entered.set(m.lockId as string, w);
       }
-      await pause(20);
+      await sleep(20);
     }
     expect([...entered.keys()].sort()).toEqual(['restart/0', 'restart/1']);
-    await pause(1000); // a renewal or two
+    await sleep(1000); // a renewal or two
 
     const stopUs = nowUs();
     await outage.begin('long');
@@ -190,7 +190,7 @@ describe(`the ${dialect} database unavailable while locks are held`, () => {
     );
     for (const w of workers) w.tell('short');
     // Keep the database unavailable well past every lease (and every failed release), then bring it back.
-    await pause(Math.max(0, stopUs / 1000 + (LEASE_SECONDS + 2) * 1000 - nowUs() / 1000));
+    await sleep(Math.max(0, stopUs / 1000 + (LEASE_SECONDS + 2) * 1000 - nowUs() / 1000));
     const restartUs = nowUs();
     await outage.end();
     const upUs = nowUs();
@@ -250,7 +250,7 @@ describe(`the ${dialect} database unavailable while locks are held`, () => {
         const m = w.messages.find((x) => x.type === 'enter' && x.long === true && (x.startUs as number) > longSinceUs);
         if (m && !holders.has(m.lockId as string)) holders.set(m.lockId as string, w);
       }
-      await pause(20);
+      await sleep(20);
     }
     expect([...holders.keys()].sort()).toEqual(['restart/0', 'restart/1']);
     const stopUs = nowUs();

@@ -13,9 +13,9 @@
  */
 import type { DbMutex, DbMutexHeldLock } from '../../src';
 import { dialect, TestContext } from '../helpers/db';
-import { safetyDialect, type SafetyDialect } from './helpers/dialect';
-import { note } from './helpers/report';
-import { pause } from './helpers/watch';
+import { safetyDialect, type SafetyDialect } from '../helpers/safety-dialect';
+import { note } from '../helpers/report';
+import { sleep } from '../helpers/wait';
 
 let ctx: TestContext;
 let db: SafetyDialect;
@@ -49,7 +49,7 @@ describe(`fencing token order on ${dialect}`, () => {
   it('grants tokens in grant order even when an acquire statement stalls inside the database', async () => {
     // PostgreSQL, MariaDB: a trigger holds the delayed holder's statement after it drew its token and
     // before it claims the row, until the test opens the gate. SQLite draws the token under the
-    // file's write lock, so the stall there is that lock, held by the test (see helpers/dialect.ts).
+    // file's write lock, so the stall there is that lock, held by the test (see test/helpers/safety-dialect.ts).
     const gate = await db.gateAcquisitions(delayed.options.tableName, 'delayed');
     let gateOpen = false;
     // A failed check must not leave the gate shut: its open transaction would hold up the cleanup.
@@ -67,14 +67,14 @@ describe(`fencing token order on ${dialect}`, () => {
     const first = grantAndRelease(delayed.acquire('fenced', { heartbeat: false }));
     // The delayed statement is seen waiting inside the database (where the database can show it).
     const seenStalled = await gate.waitForWaiting(1, AbortSignal.timeout(20_000));
-    if (!seenStalled) await pause(300); // SQLite: let the statement reach the write lock
+    if (!seenStalled) await sleep(300); // SQLite: let the statement reach the write lock
     // Starts while the first one stalls, and waits for the lock if it has to.
     const second = grantAndRelease(prompt.acquire('fenced', { heartbeat: false, waitMs: 10_000 }));
     // The rival either gets the lock past the stalled statement (MariaDB), or is itself seen waiting
     // behind it (PostgreSQL: acquisitions of one id are serialized), or, where waiting statements
     // cannot be seen (SQLite), has had time to reach the write lock.
     const stop = new AbortController();
-    await Promise.race([second, gate.waitForWaiting(2, stop.signal).then((seen) => (seen ? undefined : pause(300)))]);
+    await Promise.race([second, gate.waitForWaiting(2, stop.signal).then((seen) => (seen ? undefined : sleep(300)))]);
     stop.abort();
     const grantedBeforeOpen = granted.map((g) => g.lock.holder);
     await openGate();

@@ -9,11 +9,11 @@ import path from 'node:path';
 import { DbMutexError, DbMutexTimeoutError, withDbMutex, type DbMutex } from '../../src';
 import { ensureBuilt } from '../helpers/built';
 import { notifies, TestContext } from '../helpers/db';
-import { ChildGroup } from './helpers/children';
-import { connectionKiller, type ConnectionKiller } from './helpers/faults';
-import { note } from './helpers/report';
-import { scaled, timeoutMs } from './helpers/soak';
-import { pause } from './helpers/watch';
+import { ChildGroup } from '../helpers/children';
+import { connectionKiller, type ConnectionKiller } from '../helpers/connection-faults';
+import { note } from '../helpers/report';
+import { scaled, timeoutMs } from '../helpers/soak';
+import { sleep } from '../helpers/wait';
 
 const SRC_DIR = path.resolve(__dirname, '../../src');
 const LABEL = 'safety-leaks';
@@ -70,7 +70,7 @@ async function cycle(i: number, [a, b, c]: DbMutex[]): Promise<void> {
       // The mutexes' leases are 1 s (so the heartbeat runs often); a starved machine can stall even this
       // 1 ms section past one, and then withDbMutex reports it: fine here, as in case 6 (this test is
       // about what is left behind, not about timing).
-      await withDbMutex(id, () => pause(1), { mutex: b! }).catch((e: unknown) => expect(e).toBeInstanceOf(DbMutexTimeoutError));
+      await withDbMutex(id, () => sleep(1), { mutex: b! }).catch((e: unknown) => expect(e).toBeInstanceOf(DbMutexTimeoutError));
       break;
     case 2: {
       const held = await a!.acquire(id);
@@ -81,7 +81,7 @@ async function cycle(i: number, [a, b, c]: DbMutex[]): Promise<void> {
     case 3: {
       const held = await b!.acquire(id);
       const waiting = c!.acquire(id, { waitMs: 5000 });
-      await pause(10);
+      await sleep(10);
       await held.release();
       await (await waiting).release();
       break;
@@ -90,7 +90,7 @@ async function cycle(i: number, [a, b, c]: DbMutex[]): Promise<void> {
       const held = await c!.acquire(id);
       const controller = new AbortController();
       const waiting = a!.acquire(id, { waitMs: 5000, signal: controller.signal });
-      await pause(10);
+      await sleep(10);
       controller.abort(new Error('gave up'));
       await expect(waiting).rejects.toThrow('gave up');
       await held.release();
@@ -104,7 +104,7 @@ async function cycle(i: number, [a, b, c]: DbMutex[]): Promise<void> {
     }
     case 6: {
       const held = await b!.acquire(id, { leaseSeconds: 1 });
-      await pause(400); // across a heartbeat (every 333 ms)
+      await sleep(400); // across a heartbeat (every 333 ms)
       // On a starved machine the lease may run out first: then both report it, which is fine here
       // (this test is about what is left behind, not about timing).
       await held.extend(30).catch((e: unknown) => expect(e).toBeInstanceOf(DbMutexTimeoutError));
@@ -149,11 +149,11 @@ describe('no leaks', () => {
         for (let i = 0; i < cycles; i++) await cycle(i, mutexes);
         // Let a heartbeat that was already scheduled when the last lock was released run out, and the
         // idle LISTEN connections close (listenIdleMs 100).
-        await pause(600);
+        await sleep(600);
 
         const pools = mutexes.map((m) => ({ using: poolOf(m).using, waiting: poolOf(m).waiting, size: poolOf(m).size }));
         // The server notices closed sockets asynchronously: give it a moment.
-        if (notifies && db) for (let t = 0; t < 40 && (await listenerCount()) > 0; t++) await pause(50);
+        if (notifies && db) for (let t = 0; t < 40 && (await listenerCount()) > 0; t++) await sleep(50);
         const listeners = notifies && db ? await listenerCount() : null;
         note(`${cycles} cycles on 3 DbMutex instances: ${timers.seen.count} library timers created, ${timers.live.size} pending, pools ${JSON.stringify(pools)}, LISTEN connections ${listeners}`);
         // The tracker does see the library's timers (leases, heartbeat, waiters), so 0 pending means something.
@@ -169,17 +169,17 @@ describe('no leaks', () => {
           await m.sequelize.close();
         }
         // A timer cleared during close() reports its destruction to async_hooks a moment later.
-        for (let t = 0; t < 20 && timers.live.size > 0; t++) await pause(10);
+        for (let t = 0; t < 20 && timers.live.size > 0; t++) await sleep(10);
         expect([...timers.live.values()]).toEqual([]);
         if (notifies && db) {
           // The server notices closed sockets asynchronously: give it a moment.
-          for (let t = 0; t < 40 && (await listenerCount()) > 0; t++) await pause(50);
+          for (let t = 0; t < 40 && (await listenerCount()) > 0; t++) await sleep(50);
           expect(await listenerCount()).toBe(0);
         }
         // Nothing that keeps the event loop alive is left over (sockets, ref'd timers). Drivers finish
         // closing their sockets a little after close() resolves: allow them a moment.
         const leftovers = () => Object.entries(countByType(process.getActiveResourcesInfo())).filter(([type, n]) => n > (baseline[type] ?? 0));
-        for (let t = 0; t < 60 && leftovers().length > 0; t++) await pause(50);
+        for (let t = 0; t < 60 && leftovers().length > 0; t++) await sleep(50);
         const after = countByType(process.getActiveResourcesInfo());
         for (const [type, n] of Object.entries(after)) expect({ type, n }).toEqual({ type, n: Math.min(n, baseline[type] ?? 0) });
       } finally {

@@ -9,8 +9,8 @@ import fc from 'fast-check';
 import { DbMutexError, DbMutexTimeoutError, type DbMutex, type DbMutexHeldLock, type DbMutexLostReason } from '../../src';
 import type { Lease } from '../../src/lease';
 import { TestContext } from '../helpers/db';
-import { note } from './helpers/report';
-import { scaled, timeoutMs } from './helpers/soak';
+import { note } from '../helpers/report';
+import { scaled, timeoutMs } from '../helpers/soak';
 
 const HOLDERS = 3;
 const LOCK_IDS = ['model/a', 'model/b'];

@@ -5,11 +5,11 @@
  */
 import { ensureBuilt } from '../helpers/built';
 import { dialect, poolerMutexOptions, TestContext } from '../helpers/db';
-import { ChildGroup } from './helpers/children';
-import { contentionViolations, runContention, runLine } from './helpers/contention';
-import { safetyDialect } from './helpers/dialect';
-import { note } from './helpers/report';
-import { CONTENTION_ITERATIONS, CONTENTION_WORKERS, timeoutMs } from './helpers/soak';
+import { ChildGroup } from '../helpers/children';
+import { contentionViolations, runContention, runLine } from '../helpers/contention';
+import { safetyDialect } from '../helpers/safety-dialect';
+import { note } from '../helpers/report';
+import { CONTENTION_ITERATIONS, CONTENTION_WORKERS, timeoutMs } from '../helpers/soak';
 
 const TWENTY_IDS = Array.from({ length: 20 }, (_, i) => `contended/${i}`);
 

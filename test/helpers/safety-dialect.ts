@@ -6,7 +6,7 @@
  * - the acquisition gate of fencing-order.test.ts (holds one holder's acquire statement inside the
  *   database until the test opens it);
  * - the slow-statement trigger of the connection-faults probe (PostgreSQL, MariaDB; killing and
- *   counting connections is helpers/faults.ts).
+ *   counting connections is connection-faults.ts).
  * Generic helpers (expiring a lock, the database clock in ms) come from TestContext's `ctx.sql`.
  *
  * Section times are the database clock as integer microseconds since the epoch (no driver date
@@ -18,9 +18,9 @@
  * still shows (and always shows as a lost update too).
  */
 import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
-import { dialect, type TestContext, type TestDialect } from '../../helpers/db';
+import { dialect, type TestContext, type TestDialect } from './db';
 import type { Section } from './contention';
-import { pause } from './watch';
+import { sleep } from './wait';
 
 /** The SQL a contention worker runs (Sequelize `:name` replacements). */
 export interface ProbeSql {
@@ -111,7 +111,7 @@ function sectionSql(clockUs: string, asText: (c: string) => string) {
 }
 
 /** Database clock in integer microseconds since the epoch, per dialect (see the file comment). */
-const CLOCK_US = {
+export const CLOCK_US = {
   postgres: '(extract(epoch from clock_timestamp()) * 1000000)::bigint',
   // Sequelize pins the session time zone ('+00:00'), and UNIX_TIMESTAMP reads SYSDATE's value in
   // that same zone, so the result is the true epoch.
@@ -294,7 +294,7 @@ async function shutGate(
 async function pollUntil(count: () => Promise<number>, n: number, signal: AbortSignal): Promise<boolean> {
   while (!signal.aborted) {
     if ((await count()) >= n) return true;
-    await pause(20);
+    await sleep(20);
   }
   return false;
 }

@@ -1,6 +1,6 @@
 /**
  * The fault injectors of the connection-faults probe (and the leak test's connection counts), per
- * database. The slow-statement triggers of PostgreSQL and MariaDB come from helpers/dialect.ts; the rest:
+ * database. The slow-statement triggers of PostgreSQL and MariaDB come from safety-dialect.ts; the rest:
  * - PostgreSQL: connections labelled with `application_name`, terminated with `pg_terminate_backend`.
  * - MariaDB: killing the lock's own connections (`KILL CONNECTION`). MariaDB shows no client-chosen
  *   label in its process list, so the connections are labelled on the client side instead: a
@@ -11,9 +11,9 @@
  *   up to its busy timeout (`statementTimeoutMs`).
  */
 import type { Options } from 'sequelize';
-import type { TestContext } from '../../helpers/db';
+import type { TestContext } from './db';
 import type { ChildGroup } from './children';
-import { safetyDialect } from './dialect';
+import { safetyDialect } from './safety-dialect';
 import { SqliteWriter } from './sqlite-faults';
 
 /** Killing the server side of a DbMutex's connections. */

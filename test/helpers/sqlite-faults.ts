@@ -15,7 +15,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Child, ChildGroup } from './children';
-import { ask } from './commands';
+import { ask } from './child-commands';
 
 export class SqliteWriter {
   private constructor(readonly child: Child) {}

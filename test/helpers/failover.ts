@@ -4,12 +4,10 @@
  * conditions.
  */
 import type { DbMutex } from '../../src';
-import { ensureBuilt } from '../helpers/built';
-import { dialect, TestContext } from '../helpers/db';
-import { PgCluster, pgClusterUnavailable, type PgClusterOptions } from '../helpers/pg-cluster';
-import { ChildGroup, type Child, type ChildMessage } from '../safety/helpers/children';
-
-export { waitUntil } from '../helpers/pg-cluster';
+import { ensureBuilt } from './built';
+import { dialect, TestContext } from './db';
+import { PgCluster, pgClusterUnavailable, type PgClusterOptions } from './pg-cluster';
+import { ChildGroup, type Child, type ChildMessage } from './children';
 
 /**
  * The failover tests run when the suite runs on PostgreSQL (a server named by DATABASE_URL or the

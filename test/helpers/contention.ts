@@ -7,10 +7,10 @@
  * number of sections. The detector is tested against a deliberately broken lock (broken-lock.test.ts),
  * so a green contention test means something.
  */
-import { notifies } from '../../helpers/db';
+import { notifies } from './db';
 import type { ChildGroup } from './children';
-import type { SafetyDialect } from './dialect';
-import type { DbMutexOptions } from '../../../src';
+import type { SafetyDialect } from './safety-dialect';
+import type { DbMutexOptions } from '../../src';
 
 export interface Section {
   lockId: string;
@@ -155,7 +155,7 @@ export async function runContention(db: SafetyDialect, children: ChildGroup, o: 
         leaseSeconds: o.leaseSeconds ?? 10,
         sectionSleepMs: o.sectionSleepMs ?? 2,
         pollIntervalMs: o.pollIntervalMs ?? (notifies ? 500 : 25),
-        // The SQL of this database (see helpers/dialect.ts): the fixture itself is dialect-free.
+        // The SQL of this database (see safety-dialect.ts): the fixture itself is dialect-free.
         sql: db.probeSql,
         mutexOptions: o.mutexOptions ?? {},
       },

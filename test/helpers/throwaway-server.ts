@@ -9,9 +9,9 @@
  */
 import * as mariadb from 'mariadb';
 import { Client } from 'pg';
-import { withDatabase } from '../../helpers/db';
+import { withDatabase } from './db';
 import { ChildGroup } from './children';
-import { ask } from './commands';
+import { ask } from './child-commands';
 
 /** The controller process's side of a throw-away server: commands over stdin, answers on stdout. */
 abstract class ControlledServer {

@@ -1,14 +1,17 @@
 /**
- * Child processes of the safety suite: real Node processes running the fixtures in test/fixtures/safety
- * against the built library. Messages arrive as JSON lines on stdout; every child is killed when its
- * group is disposed, so a failing test leaves no process behind.
+ * Child processes of the multi-process tests (safety, dialects, pooler, ha): real Node processes
+ * running the fixtures in test/fixtures against the built library. Messages arrive as JSON lines on
+ * stdout; every child is killed when its group is disposed, so a failing test leaves no process behind.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import readline from 'node:readline';
 
-export const FIXTURES_DIR = path.resolve(__dirname, '../../fixtures/safety');
+/** The one fixtures tree, test/fixtures: one folder per suite (safety, dialects, demo, embedded-pg). */
+export const FIXTURES_ROOT = path.resolve(__dirname, '../fixtures');
+/** Where `ChildGroup.spawn` looks for a fixture named by a relative path. */
+export const FIXTURES_DIR = path.join(FIXTURES_ROOT, 'safety');
 
 export interface ChildMessage {
   type: string;
@@ -143,8 +146,9 @@ export class Child {
 export class ChildGroup {
   private readonly children: Child[] = [];
 
+  /** `fixture`: a file in FIXTURES_DIR, or an absolute path (a fixture of another suite). */
   spawn(fixture: string, config: unknown, options: SpawnOptions = {}): Child {
-    const script = path.join(FIXTURES_DIR, fixture);
+    const script = path.resolve(FIXTURES_DIR, fixture);
     const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), script, JSON.stringify(config)], {
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -4,7 +4,8 @@
  * when the lock is believed held both before the read and after it (plus a pause that lets any timer
  * already due run), so a loss that is being reported right now is not mistaken for a silent one.
  */
-import type { DbMutex, DbMutexHeldLock } from '../../../src';
+import type { DbMutex, DbMutexHeldLock } from '../../src';
+import { sleep } from './wait';
 
 export interface HeldWatch {
   samples: number;
@@ -24,17 +25,17 @@ export function watchHeld(lock: DbMutexHeldLock, observer: DbMutex, everyMs = 10
         row = await observer.inspect(lock.lockId);
       } catch {
         // The observer's own connection may be the one a fault hit; skip this sample.
-        await pause(everyMs);
+        await sleep(everyMs);
         continue;
       }
-      await pause(5);
+      await sleep(5);
       if (before && lock.isHeld()) {
         watch.samples++;
         const own = row !== null && row.fencingToken === lock.fencingToken;
         const live = row !== null && (row.expiresAt === null || row.expiresAt.getTime() > row.dbNow.getTime());
         if (!own || !live) watch.silentLosses.push({ atMs: performance.now(), row });
       }
-      await pause(everyMs);
+      await sleep(everyMs);
     }
   })();
   watch.stop = async () => {
@@ -42,8 +43,4 @@ export function watchHeld(lock: DbMutexHeldLock, observer: DbMutex, everyMs = 10
     await loop;
   };
   return watch;
-}
-
-export function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
