@@ -8,7 +8,7 @@
 import { DbMutexLostError, DbMutexNotHeldError, DbMutexTimeoutError, type DbMutexLostReason } from './errors';
 import type { LeaseKey, LockStore } from './dialects/types';
 import { validateSeconds } from './options';
-import { traceRelease } from './tracing';
+import { sectionLost, traceRelease } from './tracing';
 
 /** The lock object handed to critical sections and returned by `mutex.acquire()`. */
 export interface DbMutexHeldLock {
@@ -175,6 +175,7 @@ export class Lease implements DbMutexHeldLock, LeaseKey {
     this.clearTimer();
     this.abortReason = new DbMutexLostError(this.lockId, reason);
     this.controller?.abort(this.abortReason);
+    sectionLost(this, reason);
     this.observer.ended(this, reason);
   }
 

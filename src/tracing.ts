@@ -23,7 +23,6 @@ export type AcquireFailureResult = 'held' | 'full' | 'wait_timeout' | 'cancelled
 export interface TracedLock {
   readonly lockId: string;
   readonly fencingToken: number;
-  readonly signal: AbortSignal;
 }
 
 /** Span attribute names (documented in the README's "Metrics and traces"). */
@@ -145,18 +144,19 @@ export async function traceAcquire<L extends TracedLock>(
   );
   const state: SectionState = { prefix, span: section, context: a.trace.setSpan(parent, section), failure: null, lostReason: null, ended: false };
   sections.set(lock, state);
-  // The moment the lock is lost, not only the fact at the end: a span event on the section.
-  lock.signal.addEventListener(
-    'abort',
-    () => {
-      if (state.ended) return;
-      const reason = (lock.signal.reason as { reason?: DbMutexLostReason } | undefined)?.reason ?? null;
-      state.lostReason ??= reason;
-      section.addEvent('lock lost', reason ? { [SPAN_ATTRIBUTES.lostReason]: reason } : {});
-    },
-    { once: true },
-  );
   return lock;
+}
+
+/**
+ * The lock was lost (called by the lease at that moment): a span event on its section, so the trace
+ * shows when, not only that. The lease tells us rather than us listening on `lock.signal`, which is
+ * made on first use: reading it here would make an AbortController for every traced acquisition.
+ */
+export function sectionLost(lock: object, reason: DbMutexLostReason): void {
+  const state = sections.get(lock);
+  if (state === undefined || state.ended) return;
+  state.lostReason ??= reason;
+  state.span.addEvent('lock lost', { [SPAN_ATTRIBUTES.lostReason]: reason });
 }
 
 /** Runs the critical section's `fn` inside the lock's section span, so the app's own spans nest in it. */

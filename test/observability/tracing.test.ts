@@ -212,6 +212,25 @@ describe('spans of dbMutex and a manual acquire', () => {
     expect(named('db-mutex release')).toHaveLength(1);
   });
 
+  it('marks the moment of a loss with a lock lost event on the section span', async () => {
+    const lock = await mutex.acquire('manual-lost');
+    await rival.forceRelease({ lockId: 'manual-lost', operator: 'ops' });
+    // The extend finds the row gone on every database (PostgreSQL's notice may have told it first).
+    await expect(lock.extend()).rejects.toMatchObject({ reason: 'released-by-other' });
+    await expect(lock.release()).rejects.toMatchObject({ reason: 'released-by-other' });
+    const events = one('db-mutex section').events.filter((e) => e.name === 'lock lost');
+    expect(events).toHaveLength(1);
+    expect(events[0]!.attributes?.['db_mutex.lost_reason']).toBe('released-by-other');
+  });
+
+  it('leaves lock.signal unmade by a traced acquisition (it is made on first use)', async () => {
+    const lock = await mutex.acquire('manual-unread-signal');
+    // Private: the AbortController behind lock.signal. Tracing must not make one per acquisition.
+    expect((lock as unknown as { controller: AbortController | null }).controller).toBeNull();
+    await lock.release();
+    expect(one('db-mutex section').attributes['db_mutex.outcome']).toBe('completed');
+  });
+
   it('reports an expired manual lock as lost at release', async () => {
     const lock = await mutex.acquire('manual-expired', { heartbeat: false });
     await ctx.sql.expireLock('manual-expired');
