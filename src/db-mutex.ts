@@ -297,8 +297,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
         await waiter.wait(Math.min(remaining, poll), opts.signal);
       }
     } finally {
-      // The last waiter of this process for the id: releases of it need not notify us any more.
-      if (this.waiters.remove(waiter)) this.listener?.idle(id);
+      // The last waiter of this process for the id: releases of it need not notify us any more. A
+      // lock and a semaphore of the same id share the mark (it is the id the database knows), so it
+      // stays while the other kind still waits here.
+      if (this.waiters.remove(waiter) && !this.waiters.has(id) && !this.waiters.has(semaphoreWaitKey(id))) this.listener?.idle(id);
       this.listenerMaybeIdle();
     }
   }

@@ -99,6 +99,11 @@ export class WaitQueue {
     }
   }
 
+  /** True while some waiter waits under `lockId`. */
+  has(lockId: string): boolean {
+    return this.byLockId.has(lockId);
+  }
+
   get size(): number {
     let n = 0;
     for (const queue of this.byLockId.values()) n += queue.length;

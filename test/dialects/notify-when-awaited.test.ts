@@ -222,6 +222,27 @@ describe('release notices only when someone waits (PostgreSQL)', () => {
     if (lock !== 'not woken') await lock.release();
   }, 30_000);
 
+  itIf(isPostgres)('keeps the mark of an id while a semaphore of that id is still awaited, after the lock of that id was won', async () => {
+    const holder = await ctx!.mutex({ holder: 'both-holder' });
+    const waiter = await ctx!.mutex({ holder: 'both-waiter', pollIntervalMs: NEVER_POLL_MS, listenIdleMs: 300 });
+    const lockHeld = await holder.acquire('both');
+    const permitHeld = await holder.acquireSemaphore('both', { limit: 1 });
+    const lockRefused = onFirstRefusal(waiter, 'both');
+    const lockWaiting = waiter.acquire('both', { waitMs: 60_000 });
+    await lockRefused;
+    const semaphoreWaiting = waiter.acquireSemaphore('both', { limit: 1, waitMs: 60_000 });
+    semaphoreWaiting.catch(() => undefined);
+    await sleep(300);
+    await lockHeld.release();
+    await (await lockWaiting).release();
+    // Longer than listenIdleMs: a mark given back with the lock's last waiter would be gone by now.
+    await sleep(1000);
+    await permitHeld.release();
+    const permit = await within(semaphoreWaiting, 10_000);
+    expect(permit).not.toBe('not woken');
+    if (permit !== 'not woken') await permit.release();
+  }, 30_000);
+
   itIf(isPostgres)('always notifies a force-release, so its holder learns of it at once', async () => {
     const holder = await ctx!.mutex({ holder: 'forced' });
     const operator = await ctx!.mutex({ holder: 'operator' });
