@@ -76,5 +76,7 @@ describe('the packed package', () => {
   it('ships the migration so an app can re-export it', async () => {
     const { stdout } = await run(process.execPath, ['-e', "console.log(typeof require('sequelize-db-mutex/migration').up)"], { cwd: app });
     expect(stdout.trim()).toBe('function');
+    const kinds = await run(process.execPath, ['-e', "console.log(typeof require('sequelize-db-mutex/migration-kinds').down)"], { cwd: app });
+    expect(kinds.stdout.trim()).toBe('function');
   });
 });
