@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { DbMutex, DbMutexHeldLock } from '../../src';
 import { DbMutexError, DbMutexLostError, DbMutexTimeoutError, withDbMutex } from '../../src';
-import { dialect, itIf, notifies, TestContext } from '../helpers/db';
+import { dialect, itIf, notifies, pooler, TestContext } from '../helpers/db';
 import { connectionTag, serverConnections } from '../helpers/server-connections';
 import { sleep } from '../helpers/wait';
 
@@ -280,10 +280,11 @@ describe('waiting acquire', () => {
       ),
     );
     await allRefused; // all ten are waiting now
-    const samples: { total: number; listening: number }[] = [];
+    const samples: { total: number; listening: number; pool: number }[] = [];
+    const pool = (small.sequelize.connectionManager as unknown as { pool: { size: number } }).pool;
     for (let i = 0; i < 5; i++) {
       const now = await serverConnections(ctx, 'pooled-waiters');
-      samples.push({ total: now.total - before.total, listening: now.listening - before.listening });
+      samples.push({ total: now.total - before.total, listening: now.listening - before.listening, pool: pool.size });
       await sleep(100);
     }
     await held.release();
@@ -293,7 +294,11 @@ describe('waiting acquire', () => {
     // listening connection of this DbMutex while its waiters wait: never one per waiter.
     expect(samples.some((sample) => sample.total >= 1)).toBe(true); // the count does see this DbMutex
     for (const sample of samples) {
-      expect(sample.total).toBeLessThanOrEqual(2 + (notifies ? 1 : 0));
+      expect(sample.pool).toBeLessThanOrEqual(2);
+      // Behind a transaction pooler the server count is the pooler's: it may serve two client
+      // connections from more server connections over time, and an idle one keeps the last client's
+      // application_name. The app's own side is the pool size above; LISTEN goes direct and is exact.
+      if (pooler !== 'transaction') expect(sample.total).toBeLessThanOrEqual(2 + (notifies ? 1 : 0));
       expect(sample.listening).toBe(notifies ? 1 : 0);
     }
   });
