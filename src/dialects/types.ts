@@ -82,16 +82,10 @@ export interface AcquiredRow {
   expiresAt: Date | null;
 }
 
-/** One attempt at a permit of a counting semaphore. */
-export interface SemaphoreAcquireParams {
+/** One attempt at a permit of a counting semaphore: a lock's parameters, for a semaphore id and its limit. */
+export interface SemaphoreAcquireParams extends Omit<AcquireParams, 'lockId' | 'kind'> {
   semaphoreId: string;
   limit: number;
-  ownerToken: string;
-  holder: string;
-  hostname: string;
-  pid: number;
-  ttlSeconds: number | null;
-  leaseSeconds: number | null;
 }
 
 /**
