@@ -152,7 +152,15 @@ describe('release notices only when someone waits (PostgreSQL)', () => {
     const keepsListening = await waiter.acquire('keeps-listening');
     const marks = async () =>
       Number(
-        (await listener.query(`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted`)).rows[0].n,
+        // Only this id's marks in this database: test files running alongside mark their own ids.
+        (
+          await listener.query(
+            `SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND objsubid = 2 AND objid::bigint = (hashtext($1)::bigint & 4294967295)`,
+            ['sticky'],
+          )
+        ).rows[0].n,
       );
     const held = await holder.acquire('sticky');
     const refused = onFirstRefusal(waiter, 'sticky');
