@@ -20,7 +20,9 @@ import {
   type EventsOptions,
   type ForceReleaseOptions,
   type ForceReleaseResult,
+  type HistoryOptions,
   type ListOptions,
+  type PurgeHistoryOptions,
   type SemaphoreEntry,
   type SemaphoresOptions,
 } from './operator';
@@ -38,6 +40,7 @@ import {
   type ResolvedAcquireOptions,
   type ResolvedDbMutexOptions,
 } from './options';
+import type { DbMutexHistoryEntry } from './history';
 import { defineModels, type DefinedModels } from './schema';
 import { acquireFailureResult, traceAcquire, type AcquireFailureResult } from './tracing';
 import {
@@ -64,7 +67,9 @@ export interface DbMutexEvents {
   /**
    * Said once per DbMutex and feature when it works in a reduced way: `preparedStatements` when a
    * prepared-statement mismatch showed a transaction-mode pooler and statements went unnamed;
-   * `listen` when release notices fall back to polling (unnamed statements without `listenUrl`).
+   * `listen` when release notices fall back to polling (unnamed statements without `listenUrl`);
+   * `history` when the history table is missing (not migrated yet, or migrated back): history is off
+   * for this DbMutex until it is created again and the process restarts; every lock works as before.
    * Without a listener for this event, it becomes a process warning (`process.emitWarning`).
    */
   degraded: [DbMutexDegradedEvent];
@@ -82,15 +87,35 @@ export interface DbMutexEvents {
 }
 
 export interface DbMutexDegradedEvent {
-  feature: 'preparedStatements' | 'listen';
+  feature: 'preparedStatements' | 'listen' | 'history';
   /** Stable code, also the process warning's code. */
-  code: 'DB_MUTEX_UNNAMED_STATEMENTS' | 'DB_MUTEX_POLLING';
+  code: 'DB_MUTEX_UNNAMED_STATEMENTS' | 'DB_MUTEX_POLLING' | 'DB_MUTEX_NO_HISTORY';
   message: string;
   /** The error that showed it, when an error did. */
   cause?: unknown;
 }
 
-export type { AuditOptions, EventsOptions, ForceReleaseOptions, ForceReleaseResult, ListOptions, SemaphoreEntry, SemaphoresOptions } from './operator';
+export type {
+  AuditOptions,
+  EventsOptions,
+  ForceReleaseOptions,
+  ForceReleaseResult,
+  HistoryOptions,
+  ListOptions,
+  PurgeHistoryOptions,
+  SemaphoreEntry,
+  SemaphoresOptions,
+} from './operator';
+
+/** How often a DbMutex prunes history older than `historyRetentionDays` (first at its first release). */
+const HISTORY_PRUNE_INTERVAL_MS = 60 * 60 * 1000;
+
+/** A loss as the holder's history row words it. */
+const LOSS_DETAIL: Readonly<Record<Exclude<DbMutexLostReason, 'closed'>, string>> = {
+  expired: 'expired',
+  'released-by-other': 'released by another',
+  unreachable: 'unreachable',
+};
 
 const SEMAPHORE_ACQUIRE_OPTION_KEYS = [...ACQUIRE_OPTION_KEYS, 'limit'];
 
@@ -132,6 +157,10 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
   });
   private closed = false;
   private readonly host = hostname();
+  /** History writes and prunes running in the background; close() waits for them. */
+  private readonly historyWork = new Set<Promise<void>>();
+  /** Monotonic ms of the last history prune (none yet: the first release prunes). */
+  private lastHistoryPrune = -Infinity;
 
   constructor(readonly sequelize: Sequelize, options: DbMutexOptions = {}) {
     super();
@@ -144,7 +173,8 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     });
     // Only the bench sets a seam (src/internal/bench-seam.ts); the library always uses its runner as is.
     const seam = storeSeamOf(options);
-    this.store = this.dialect.store(this.options, seam?.sender ? seam.sender(this.runner) : this.runner, seam?.variant);
+    const storeSettings = { history: this.options.history, onHistoryOff: (error: unknown) => this.onHistoryOff(error) };
+    this.store = this.dialect.store(this.options, seam?.sender ? seam.sender(this.runner) : this.runner, storeSettings, seam?.variant);
     this.operator = new LockOperator(this.store, (events) => this.releasedHere(events));
     this.heartbeat = new Heartbeat(this.store, (error, lockCount) => this.emit('renewalFailed', { error, lockCount }));
     this.listener =
@@ -166,10 +196,11 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     return this.models.Lock;
   }
 
-  /** Creates the tables, indexes and sequence exactly as the migration does. Idempotent. */
+  /** Creates the tables, indexes and sequence exactly as the migrations do. Idempotent. */
   async sync(): Promise<void> {
     await this.models.Lock.sync();
     await this.models.Event.sync();
+    await this.models.History.sync();
   }
 
   /**
@@ -465,10 +496,13 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
       this.heartbeat.remove(lease);
       this.listenerMaybeIdle();
       if (lost) this.emit('lost', { lockId: lease.lockId, fencingToken: lease.fencingToken, reason: lost });
+      // A loss is recorded by the holder that learned it (close() is not a loss: its release records the end).
+      if (lost && lost !== 'closed' && this.options.history) this.inBackground(this.store.recordLoss(lease, LOSS_DETAIL[lost]));
     },
     settled: (lease, outcome) => {
       this.unsettled.delete(lease);
       if (outcome.status === 'failed') return;
+      this.maybePruneHistory();
       // A waiter in this process need not wait for the notice's round trip.
       this.wake(lease.lockId);
       if (outcome.status === 'released') this.emit('released', { lockId: lease.lockId, fencingToken: lease.fencingToken, heldMs: outcome.heldMs });
@@ -641,6 +675,47 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     return this.operator.advanceFencingTokens(floor);
   }
 
+  /**
+   * How the recent acquisitions of `lockId` ended (released, lost, force-released, expired), newest
+   * first, with holder and hold time. See the README's "Lock history".
+   */
+  history(options: HistoryOptions): Promise<DbMutexHistoryEntry[]> {
+    return this.operator.history(options);
+  }
+
+  /** Deletes history entries older than `olderThanDays` (default `historyRetentionDays`); how many. Pruning also runs by itself. */
+  purgeHistory(options: PurgeHistoryOptions = {}): Promise<number> {
+    return this.operator.purgeHistory(options, this.options.historyRetentionDays);
+  }
+
+  /** At most once per HISTORY_PRUNE_INTERVAL_MS, after a release: drop history past its retention. */
+  private maybePruneHistory(): void {
+    if (!this.options.history || this.closed) return;
+    const now = performance.now();
+    if (now - this.lastHistoryPrune < HISTORY_PRUNE_INTERVAL_MS) return;
+    this.lastHistoryPrune = now;
+    // A failed prune (the table missing, say) is tried again at the next interval.
+    this.inBackground(this.store.purgeHistory(this.options.historyRetentionDays).then(() => undefined));
+  }
+
+  /** Background history work: never fails the caller, and close() waits for it. */
+  private inBackground(work: Promise<void>): void {
+    const tracked: Promise<void> = work.catch(() => undefined).finally(() => this.historyWork.delete(tracked));
+    this.historyWork.add(tracked);
+  }
+
+  private onHistoryOff(error: unknown): void {
+    this.say({
+      feature: 'history',
+      code: 'DB_MUTEX_NO_HISTORY',
+      message:
+        `db-mutex: the history table "${this.options.historyTableName}" does not exist, so lock history is off for this ` +
+        'DbMutex (locks work as before). Run the history migration (sequelize-db-mutex/migration-history) or sync(), ' +
+        'then restart; or set history: false to silence this.',
+      cause: error,
+    });
+  }
+
   /** An operator release (here or through the operator module) ended these acquisitions. */
   private releasedHere(events: EventRow[]): void {
     // Holders in this very process learn it now, without waiting for a notice or a renewal.
@@ -680,6 +755,7 @@ export class DbMutex extends EventEmitter<DbMutexEvents> {
     for (const lease of leases) lease.markLost('closed');
     await Promise.all(leases.map((lease) => lease.settle().catch(() => undefined)));
     await this.orphans.flush();
+    await Promise.all([...this.historyWork]);
     await this.listener?.close();
   }
 }

@@ -12,7 +12,11 @@ export type {
   ForceReleaseResult,
   AuditOptions,
   EventsOptions,
+  HistoryOptions,
+  PurgeHistoryOptions,
 } from './db-mutex';
+export { summarizeHistory, HISTORY_OUTCOMES } from './history';
+export type { DbMutexHistoryEntry, DbMutexHistoryOutcome, DbMutexHistorySummary } from './history';
 export { Leadership } from './leadership';
 export type { LeadOptions, LeadershipEvents } from './leadership';
 export { withDbMutex, dbMutex } from './with-db-mutex';
@@ -34,7 +38,7 @@ export {
   DbMutexMissingPeerError,
 } from './errors';
 export type { DbMutexErrorCode, DbMutexLostReason, DbMutexDemotedReason } from './errors';
-export { DbMutexLock, DbMutexEvent, createSchema, dropSchema, DEFAULT_SCHEMA_NAMES } from './schema';
+export { DbMutexLock, DbMutexEvent, DbMutexHistory, createSchema, dropSchema, createHistorySchema, dropHistorySchema, DEFAULT_SCHEMA_NAMES } from './schema';
 export type { SchemaNames } from './schema';
 export type { LockRow, EventRow } from './dialects/types';
 export { SUPPORTED_DIALECTS } from './dialects';

@@ -9,8 +9,9 @@
  * have a DbMutex (the router's and the CLI's own parsing).
  */
 import type { EventRow, LockRow, LockStore } from './dialects/types';
-import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
-import { optionKeys, rejectUnknownOptions, validateHolder, validateLockId, validateOptionsObject } from './options';
+import { mergeHistory, type DbMutexHistoryEntry } from './history';
+import { DEFAULT_EVENTS_LIMIT, DEFAULT_HISTORY_LIMIT, MAX_EVENTS_LIMIT, MAX_HISTORY_LIMIT, MAX_LIST_LIMIT, MAX_REASON_LENGTH } from './limits';
+import { optionKeys, rejectUnknownOptions, validateDays, validateHolder, validateLockId, validateOptionsObject } from './options';
 
 export interface ListOptions {
   /** Only lock ids containing this text (plain substring, case-sensitive). */
@@ -47,6 +48,19 @@ export interface EventsOptions {
   lockId?: string | null;
 }
 
+/** Options of `history`. */
+export interface HistoryOptions {
+  lockId: string;
+  /** At most this many entries, newest first; default 100, at most 10000. */
+  limit?: number;
+}
+
+/** Options of `purgeHistory`. */
+export interface PurgeHistoryOptions {
+  /** Delete entries that ended more than this many days ago; default: the DbMutex's `historyRetentionDays`. */
+  olderThanDays?: number;
+}
+
 /** Options of `semaphores`. */
 export interface SemaphoresOptions {
   /** Only semaphore ids containing this text (plain substring, case-sensitive). */
@@ -76,6 +90,8 @@ const FORCE_RELEASE_OPTION_KEYS = optionKeys<ForceReleaseOptions>({ lockId: true
 const AUDIT_OPTION_KEYS = optionKeys<AuditOptions>({ operator: true, reason: true });
 const EVENTS_OPTION_KEYS = optionKeys<EventsOptions>({ limit: true, lockId: true });
 const SEMAPHORES_OPTION_KEYS = optionKeys<SemaphoresOptions>({ filter: true, limit: true });
+const HISTORY_OPTION_KEYS = optionKeys<HistoryOptions>({ lockId: true, limit: true });
+const PURGE_HISTORY_OPTION_KEYS = optionKeys<PurgeHistoryOptions>({ olderThanDays: true });
 
 export class LockOperator {
   /**
@@ -182,6 +198,29 @@ export class LockOperator {
     }
     const lockId = options.lockId == null ? null : validateLockId(options.lockId);
     return this.store.events(limit, lockId);
+  }
+
+  /**
+   * How the recent acquisitions of one lock ended, newest first: from the history table and, for
+   * operator actions, the audit trail (see src/history.ts).
+   */
+  async history(options: HistoryOptions): Promise<DbMutexHistoryEntry[]> {
+    validateOptionsObject(options);
+    rejectUnknownOptions(options, HISTORY_OPTION_KEYS, 'mutex.history');
+    const lockId = validateLockId(options.lockId);
+    const limit = options.limit ?? DEFAULT_HISTORY_LIMIT;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_HISTORY_LIMIT) {
+      throw new RangeError(`limit must be an integer between 1 and ${MAX_HISTORY_LIMIT}, got ${String(limit)}`);
+    }
+    const [rows, events] = await Promise.all([this.store.history(lockId, limit), this.store.events(limit, lockId)]);
+    return mergeHistory(rows, events, limit);
+  }
+
+  /** Deletes history entries that ended more than `olderThanDays` ago (default `defaultDays`); how many. */
+  async purgeHistory(options: PurgeHistoryOptions, defaultDays: number): Promise<number> {
+    validateOptionsObject(options);
+    rejectUnknownOptions(options, PURGE_HISTORY_OPTION_KEYS, 'mutex.purgeHistory');
+    return this.store.purgeHistory(options.olderThanDays === undefined ? defaultDays : validateDays(options.olderThanDays, 'olderThanDays'));
   }
 
   /** Makes every fencing token handed out from now on greater than `floor` (see DbMutex.advanceFencingTokens). */

@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import type { Transaction } from 'sequelize';
-import { DEFAULT_EVENTS_TABLE_NAME, DEFAULT_TABLE_NAME } from './limits';
+import { defaultHistoryTableName, DEFAULT_EVENTS_TABLE_NAME, DEFAULT_HISTORY_RETENTION_DAYS, DEFAULT_TABLE_NAME, MAX_HISTORY_DAYS } from './limits';
 
 /** Longest lock id, in characters (Unicode code points), as stored in the `lock_id` column. */
 export const MAX_LOCK_ID_LENGTH = 255;
@@ -72,6 +72,15 @@ export interface DbMutexOptions {
   eventsTableName?: string;
   /** Make this DbMutex the default of the top-level helpers. Default true. */
   setDefault?: boolean;
+  /**
+   * Record each acquisition's end (holder, how long, how it ended) in the history table, for the
+   * dashboard's lock pages and the CLI's `history`. Default true. See the README's "Lock history".
+   */
+  history?: boolean;
+  /** Days history rows are kept; older ones are pruned automatically (about hourly). Default 7. */
+  historyRetentionDays?: number;
+  /** Table of the lock history. Default `<tableName>_history`. */
+  historyTableName?: string;
 }
 
 /** Per-acquisition options. */
@@ -105,6 +114,9 @@ export interface ResolvedDbMutexOptions {
   readonly tableName: string;
   readonly eventsTableName: string;
   readonly setDefault: boolean;
+  readonly history: boolean;
+  readonly historyRetentionDays: number;
+  readonly historyTableName: string;
 }
 
 export interface ResolvedAcquireOptions {
@@ -178,6 +190,15 @@ export function validateMs(value: unknown, parameter: string, { min }: { min: nu
   return value;
 }
 
+/** A positive number of days (fractions allowed), at most MAX_HISTORY_DAYS. */
+export function validateDays(value: unknown, parameter: string): number {
+  if (typeof value !== 'number') throw new TypeError(`${parameter} must be a number, got ${describe(value)}`);
+  if (!Number.isFinite(value) || value <= 0 || value > MAX_HISTORY_DAYS) {
+    throw new RangeError(`${parameter} must be a number of days above 0 and at most ${MAX_HISTORY_DAYS}, got ${describe(value)}`);
+  }
+  return value;
+}
+
 function validateBoolean(value: unknown, parameter: string): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`${parameter} must be a boolean, got ${describe(value)}`);
   return value;
@@ -244,6 +265,9 @@ export const DB_MUTEX_OPTION_KEYS = optionKeys<DbMutexOptions>({
   listenUrl: true,
   listenIdleMs: true,
   preparedStatements: true,
+  history: true,
+  historyRetentionDays: true,
+  historyTableName: true,
 });
 
 /** Every key of AcquireOptions. */
@@ -334,6 +358,9 @@ export function resolveDbMutexOptions(options: DbMutexOptions = {}, where = 'ini
     tableName,
     eventsTableName: validateTableName(orDefault(options.eventsTableName, DEFAULT_EVENTS_TABLE_NAME), 'eventsTableName'),
     setDefault: validateBoolean(orDefault(options.setDefault, true), 'setDefault'),
+    history: validateBoolean(orDefault(options.history, true), 'history'),
+    historyRetentionDays: validateDays(orDefault(options.historyRetentionDays, DEFAULT_HISTORY_RETENTION_DAYS), 'historyRetentionDays'),
+    historyTableName: validateTableName(orDefault(options.historyTableName, defaultHistoryTableName(tableName)), 'historyTableName'),
   });
 }
 

@@ -5,7 +5,7 @@
  */
 import { DataTypes, Model, type ModelAttributes, type ModelStatic, type QueryInterface, type Sequelize } from 'sequelize';
 import { dialectFor, type Dialect } from './dialects';
-import { DEFAULT_EVENTS_TABLE_NAME, DEFAULT_TABLE_NAME } from './limits';
+import { defaultHistoryTableName, DEFAULT_EVENTS_TABLE_NAME, DEFAULT_TABLE_NAME } from './limits';
 
 /** The DbMutexLock model: one row per lock currently held (or expired and not yet taken over). */
 export class DbMutexLock extends Model {
@@ -42,14 +42,30 @@ export class DbMutexEvent extends Model {
   declare createdAt: Date;
 }
 
+/** The DbMutexHistory model: one row per acquisition that ended (see src/history.ts). */
+export class DbMutexHistory extends Model {
+  declare lockId: string;
+  declare fencingToken: string;
+  declare holder: string;
+  declare hostname: string;
+  declare pid: number;
+  declare acquiredAt: Date;
+  declare endedAt: Date;
+  declare outcome: string;
+  declare detail: string | null;
+}
+
 export interface SchemaNames {
   tableName: string;
   eventsTableName: string;
+  /** Default: `<tableName>_history`. */
+  historyTableName: string;
 }
 
 export const DEFAULT_SCHEMA_NAMES: Readonly<SchemaNames> = Object.freeze({
   tableName: DEFAULT_TABLE_NAME,
   eventsTableName: DEFAULT_EVENTS_TABLE_NAME,
+  historyTableName: defaultHistoryTableName(DEFAULT_TABLE_NAME),
 });
 
 export function lockAttributes(): ModelAttributes {
@@ -108,6 +124,30 @@ export function eventAttributes(): ModelAttributes {
   };
 }
 
+/**
+ * One row per acquisition that ended. The key is (lock_id, fencing_token), which names one
+ * acquisition: whoever records its end first wins and later writers of the same end (a release
+ * after the holder already recorded the loss, say) insert nothing. A lock's page reads it through
+ * the key's prefix, newest token first; pruning walks the ended_at index.
+ */
+export function historyAttributes(): ModelAttributes {
+  return {
+    lockId: { type: DataTypes.STRING(255), primaryKey: true, allowNull: false, field: 'lock_id' },
+    fencingToken: { type: DataTypes.BIGINT, primaryKey: true, allowNull: false, field: 'fencing_token' },
+    holder: { type: DataTypes.STRING(255), allowNull: false, field: 'holder' },
+    hostname: { type: DataTypes.STRING(255), allowNull: false, field: 'hostname' },
+    pid: { type: DataTypes.INTEGER, allowNull: false, field: 'pid' },
+    acquiredAt: { type: DataTypes.DATE(6), allowNull: false, field: 'acquired_at' },
+    endedAt: { type: DataTypes.DATE(6), allowNull: false, field: 'ended_at' },
+    outcome: { type: DataTypes.STRING(16), allowNull: false, field: 'outcome' },
+    detail: { type: DataTypes.STRING(255), allowNull: true, field: 'detail' },
+  };
+}
+
+export function historyIndexes(names: SchemaNames) {
+  return [{ name: `${names.historyTableName}_ended_idx`, fields: ['ended_at'] }];
+}
+
 /** Index names are derived from the table name so two DbMutex tables can live in one database. */
 export function lockIndexes(names: SchemaNames) {
   // Oldest-first listing with keyset pagination (dashboard, CLI) walks this index.
@@ -126,6 +166,7 @@ export function eventIndexes(names: SchemaNames) {
 export interface DefinedModels {
   Lock: ModelStatic<DbMutexLock>;
   Event: ModelStatic<DbMutexEvent>;
+  History: ModelStatic<DbMutexHistory>;
 }
 
 /**
@@ -164,7 +205,16 @@ export function defineModels(sequelize: Sequelize, names: SchemaNames): DefinedM
     indexes: eventIndexes(names),
     ...dialect.tableOptions,
   });
-  return { Lock, Event };
+  const History = class extends DbMutexHistory {};
+  History.init(historyAttributes(), {
+    sequelize,
+    modelName: 'DbMutexHistory',
+    tableName: names.historyTableName,
+    timestamps: false,
+    indexes: historyIndexes(names),
+    ...dialect.tableOptions,
+  });
+  return { Lock, Event, History };
 }
 
 /** What the migration's `up` does. */
@@ -222,6 +272,27 @@ export async function downgradeSchema(queryInterface: QueryInterface, names: Sch
   }
 }
 
+/**
+ * What the third migration's `up` does: the history table (sync() creates it through the model).
+ * Idempotent, so a database whose history table sync() already made migrates cleanly.
+ */
+export async function createHistorySchema(queryInterface: QueryInterface, names: SchemaNames = DEFAULT_SCHEMA_NAMES): Promise<void> {
+  const sequelize = queryInterface.sequelize;
+  const dialect = dialectFor(sequelize);
+  await dialect.prepareSchema?.(sequelize);
+  if (await queryInterface.tableExists(names.historyTableName)) return;
+  await queryInterface.createTable(names.historyTableName, fieldAttributes(historyAttributes()), { ...dialect.tableOptions });
+  for (const index of historyIndexes(names)) await queryInterface.addIndex(names.historyTableName, index.fields, { name: index.name });
+}
+
+/**
+ * What the third migration's `down` does. Processes that run meanwhile keep their locks: a write to
+ * the missing table turns their history off (see src/history.ts), never a lock operation.
+ */
+export async function dropHistorySchema(queryInterface: QueryInterface, names: SchemaNames = DEFAULT_SCHEMA_NAMES): Promise<void> {
+  await queryInterface.dropTable(names.historyTableName);
+}
+
 /** Every extra of the schema: the first migration's, then those of the kind columns. */
 function extrasSql(dialect: Dialect, names: SchemaNames): string[] {
   return [...dialect.schemaExtrasSql(names), ...(dialect.kindExtrasSql?.(names) ?? [])];
@@ -232,6 +303,7 @@ export async function dropSchema(queryInterface: QueryInterface, names: SchemaNa
   const sequelize = queryInterface.sequelize;
   const dialect = dialectFor(sequelize);
   for (const sql of dialect.dropKindExtrasSql?.(names) ?? []) await sequelize.query(sql, { raw: true });
+  await queryInterface.dropTable(names.historyTableName);
   await queryInterface.dropTable(names.eventsTableName);
   await queryInterface.dropTable(names.tableName);
   for (const sql of dialect.dropExtrasSql(names)) await sequelize.query(sql, { raw: true });

@@ -202,7 +202,16 @@ const STALE = `(expires_at <= ${NOW} OR (lease_seconds IS NOT NULL
 /** Our own rows: (lock id, owner token) pairs, see `oursParams`. */
 const OURS = `lock_id IN (:lockIds) AND (lock_id, owner_token) IN (:pairs)`;
 
-const SPELLING: SqlSpelling = { quote: q, text: 'CHAR', ms, jsonObject: 'JSON_OBJECT' };
+const SPELLING: SqlSpelling = {
+  quote: q,
+  text: 'CHAR',
+  ms,
+  jsonObject: 'JSON_OBJECT',
+  now: NOW,
+  fromMs,
+  daysAgo: (days) => `(${NOW} - ${interval(`${days} * 86400`)})`,
+  insertIgnore: 'INSERT IGNORE',
+};
 
 /** Our own rows (lock id and owner token pairs), as the positional list placeholders expand them. */
 function oursParams(locks: readonly LeaseKey[]): Record<string, unknown> {
@@ -329,7 +338,7 @@ class MariadbStore extends PlaceholderLockStore {
     return rows.length > 0;
   }
 
-  async release({ lockId, ownerToken }: LeaseKey) {
+  protected async releaseRow({ lockId, ownerToken }: LeaseKey) {
     // Marks our row released (rows persist, see above) with the INSERT … SELECT … FOR UPDATE form
     // that renew uses; the row selected is ours, so it always hits its key and is never inserted.
     const rows = await this.send(
@@ -487,7 +496,7 @@ function mariadbFamily(name: 'mariadb' | 'mysql', driver: DialectDriver): Dialec
     },
     schemaExtrasSql: (names) => [`CREATE SEQUENCE IF NOT EXISTS ${q(sequenceName(names))}`],
     dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
-    store: (names, sender, variant) => new MariadbStore(names, sender, variant),
+    store: (names, sender, settings, variant) => new MariadbStore(names, sender, settings, variant),
   };
 }
 

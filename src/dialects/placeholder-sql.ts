@@ -4,9 +4,9 @@
  * database passes in its own spelling of what differs (the text type, its epoch-milliseconds
  * expression, how it spells "stale" and "expired").
  */
-import { parseEventRows } from './rows';
+import { parseEventRows, parseHistoryRows } from './rows';
 import { SqlLockStore } from './store';
-import type { Audit, ListParams, ReleaseWhere, Rows, Statement, StoreOperation } from './types';
+import type { Audit, HeldFacts, HistoryRow, LeaseKey, ListParams, ReleaseWhere, Rows, Statement, StoreOperation } from './types';
 
 /**
  * A statement from `:name` placeholders. Statements with a list in them vary in length, so they are
@@ -57,6 +57,14 @@ export interface SqlSpelling {
   ms(expr: string): string;
   /** The JSON object constructor's name. */
   jsonObject: string;
+  /** The database clock's now, as the schema stores instants. */
+  now: string;
+  /** A stored instant from epoch milliseconds (a parameter). */
+  fromMs(param: string): string;
+  /** The stored instant `days` (a parameter) before now. */
+  daysAgo(param: string): string;
+  /** An INSERT that skips a row whose key exists (`INSERT IGNORE`, `INSERT OR IGNORE`). */
+  insertIgnore: string;
 }
 
 /** The audit trail's columns under the aliases rows.ts reads (`parseEventRows`), from the audit table aliased `e`. */
@@ -119,6 +127,65 @@ export abstract class PlaceholderLockStore extends SqlLockStore {
   /** Runs one statement of `operation`, named after the operation. */
   protected send(operation: StoreOperation, text: string, params: object): Promise<Rows> {
     return this.run(operation, this.statement(operation, text, params));
+  }
+
+  /** Removes (or marks released) our row: the release itself, without its history row. */
+  protected abstract releaseRow(lock: LeaseKey): Promise<{ expired: boolean } | null>;
+
+  /**
+   * The release, then its history row from what the holder knows: a second statement (these
+   * databases have no DML in WITH), best effort: the lock is released whatever becomes of it. A
+   * clean-up release of an unanswered acquisition has no facts to record.
+   */
+  async release(lock: LeaseKey | HeldFacts) {
+    const outcome = await this.releaseRow(lock);
+    if (outcome && this.recording && 'fencingToken' in lock) {
+      await this.recordBestEffort(() =>
+        this.run('release', this.historyInsert('release_history', lock, outcome.expired ? 'lost' : 'released', outcome.expired ? 'expired' : null)),
+      );
+    }
+    return outcome;
+  }
+
+  async recordLoss(lock: HeldFacts, detail: string) {
+    await this.recordBestEffort(() => this.run('recordLoss', this.historyInsert('record_loss', lock, 'lost', detail)));
+  }
+
+  /** One history row, ended now by the database clock; nothing if that acquisition's end is recorded already. */
+  private historyInsert(suffix: string, lock: HeldFacts, outcome: HistoryRow['outcome'], detail: string | null): Statement {
+    const sql = this.spelling;
+    return this.statement(
+      suffix,
+      `${sql.insertIgnore} INTO ${this.h} (lock_id, fencing_token, holder, hostname, pid, acquired_at, ended_at, outcome, detail)
+        VALUES (:lockId, :fencingToken, :holder, :hostname, :pid, ${sql.fromMs(':acquiredMs')}, ${sql.now}, :outcome, :detail)`,
+      {
+        lockId: lock.lockId,
+        fencingToken: lock.fencingToken,
+        holder: lock.holder,
+        hostname: this.hostname,
+        pid: this.pid,
+        acquiredMs: lock.acquiredAt.getTime(),
+        outcome,
+        detail,
+      },
+    );
+  }
+
+  async history(lockId: string, limit: number) {
+    const sql = this.spelling;
+    const rows = await this.send(
+      'history',
+      `SELECT lock_id, CAST(fencing_token AS ${sql.text}) AS fencing_token, holder, hostname, pid, ${sql.ms('acquired_at')} AS acquired_ms,
+          ${sql.ms('ended_at')} AS ended_ms, outcome, detail
+        FROM ${this.h} WHERE lock_id = :lockId ORDER BY fencing_token DESC LIMIT :limit`,
+      { lockId, limit },
+    );
+    return parseHistoryRows(rows);
+  }
+
+  async purgeHistory(days: number) {
+    const rows = await this.send('purgeHistory', `DELETE FROM ${this.h} WHERE ended_at < ${this.spelling.daysAgo(':days')} RETURNING 1 AS n`, { days });
+    return rows.length;
   }
 
   async events(limit: number, lockId: string | null) {

@@ -12,9 +12,20 @@
  * - Timestamps travel as epoch milliseconds (float8) so no type parser of the host app matters.
  */
 import type { SchemaNames } from '../schema';
-import { parseAcquisition, parseCounts, parseEventRows, parseExtend, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow } from './rows';
+import {
+  parseAcquisition,
+  parseCount,
+  parseCounts,
+  parseEventRows,
+  parseExtend,
+  parseHistoryRows,
+  parseLockRows,
+  parseOwnerTokens,
+  parseRelease,
+  parseSemaphoreRow,
+} from './rows';
 import { SqlLockStore } from './store';
-import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, SemaphoreAcquireParams, StoreOperation } from './types';
+import type { AcquireParams, Audit, Dialect, DialectDriver, HeldFacts, LeaseKey, ListParams, ReleaseWhere, Rows, SemaphoreAcquireParams, StoreOperation } from './types';
 
 interface PgClient {
   query(config: { name?: string; text: string; values?: unknown[]; query_timeout?: number }): Promise<{ rows: Rows }>;
@@ -78,6 +89,9 @@ const ACQUIRED = `true AS won, fencing_token::text AS fencing_token, ${ms('acqui
 /** The same columns for the live row that refused us. */
 const REFUSED = `false AS won, NULL::text AS fencing_token, NULL::float8 AS acquired_ms, ${ms('expires_at')} AS expires_ms, holder`;
 
+/** The history table's columns, in the order every history INSERT below lists its values. */
+const HISTORY_COLUMNS = 'lock_id, fencing_token, holder, hostname, pid, acquired_at, ended_at, outcome, detail';
+
 /** Expired, or no heartbeat for more than two renewal periods (2/3 of a lease). */
 const STALE = `(expires_at <= now() OR (lease_seconds IS NOT NULL
   AND heartbeat_at < now() - lease_seconds * interval '1 second' * 2 / 3))`;
@@ -99,16 +113,20 @@ class PostgresStore extends SqlLockStore {
    * The hot path's statement texts and names, built once: the texts are long and each call would
    * otherwise rebuild (and pg compare) them.
    */
-  private readonly acquireName = `${this.prefix}_acquire`;
-  private readonly acquireText = this.buildAcquireText();
-  private readonly releaseName = `${this.prefix}_release`;
-  private readonly releaseText = this.buildReleaseText();
+  private readonly acquireStatements = {
+    plain: { name: `${this.prefix}_acquire`, text: this.buildAcquireText(false) },
+    history: { name: `${this.prefix}_acquire_h`, text: this.buildAcquireText(true) },
+  };
+  private readonly releaseStatements = {
+    plain: { name: `${this.prefix}_release`, text: this.buildReleaseText(false) },
+    history: { name: `${this.prefix}_release_h`, text: this.buildReleaseText(true) },
+  };
 
   protected quote(identifier: string): string {
     return q(identifier);
   }
 
-  private buildAcquireText(): string {
+  private buildAcquireText(history: boolean): string {
     const { t, seq, advisoryClass } = this;
     const fresh = `$1, $2::uuid, nextval(${seq}), $3, $4, $5, ${NOW_MS},
         CASE WHEN $7::float8 IS NULL THEN ${NOW_MS} + ${secs('$6')} ELSE LEAST(${NOW_MS} + ${secs('$7')}, ${NOW_MS} + ${secs('$6')}) END,
@@ -134,6 +152,20 @@ class PostgresStore extends SqlLockStore {
     // so a successful acquire never scans for it. A row that is expired in the snapshot yet
     // refused us was renewed after the snapshot: that stale copy is not reported (no row: the
     // caller reads the holder with inspect).
+    //
+    // With history, a takeover also records how the acquisition it replaces ended (`expired`, taken
+    // over), from the expired row as the statement's snapshot saw it; the insert runs only when the
+    // takeover won (a one-time filter), so other acquisitions pay nothing for it. The row replaced is
+    // the one in the snapshot unless that one was itself replaced, and the replacement had expired
+    // too, while this statement waited for the claim: then this history row names the older one.
+    const recordTakeover = history
+      ? `,
+          prev AS (SELECT lock_id, fencing_token, holder, hostname, pid, acquired_at, expires_at FROM ${t}
+            WHERE lock_id = $1 AND expires_at <= now()),
+          ended AS (INSERT INTO ${this.h} (${HISTORY_COLUMNS})
+            SELECT lock_id, fencing_token, holder, hostname, pid, acquired_at, expires_at, 'expired', 'taken over' FROM prev
+            WHERE EXISTS (SELECT 1 FROM taken_over) ON CONFLICT DO NOTHING)`
+      : '';
     return `WITH claim AS (SELECT pg_advisory_xact_lock(${advisoryClass}, hashtext($1))),
           inserted AS (INSERT INTO ${t} AS l (${LOCK_ACQUIRE_COLUMNS}) SELECT ${fresh} FROM claim
             ON CONFLICT (lock_id) DO NOTHING RETURNING ${ACQUIRED}),
@@ -141,13 +173,15 @@ class PostgresStore extends SqlLockStore {
             WHERE l.lock_id = $1 AND l.expires_at <= now() RETURNING ${ACQUIRED}),
           refused AS (SELECT ${REFUSED} FROM ${t}
             WHERE lock_id = $1 AND (expires_at IS NULL OR expires_at > now())
-              AND NOT EXISTS (SELECT 1 FROM inserted) AND NOT EXISTS (SELECT 1 FROM taken_over))
+              AND NOT EXISTS (SELECT 1 FROM inserted) AND NOT EXISTS (SELECT 1 FROM taken_over))${recordTakeover}
           SELECT * FROM inserted UNION ALL SELECT * FROM taken_over UNION ALL SELECT * FROM refused`;
   }
 
   async acquire(p: AcquireParams) {
     const values = [p.lockId, p.ownerToken, p.holder, p.hostname, p.pid, p.ttlSeconds, p.leaseSeconds, p.kind ?? 'lock'];
-    return parseAcquisition(await this.run('acquire', { name: this.acquireName, text: this.acquireText, values }));
+    const send = (s: { name: string; text: string }) => this.run('acquire', { ...s, values });
+    const rows = this.recording ? await this.orWithoutHistory(() => send(this.acquireStatements.history), () => send(this.acquireStatements.plain)) : await send(this.acquireStatements.plain);
+    return parseAcquisition(rows);
   }
 
   async acquireSemaphore(p: SemaphoreAcquireParams) {
@@ -173,7 +207,7 @@ class PostgresStore extends SqlLockStore {
     return (await this.run('releasePermitOf', this.named('release_permit_of', text, [semaphoreId, ownerToken]))).length > 0;
   }
 
-  private buildReleaseText(): string {
+  private buildReleaseText(history: boolean): string {
     // The release alone commits without waiting for the WAL flush: if the database crashes right
     // after, the release may be lost and the lock stays taken until its lease (or TTL) runs out.
     // That delays the next holder; it can never let two hold at once. Acquire stays durable.
@@ -190,7 +224,20 @@ class PostgresStore extends SqlLockStore {
     // A permit's row (semaphore_id set) is awaited under its semaphore id, which its waiters mark
     // (they wait for any permit, not for this row key), so the release tries that key too; the row
     // key is still tried for a lock whose id is exactly that key (it waits while the permit is held).
-    return `WITH d AS (DELETE FROM ${this.t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING lock_id, semaphore_id, expires_at)
+    //
+    // With history, the same statement records the end from the deleted row: `released`, or `lost`
+    // (expired) at its expiry when the lease had already run out. A loss the holder recorded first
+    // stays (the key is the acquisition).
+    const recordEnd = history
+      ? `, ended AS (INSERT INTO ${this.h} (${HISTORY_COLUMNS})
+            SELECT lock_id, fencing_token, holder, hostname, pid, acquired_at,
+              CASE WHEN expires_at <= now() THEN expires_at ELSE ${NOW_MS} END,
+              CASE WHEN expires_at <= now() THEN 'lost' ELSE 'released' END,
+              CASE WHEN expires_at <= now() THEN 'expired' END
+            FROM d ON CONFLICT DO NOTHING)`
+      : '';
+    const returning = history ? 'lock_id, semaphore_id, expires_at, fencing_token, holder, hostname, pid, acquired_at' : 'lock_id, semaphore_id, expires_at';
+    return `WITH d AS (DELETE FROM ${this.t} WHERE lock_id = $1 AND owner_token = $2::uuid RETURNING ${returning})${recordEnd}
           SELECT COALESCE(d.expires_at <= now(), false) AS expired,
             CASE WHEN pg_try_advisory_xact_lock(${this.waitClass}, hashtext(d.lock_id))
                 AND (d.semaphore_id IS NULL OR pg_try_advisory_xact_lock(${this.waitClass}, hashtext(d.semaphore_id))) THEN NULL
@@ -199,7 +246,29 @@ class PostgresStore extends SqlLockStore {
   }
 
   async release({ lockId, ownerToken }: LeaseKey) {
-    return parseRelease(await this.run('release', { name: this.releaseName, text: this.releaseText, values: [lockId, ownerToken] }));
+    const send = (s: { name: string; text: string }) => this.run('release', { ...s, values: [lockId, ownerToken] });
+    const rows = this.recording ? await this.orWithoutHistory(() => send(this.releaseStatements.history), () => send(this.releaseStatements.plain)) : await send(this.releaseStatements.plain);
+    return parseRelease(rows);
+  }
+
+  async recordLoss(lock: HeldFacts, detail: string) {
+    const text = `INSERT INTO ${this.h} (${HISTORY_COLUMNS})
+          VALUES ($1, $2::bigint, $3, $4, $5, to_timestamp($6::float8 / 1000), ${NOW_MS}, 'lost', $7) ON CONFLICT DO NOTHING`;
+    const values = [lock.lockId, lock.fencingToken, lock.holder, this.hostname, this.pid, lock.acquiredAt.getTime(), detail];
+    await this.recordBestEffort(() => this.run('recordLoss', this.named('record_loss', text, values)));
+  }
+
+  async history(lockId: string, limit: number) {
+    // The key's prefix (lock_id, fencing_token) serves this: newest acquisition first.
+    const text = `SELECT lock_id, fencing_token::text AS fencing_token, holder, hostname, pid, ${ms('acquired_at')} AS acquired_ms,
+            ${ms('ended_at')} AS ended_ms, outcome, detail
+          FROM ${this.h} WHERE lock_id = $1 ORDER BY fencing_token DESC LIMIT $2`;
+    return parseHistoryRows(await this.run('history', this.named('history', text, [lockId, limit])));
+  }
+
+  async purgeHistory(days: number) {
+    const text = `WITH d AS (DELETE FROM ${this.h} WHERE ended_at < now() - ${secs('$1')} * 86400 RETURNING 1) SELECT count(*)::int AS n FROM d`;
+    return parseCount(await this.run('purgeHistory', this.named('purge_history', text, [days])));
   }
 
   async renew(locks: readonly LeaseKey[]) {
@@ -416,7 +485,7 @@ export const postgresDialect: Dialect = {
   dropExtrasSql: (names) => [`DROP SEQUENCE IF EXISTS ${q(sequenceName(names))}`],
   kindExtrasSql: (names) => [serializedDdl(names, semaphoreFunctionSql(names))],
   dropKindExtrasSql: (names) => [`DROP FUNCTION IF EXISTS ${q(semaphoreFunctionName(names))}${SEMAPHORE_FUNCTION_ARGS}`],
-  store: (names, sender, variant) => new PostgresStore(names, sender, variant),
+  store: (names, sender, settings, variant) => new PostgresStore(names, sender, settings, variant),
   channel: channelName,
   waiterMarkSql(names) {
     const waitClass = waitClassOf(names);

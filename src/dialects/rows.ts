@@ -3,7 +3,7 @@
  * instants as epoch milliseconds (numbers or numeric strings) and 64-bit integers as text, so no
  * type parser of the host app or of the driver (Date, BigInt, DECIMAL) ever touches lock data.
  */
-import type { Acquisition, AcquisitionFields, CurrentHolder, EventRow, LockRow, Rows, SemaphoreAcquireParams, SemaphoreAttempt } from './types';
+import type { Acquisition, AcquisitionFields, CurrentHolder, EventRow, HistoryRow, LockRow, Rows, SemaphoreAcquireParams, SemaphoreAttempt } from './types';
 
 export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
@@ -92,6 +92,21 @@ export function parseLockRows(rows: Rows): LockRow[] {
     permit: r.permit === null || r.permit === undefined ? null : num(r.permit),
     limit: r.permit_limit === null || r.permit_limit === undefined ? null : num(r.permit_limit),
   }));
+}
+
+/** Columns: lock_id, fencing_token, holder, hostname, pid, acquired_ms, ended_ms, outcome, detail. */
+export function parseHistoryRows(rows: Rows): HistoryRow[] {
+  return rows.map((r) => ({
+    ...acquisitionFields(r),
+    endedAt: date(r.ended_ms),
+    outcome: r.outcome === 'lost' || r.outcome === 'expired' ? r.outcome : 'released',
+    detail: typeof r.detail === 'string' ? r.detail : null,
+  }));
+}
+
+/** Column: n (a count, as a number or numeric text). */
+export function parseCount(rows: Rows): number {
+  return rows[0] ? num(rows[0].n) : 0;
 }
 
 /**

@@ -124,7 +124,17 @@ const LOCK_COLUMNS = `lock_id, holder, hostname, pid, CAST(fencing_token AS TEXT
 const STALE = `(${expired('expires_at')} OR (lease_seconds IS NOT NULL
   AND julianday(heartbeat_at) < ${NOW_JD} - lease_seconds * 2.0 / 3.0 / 86400.0))`;
 
-const SPELLING: SqlSpelling = { quote: q, text: 'TEXT', ms, jsonObject: 'json_object' };
+const SPELLING: SqlSpelling = {
+  quote: q,
+  text: 'TEXT',
+  ms,
+  jsonObject: 'json_object',
+  now: NOW,
+  fromMs: (param) => text(`${param} / 86400000.0 + 2440587.5`),
+  // The stored text sorts chronologically, so this compares through the ended_at index.
+  daysAgo: (days) => text(`${NOW_JD} - (${days})`),
+  insertIgnore: 'INSERT OR IGNORE',
+};
 
 /** (lock id, owner token) pairs travel as two JSON arrays, so the statement text never changes with their number. */
 const OURS = `lock_id IN (SELECT value FROM json_each(:lockIds))
@@ -227,7 +237,7 @@ class SqliteStore extends PlaceholderLockStore {
     return rows.length > 0;
   }
 
-  async release({ lockId, ownerToken }: LeaseKey) {
+  protected async releaseRow({ lockId, ownerToken }: LeaseKey) {
     const rows = await this.send(
       'release',
       `DELETE FROM ${this.t} WHERE lock_id = :lockId AND owner_token = :ownerToken
@@ -371,5 +381,5 @@ export const sqliteDialect: Dialect = {
   },
   // The triggers go with the lock table (dropSchema drops it first).
   dropExtrasSql: (names) => [`DROP TABLE IF EXISTS ${q(counterName(names))}`],
-  store: (names, sender, variant) => new SqliteStore(names, sender, variant),
+  store: (names, sender, settings, variant) => new SqliteStore(names, sender, settings, variant),
 };

@@ -187,7 +187,7 @@ export interface Dialect {
   /** Drops what `kindExtrasSql` created. */
   dropKindExtrasSql?(names: SchemaNames): string[];
   /** The lock store of one table pair, sending through `sender`. */
-  store(names: SchemaNames, sender: StatementSender, variant?: StatementVariant): LockStore;
+  store(names: SchemaNames, sender: StatementSender, settings: StoreSettings, variant?: StatementVariant): LockStore;
   /** Channel to LISTEN on, when `notifies`. */
   channel?(names: SchemaNames): string;
   parseNotice?(payload: string): ReleaseNotice | null;
@@ -204,6 +204,32 @@ export interface Dialect {
 export interface LeaseKey {
   readonly lockId: string;
   readonly ownerToken: string;
+}
+
+/**
+ * What its holder knows of an acquisition, for the history row of its end. A release without them
+ * (the clean-up of an acquisition whose answer never arrived) records history only where the
+ * database reads them from the row itself (PostgreSQL).
+ */
+export interface HeldFacts extends LeaseKey {
+  readonly fencingToken: number;
+  readonly holder: string;
+  readonly acquiredAt: Date;
+}
+
+/** A history row of the history table (how one acquisition ended). */
+export interface HistoryRow extends AcquisitionFields {
+  endedAt: Date;
+  outcome: 'released' | 'lost' | 'expired';
+  detail: string | null;
+}
+
+/** How a store is set up beyond its tables. */
+export interface StoreSettings {
+  /** Write the history table (turned off for good, and reported, when the table is missing). */
+  history: boolean;
+  /** Told once when a history write found no history table and history was turned off. */
+  onHistoryOff(error: unknown): void;
 }
 
 /** An acquire statement's answer: we won (with the row), or a live holder refused us. */
@@ -230,8 +256,17 @@ export interface Audit {
  */
 export interface LockStore {
   acquire(p: AcquireParams): Promise<Acquisition>;
-  /** null: row gone or not ours; otherwise whether it had expired by the database clock. */
-  release(lock: LeaseKey): Promise<{ expired: boolean } | null>;
+  /**
+   * null: row gone or not ours; otherwise whether it had expired by the database clock. With history
+   * on, the release also records the acquisition's end (`released`, or `lost` when it had expired).
+   */
+  release(lock: LeaseKey | HeldFacts): Promise<{ expired: boolean } | null>;
+  /** Records that the holder learned it lost the lock (`detail`: why); nothing if its end is already recorded. */
+  recordLoss(lock: HeldFacts, detail: string): Promise<void>;
+  /** The history rows of one lock id, newest acquisition first. */
+  history(lockId: string, limit: number): Promise<HistoryRow[]>;
+  /** Deletes history rows that ended more than `days` ago; how many. */
+  purgeHistory(days: number): Promise<number>;
   /** One statement for all of them; the owner tokens that were renewed. */
   renew(locks: readonly LeaseKey[]): Promise<Set<string>>;
   /** For locks a renewal or extend missed: the owner tokens whose row still exists (ours) and has expired. */

@@ -60,6 +60,8 @@ export function storeOn(
   names: SchemaNames,
   send: (statement: Statement) => Promise<Rows>,
   variant?: StatementVariant,
+  /** Whether releases write the history table (`names.historyTableName`). */
+  history = false,
 ): LockStore {
   const sender: StatementSender = {
     run: send,
@@ -69,7 +71,7 @@ export function storeOn(
       return out;
     },
   };
-  return dialectNamed(dialect).store(names, sender, variant);
+  return dialectNamed(dialect).store(names, sender, { history, onHistoryOff: () => undefined }, variant);
 }
 
 /** The statement `call` makes the store send (answered with no rows; the first one if several). */
