@@ -67,7 +67,7 @@ describePostgres('the demo (npm start) on an existing database (PostgreSQL)', ()
   it('prints the dashboard URL on the port from PORT and says that only loopback clients are admitted', () => {
     expect(demo.output).toContain(`Ready. Dashboard: http://localhost:${port}/admin/locks`);
     expect(demo.output).toMatch(/admits only requests from this machine \(loopback\)/);
-    expect(demo.output).toMatch(/schema created: 20261126000000-create-db-mutex, 20261130000000-add-lock-kinds \(sequelize-cli db:migrate\)/);
+    expect(demo.output).toMatch(/schema created: 20261126000000-create-db-mutex, 20261130000000-add-lock-kinds, 20261130000100-create-db-mutex-history \(sequelize-cli db:migrate\)/);
     expect(demo.output).toMatch(/demo data seeded: .*db-mutex-demo/);
   });
 

@@ -73,10 +73,12 @@ describe('the packed package', () => {
     expect(stdout.trim()).toBe('ran function function');
   });
 
-  it('ships the migration so an app can re-export it', async () => {
+  it('ships the migrations so an app can re-export them', async () => {
     const { stdout } = await run(process.execPath, ['-e', "console.log(typeof require('sequelize-db-mutex/migration').up)"], { cwd: app });
     expect(stdout.trim()).toBe('function');
     const kinds = await run(process.execPath, ['-e', "console.log(typeof require('sequelize-db-mutex/migration-kinds').down)"], { cwd: app });
     expect(kinds.stdout.trim()).toBe('function');
+    const history = await run(process.execPath, ['-e', "console.log(typeof require('sequelize-db-mutex/migration-history').up)"], { cwd: app });
+    expect(history.stdout.trim()).toBe('function');
   });
 });

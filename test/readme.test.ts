@@ -1,5 +1,5 @@
 /**
- * The README's runnable examples (quick start, metrics, tracing) run as written (transpiled from
+ * The README's runnable examples (quick start, metrics, tracing, lock history) run as written (transpiled from
  * TypeScript, against the test database), and every relative link of the README and of docs/ leads to
  * a file, and a heading, that exists.
  */
@@ -66,6 +66,12 @@ it('runs the README tracing example as written, printing what its comments say',
   const stdout = await runReadmeBlock('tracing-example');
   expect(shownOutput('tracing-example')).toHaveLength(3);
   expect(stdout.trim().split('\n')).toEqual(shownOutput('tracing-example'));
+});
+
+it('runs the README lock history example as written, printing what its comments say', async () => {
+  const stdout = await runReadmeBlock('history-example');
+  expect(shownOutput('history-example')).toHaveLength(2);
+  expect(stdout.trim().split('\n')).toEqual(shownOutput('history-example'));
 });
 
 /** Anchors as GitHub makes them from a file's headings (fenced code left out), duplicates numbered. */
