@@ -5,11 +5,14 @@ import { TestContext } from '../helpers/db';
 
 let ctx: TestContext;
 let mutex: DbMutex;
+let recording: DbMutex;
 const statements: string[] = [];
 
 beforeAll(async () => {
   ctx = await TestContext.create();
-  mutex = await ctx.mutex({}, { logging: (sql: string) => statements.push(sql) });
+  // The lock's own statements, without the history write (counted on its own below).
+  mutex = await ctx.mutex({ history: false }, { logging: (sql: string) => statements.push(sql) });
+  recording = await ctx.mutex({ tableName: 'recorded_locks', eventsTableName: 'recorded_events' }, { logging: (sql: string) => statements.push(sql) });
 });
 afterAll(() => ctx.cleanup());
 beforeEach(() => {
@@ -28,6 +31,26 @@ describe('statements and connections', () => {
     expect(lockStatements()).toHaveLength(2);
     // PostgreSQL and SQLite delete the row; MariaDB marks it released (rows persist there, see databases.md).
     expect(lockStatements()[1]).toMatch(/DELETE FROM|ON DUPLICATE KEY UPDATE/);
+  });
+
+  it('records the end in the release statement itself on PostgreSQL, and in one more statement on MariaDB and SQLite (history on, the default)', async () => {
+    const lock = await recording.acquire('recorded');
+    expect(lockStatements()).toHaveLength(1);
+    await lock.release();
+    // The first release of a DbMutex also prunes old history, in the background: not part of the release.
+    const release = lockStatements()
+      .slice(1)
+      .filter((s) => !/DELETE FROM \S*recorded_locks_history/.test(s));
+    const historyInsert = /INSERT (IGNORE |OR IGNORE )?INTO \S*recorded_locks_history/;
+    if (ctx.dialect === 'postgres') {
+      expect(release).toHaveLength(1);
+      expect(release[0]).toMatch(/DELETE FROM \S*recorded_locks\b/);
+      expect(release[0]).toMatch(historyInsert);
+    } else {
+      expect(release).toHaveLength(2);
+      expect(release[1]).toMatch(historyInsert);
+    }
+    expect((await recording.history({ lockId: 'recorded' })).map((e) => e.outcome)).toEqual(['released']);
   });
 
   it('acquires outside an ambient transaction: a rival connection sees the lock before the transaction commits, and a rollback keeps it', async () => {
