@@ -111,15 +111,16 @@ class PostgresStore extends SqlLockStore {
   private readonly waitClass = waitClassOf(this.names);
   /**
    * The hot path's statement texts and names, built once: the texts are long and each call would
-   * otherwise rebuild (and pg compare) them.
+   * otherwise rebuild (and pg compare) them. Each in two forms, with the history write (the default)
+   * and without; the names differ, since a name stands for one text on a connection.
    */
   private readonly acquireStatements = {
-    plain: { name: `${this.prefix}_acquire`, text: this.buildAcquireText(false) },
-    history: { name: `${this.prefix}_acquire_h`, text: this.buildAcquireText(true) },
+    history: { name: `${this.prefix}_acquire`, text: this.buildAcquireText(true) },
+    plain: { name: `${this.prefix}_acquire_plain`, text: this.buildAcquireText(false) },
   };
   private readonly releaseStatements = {
-    plain: { name: `${this.prefix}_release`, text: this.buildReleaseText(false) },
-    history: { name: `${this.prefix}_release_h`, text: this.buildReleaseText(true) },
+    history: { name: `${this.prefix}_release`, text: this.buildReleaseText(true) },
+    plain: { name: `${this.prefix}_release_plain`, text: this.buildReleaseText(false) },
   };
 
   protected quote(identifier: string): string {

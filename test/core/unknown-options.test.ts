@@ -70,7 +70,8 @@ describe('unknown option keys', () => {
   it('lists the known options when no option is close', async () => {
     expect(await rejection(() => initDbMutex(ctx.sequelize(), { colour: 'red' } as never))).toBe(
       'Unknown option "colour" for initDbMutex (known options: ttlSeconds, leaseSeconds, heartbeat, waitMs, pollIntervalMs, ' +
-        'statementTimeoutMs, listen, holder, tableName, eventsTableName, setDefault, listenUrl, listenIdleMs, preparedStatements)',
+        'statementTimeoutMs, listen, holder, tableName, eventsTableName, setDefault, listenUrl, listenIdleMs, preparedStatements, history, ' +
+        'historyRetentionDays, historyTableName)',
     );
   });
 
