@@ -30,7 +30,8 @@ async function setup(dir, i) {
   /** @type {import('./types').Library} */
   const lib = require(dir);
   const tableName = `bench_refusal_${i}_${randomBytes(3).toString('hex')}`;
-  const names = { tableName, eventsTableName: `${tableName}_ev` };
+  // The history table named as sync() names it, so that dropSchema removes it too.
+  const names = { tableName, eventsTableName: `${tableName}_ev`, historyTableName: `${tableName}_history` };
   const make = () => new Sequelize(url, { logging: false, pool: { max: 2 } });
   const holderDb = make();
   const rivalDb = make();

@@ -152,10 +152,15 @@ export interface BenchDialect {
   uncontendedVariants(ctx: DialectContext): Variant[];
   /**
    * Key of the uncontended row that sends the library's own acquire and release statements (taken from
-   * its lock store, through the bench seam) by hand on one raw driver connection, the way the library sends them: the
-   * denominator of the library's overhead.
+   * its lock store, through the bench seam) by hand on one raw driver connection, the way the library sends them, history
+   * write included (the shipped default): the denominator of the library's overhead.
    */
   ownStatementsKey: string;
+  /**
+   * Key of the row that sends the same statements with history off (`history: false`): the denominator of the overhead
+   * of `ours, history: false`, and what is held against the minimal durable lease (the history write has a budget of its own).
+   */
+  ownStatementsNoHistoryKey: string;
   LEVERS_UNDONE: Record<string, LeverUndone>;
   /** Canned successful answers for the library's acquire and release (the JS-only rows). */
   stubRows(statement: Statement): Rows;
@@ -198,7 +203,9 @@ export interface BenchEnv {
   /** Lever name -> a DbMutex with that one adopted lever undone. */
   leverMutexes: Map<string, DbMutex>;
   mutexNoListen: DbMutex;
-  extraMutex(tableName: string, options?: { patches?: string[]; listen?: boolean }): Promise<{ mutex: DbMutex; url: string } | null>;
+  /** The default DbMutex with `history: false`, in a database of its own (as every DbMutex under test). */
+  mutexNoHistory: DbMutex;
+  extraMutex(tableName: string, options?: { patches?: string[]; listen?: boolean; history?: boolean }): Promise<{ mutex: DbMutex; url: string } | null>;
   newDatabase(): Promise<string>;
   sequelizeFor(url: string, options?: Options): Sequelize;
   mutexFor(sequelize: Sequelize, options?: Parameters<Library['initDbMutex']>[1]): Promise<DbMutex>;

@@ -14,8 +14,12 @@ const { Sequelize } = require('sequelize');
 const { floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals: internalsOf } = require('../lib/sql-baselines');
 
 const DEFAULT_URL = 'mariadb://root@127.0.0.1:3306/test';
-/** The row that sends the library's own statements by hand the way its driver does (execute + timeout wrapper). */
+/**
+ * The row that sends the library's own statements by hand the way its driver does (execute + timeout
+ * wrapper), history write included as shipped; and the same with history off.
+ */
 const OWN_STATEMENTS = 'lever-execute-wrapper';
+const OWN_STATEMENTS_NO_HISTORY = `${OWN_STATEMENTS}-nohistory`;
 
 /** @param {unknown} error */
 const messageOf = (error) => (error instanceof Error ? error.message : String(error));
@@ -157,9 +161,10 @@ function leverVariants(url, internals) {
    * @param {string} key
    * @param {string} label
    * @param {Send} send
+   * @param {{ group?: string, history?: boolean }} [p] history: the store writes the history table (as shipped)
    * @returns {import('../types').Variant}
    */
-  const lever = (key, label, send, group = 'lever') => {
+  const lever = (key, label, send, { group = 'lever', history = false } = {}) => {
     /** @type {((lockId: string) => Promise<void>) | undefined} */
     let cycle;
     return {
@@ -168,7 +173,7 @@ function leverVariants(url, internals) {
       label,
       setup: async () => {
         const c = (conn ??= await open(url));
-        cycle = floorCycle(internals, async (text, values) => asRows(await send(c.raw, text, [...values])));
+        cycle = floorCycle(internals, async (text, values) => asRows(await send(c.raw, text, [...values])), { history });
       },
       cycle: (lockId) => {
         if (!cycle) throw new Error(`${key}: not set up`);
@@ -180,16 +185,22 @@ function leverVariants(url, internals) {
       },
     };
   };
+  /** @type {Send} */
+  const asTheLibrarySends = (c, text, values) => c.execute(wrap(text), values);
   return [
     lever('lever-wrapper', 'floor + the statement-timeout wrapper (SET STATEMENT max_statement_time=… FOR …)', (c, text, values) => c.query(wrap(text), values)),
     lever('lever-execute', 'floor through execute() (binary protocol, prepared statement cached per connection)', (c, text, values) => c.execute(text, values)),
     lever(
       OWN_STATEMENTS,
       "its own statements by hand: the library's acquire and release from its MariaDB lock store, through execute() " +
-        '(binary protocol, prepared statement cached per connection) with the statement-timeout wrapper, as the library sends them, one connection',
-      (c, text, values) => c.execute(wrap(text), values),
-      'baseline',
+        '(binary protocol, prepared statement cached per connection) with the statement-timeout wrapper, as the library sends them, one connection ' +
+        '(history on, as shipped: the history row is a second statement after the release)',
+      asTheLibrarySends,
+      { group: 'baseline', history: true },
     ),
+    lever(OWN_STATEMENTS_NO_HISTORY, 'its own statements by hand, history off: the same without the history write (history: false)', asTheLibrarySends, {
+      group: 'baseline',
+    }),
   ];
 }
 
@@ -236,6 +247,7 @@ const mariadbBench = {
   fastCommitOptions,
   uncontendedVariants,
   ownStatementsKey: OWN_STATEMENTS,
+  ownStatementsNoHistoryKey: OWN_STATEMENTS_NO_HISTORY,
   LEVERS_UNDONE: {
     'text-protocol': {
       label: 'every statement as a text query (no server-side prepared statements)',

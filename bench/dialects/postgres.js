@@ -15,10 +15,11 @@
 const { randomBytes, randomUUID } = require('node:crypto');
 const { Client } = require('pg');
 const { Sequelize, QueryTypes } = require('sequelize');
-const { libraryInternals: internalsOf } = require('../lib/sql-baselines');
+const { storeCycle, libraryInternals: internalsOf } = require('../lib/sql-baselines');
+const { NAMES } = require('../lib/levers');
 
 const DEFAULT_URL = 'postgres://postgres@127.0.0.1:5432/test';
-const LOCKS = 'db_mutex_locks';
+const LOCKS = NAMES.tableName;
 const ORIGINAL = 'bench_original_dbmutex';
 const TTL_SECONDS = 1800;
 
@@ -350,12 +351,12 @@ function libraryInternals() {
 /**
  * The library's own acquire + release (its lock store: SQL and row parsing, through the bench seam)
  * with each statement sent through `exec`; the release optionally waiting for the WAL flush, or
- * without its pg_notify.
+ * without its pg_notify; the history write in both statements as shipped, unless `history` is false.
  * @param {import('../types').LibraryInternals} internals
  * @param {Exec} exec
  * @returns {(lockId: string) => Promise<void>}
  */
-function libraryCycle(internals, exec, { durable = false, notify = true } = {}) {
+function libraryCycle(internals, exec, { durable = false, notify = true, history = true } = {}) {
   /** @param {Statement} statement */
   const rewriteRelease = (statement) => {
     /** @type {Statement | null} */
@@ -365,15 +366,14 @@ function libraryCycle(internals, exec, { durable = false, notify = true } = {}) 
     if (!release) throw new Error("the library's release statement no longer has the shape this row rewrites");
     return release;
   };
-  const store = internals.seam.storeOn('postgres', { tableName: LOCKS, eventsTableName: 'db_mutex_events' }, async (s) => (await exec(s)).rows, (operation, statement) =>
-    operation === 'release' ? rewriteRelease(statement) : statement,
+  const store = internals.seam.storeOn(
+    'postgres',
+    NAMES,
+    async (s) => (await exec(s)).rows,
+    (operation, statement) => (operation === 'release' ? rewriteRelease(statement) : statement),
+    history,
   );
-  return async (lockId) => {
-    const ownerToken = randomUUID();
-    const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
-    if (!acquired.won) throw new Error('library acquire refused');
-    if (!(await store.release({ lockId, ownerToken }))) throw new Error('library release found no row');
-  };
+  return storeCycle(store, 'library statements');
 }
 
 // ---- variants ---------------------------------------------------------------------------------
@@ -537,9 +537,16 @@ function uncontendedVariants(ctx) {
         group: 'baseline',
         label:
           "its own statements by hand: the library's acquire and release from its PostgreSQL lock store, named, on one raw pg client " +
-          '(release as shipped: pg_notify, asynchronous commit)',
+          '(as shipped: history row written by the release statement itself, pg_notify only when a process waits, asynchronous commit)',
         setup: setupClient,
         cycle: lazy(() => libraryCycle(internals, namedOn(raw()))),
+      },
+      {
+        key: 'lib-sql-raw-nohistory',
+        group: 'baseline',
+        label: 'its own statements by hand, history off: the same without the history write (history: false)',
+        setup: setupClient,
+        cycle: lazy(() => libraryCycle(internals, namedOn(raw()), { history: false })),
       },
       {
         key: 'lib-sql-raw-quiet',
@@ -609,11 +616,12 @@ const PROBE_ACQUIRE = { lockId: 'probe', ownerToken: PROBE_TOKEN, holder: 'h', h
  */
 /** @type {import('../types').BenchDialect['stubRows']} */
 function stubRows(statement) {
-  if (statement.name.endsWith('_acquire')) {
+  // `_h`: the form that writes the history row in the same statement (history on, the default).
+  if (/_acquire(_h)?$/.test(statement.name)) {
     const now = Date.now();
     return [{ won: true, fencing_token: '1', acquired_ms: now, expires_ms: now + TTL_SECONDS * 1000 }];
   }
-  if (statement.name.endsWith('_release')) return [{ expired: false, notified: '' }];
+  if (/_release(_h)?$/.test(statement.name)) return [{ expired: false, notified: '' }];
   return [];
 }
 
@@ -756,7 +764,8 @@ async function contendedRaw(url, variant) {
 /** @type {NonNullable<import('../types').BenchDialect['listenerConnections']>} */
 async function listenerConnections(url, tableName) {
   const internals = libraryInternals();
-  const channel = internals?.seam.releaseChannel('postgres', { tableName, eventsTableName: 'db_mutex_events' }) ?? `db_mutex_${tableName}`;
+  const names = { ...NAMES, tableName, historyTableName: `${tableName}_history` };
+  const channel = internals?.seam.releaseChannel('postgres', names) ?? `db_mutex_${tableName}`;
   return withClient(url, async (c) => {
     const r = await c.query(
       "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
@@ -777,6 +786,7 @@ const postgres = {
   fastCommitOptions,
   uncontendedVariants,
   ownStatementsKey: 'lib-sql-raw',
+  ownStatementsNoHistoryKey: 'lib-sql-raw-nohistory',
   LEVERS_UNDONE,
   stubRows,
   libraryInternals,

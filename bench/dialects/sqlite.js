@@ -17,6 +17,8 @@ const { floorVariant, originalVariant, runnerVariant, libraryInternals: internal
 const { packageVersion } = require('../lib/env');
 
 const BUSY_TIMEOUT_MS = 10_000;
+/** The row that sends the library's own statements by hand as shipped (history on); the floor is the same without history. */
+const OWN_STATEMENTS = 'lib-sql-raw';
 
 /** @param {string} url */
 function fileOf(url) {
@@ -104,7 +106,17 @@ function uncontendedVariants(ctx) {
     variants.unshift(
       floorVariant(open, ctx.url, internals, "raw sqlite3 floor: the library's own acquire (INSERT … ON CONFLICT … WHERE expired RETURNING) + release statements, one connection"),
     );
-    variants.push(runnerVariant(internals, ctx.sequelize));
+    variants.push(
+      floorVariant(
+        open,
+        ctx.url,
+        internals,
+        "its own statements by hand: the library's acquire and release through the raw driver, one connection, as the library sends them " +
+          '(history on, as shipped: the history row is a second statement after the release)',
+        { key: OWN_STATEMENTS, history: true },
+      ),
+      runnerVariant(internals, ctx.sequelize),
+    );
   }
   return variants;
 }
@@ -132,8 +144,10 @@ const sqliteBench = {
   makeSequelize,
   fastCommitOptions,
   uncontendedVariants,
-  // The floor sends the library's own statements through the raw driver (db.all), as the library does.
-  ownStatementsKey: 'floor',
+  ownStatementsKey: OWN_STATEMENTS,
+  // The floor sends the library's own statements through the raw driver (db.all), as the library does,
+  // without the history write.
+  ownStatementsNoHistoryKey: 'floor',
   LEVERS_UNDONE: {},
   stubRows,
   libraryInternals,

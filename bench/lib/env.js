@@ -195,9 +195,9 @@ async function openDialect(config, lib, dialectName, log) {
      * Returns { mutex, url }, or null when the dialect cannot undo one of them.
      * @type {import('../types').BenchEnv['extraMutex']}
      */
-    const extraMutex = async (tableName, { patches = [], listen = true } = {}) => {
+    const extraMutex = async (tableName, { patches = [], listen = true, history = true } = {}) => {
       const dbUrl = await newDatabase();
-      const m = await mutexWithLeversUndone(lib, dialect, sequelizeFor(dbUrl), { setDefault: false, tableName, listen }, patches);
+      const m = await mutexWithLeversUndone(lib, dialect, sequelizeFor(dbUrl), { setDefault: false, tableName, listen, history }, patches);
       if (!m) return null;
       cleanups.unshift(() => m.close());
       await m.sync();
@@ -205,6 +205,8 @@ async function openDialect(config, lib, dialectName, log) {
     };
     const noListen = await extraMutex('db_mutex_locks', { listen: false });
     if (!noListen) throw new Error('a DbMutex with listen: false could not be made');
+    const noHistory = await extraMutex('db_mutex_locks', { history: false });
+    if (!noHistory) throw new Error('a DbMutex with history: false could not be made');
     /** @type {Omit<import('../types').BenchEnv, 'pgbouncer'>} */
     const base = {
       config,
@@ -219,6 +221,7 @@ async function openDialect(config, lib, dialectName, log) {
       // name -> a DbMutex with that one adopted lever undone (levers that cannot be undone on this build are left out)
       leverMutexes: await leverMutexes(dialect, extraMutex),
       mutexNoListen: noListen.mutex,
+      mutexNoHistory: noHistory.mutex,
       extraMutex,
       newDatabase,
       sequelizeFor,

@@ -10,7 +10,8 @@
  */
 const path = require('node:path');
 
-const NAMES = { tableName: 'db_mutex_locks', eventsTableName: 'db_mutex_events' };
+/** The bench's tables: the library's defaults, as each bench DbMutex's sync() makes them (history: `<tableName>_history`). */
+const NAMES = { tableName: 'db_mutex_locks', eventsTableName: 'db_mutex_events', historyTableName: 'db_mutex_locks_history' };
 
 /**
  * The library's bench seam from dist/, or null when this build has none. Typed from src/

@@ -10,6 +10,7 @@ const { randomUUID } = require('node:crypto');
 const { NAMES, benchSeam } = require('./levers');
 
 const TTL_SECONDS = 1800;
+const HOLDER = 'bench';
 
 /**
  * A raw driver connection, wrapped by the dialect file.
@@ -20,24 +21,39 @@ const TTL_SECONDS = 1800;
 /** @typedef {(url: string) => Promise<RawConnection>} Open */
 
 /**
+ * One uncontended acquire + release through a lock store of the library, checked. The release gets
+ * what the holder knows of its acquisition, as the library's Lease passes it: MariaDB and SQLite
+ * write a release's history row only from those facts, so with bare keys a store with history on
+ * would skip the very write it is meant to time.
+ * @param {import('../types').LockStore} store
+ * @param {string} what names the row in errors
+ * @returns {(lockId: string) => Promise<void>}
+ */
+function storeCycle(store, what) {
+  return async (lockId) => {
+    const ownerToken = randomUUID();
+    const acquired = await store.acquire({ lockId, ownerToken, holder: HOLDER, hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
+    if (!acquired.won) throw new Error(`${what}: acquire refused`);
+    const held = { lockId, ownerToken, fencingToken: acquired.fencingToken, holder: HOLDER, acquiredAt: acquired.acquiredAt };
+    if (!(await store.release(held))) throw new Error(`${what}: release found no row`);
+  };
+}
+
+/**
  * One cycle of the floor: the statements withDbMutex sends for an uncontended acquire + release,
  * without Sequelize's pool, the library's statement runner, its statement-timeout wrapper, or any
  * JavaScript of DbMutex/Lease around them. The library's lock store (its SQL and its row parsing,
- * through the bench seam) sends each statement's text through `query`.
+ * through the bench seam) sends each statement's text through `query`. `history`: the store writes
+ * the history table as the library does by default (the floor itself leaves it out).
  */
 /**
  * @param {import('../types').LibraryInternals} internals
  * @param {RawConnection['query']} query
  * @returns {(lockId: string) => Promise<void>}
  */
-function floorCycle(internals, query) {
-  const store = internals.seam.storeOn(internals.dialectName, NAMES, (statement) => query(statement.text, statement.values));
-  return async (lockId) => {
-    const ownerToken = randomUUID();
-    const acquired = await store.acquire({ lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null });
-    if (!acquired.won) throw new Error('floor acquire refused');
-    if (!(await store.release({ lockId, ownerToken }))) throw new Error('floor release found no row');
-  };
+function floorCycle(internals, query, { history = false } = {}) {
+  const store = internals.seam.storeOn(internals.dialectName, NAMES, (statement) => query(statement.text, statement.values), undefined, history);
+  return storeCycle(store, history ? 'own statements (history on)' : 'floor');
 }
 
 /**
@@ -92,29 +108,33 @@ function originalVariant(open, url, { createTable, table = 'bench_original_dbmut
   };
 }
 
-/** The floor row (the raw driver has its own connection, opened in setup). */
+/**
+ * The floor row (the raw driver has its own connection, opened in setup); with `history`, the same
+ * statements as the library sends them by default, history write included, under another key.
+ */
 /**
  * @param {Open} open
  * @param {string} url
  * @param {import('../types').LibraryInternals} internals
  * @param {string} label
+ * @param {{ key?: string, history?: boolean }} [p]
  * @returns {import('../types').Variant}
  */
-function floorVariant(open, url, internals, label) {
+function floorVariant(open, url, internals, label, { key = 'floor', history = false } = {}) {
   /** @type {RawConnection | undefined} */
   let conn;
   /** @type {((lockId: string) => Promise<void>) | undefined} */
   let cycle;
   return {
-    key: 'floor',
+    key,
     group: 'baseline',
     label,
     setup: async () => {
       const c = (conn ??= await open(url));
-      cycle = floorCycle(internals, (text, values) => c.query(text, values));
+      cycle = floorCycle(internals, (text, values) => c.query(text, values), { history });
     },
     cycle: (lockId) => {
-      if (!cycle) throw new Error('floor: not set up');
+      if (!cycle) throw new Error(`${key}: not set up`);
       return cycle(lockId);
     },
     teardown: async () => {
@@ -124,7 +144,10 @@ function floorVariant(open, url, internals, label) {
   };
 }
 
-/** The library's own statements through its StatementRunner (pool checkout + logging hook + timeout wrapper). */
+/**
+ * The library's own statements through its StatementRunner (pool checkout + logging hook + timeout
+ * wrapper), history write included as shipped.
+ */
 /**
  * @param {import('../types').LibraryInternals} internals
  * @param {import('sequelize').Sequelize} sequelize
@@ -136,11 +159,11 @@ function runnerVariant(internals, sequelize) {
   return {
     key: 'lib-runner',
     group: 'decomposition',
-    label: "the library's own SQL through its StatementRunner (Sequelize pool checkout + logging hook)",
+    label: "the library's own SQL (history on, as shipped) through its StatementRunner (Sequelize pool checkout + logging hook)",
     cycle: (lockId) => {
       if (!cycle) {
         const runner = internals.seam.statementRunner(sequelize, 10_000);
-        cycle = floorCycle(internals, (text, values) => runner.run({ name: 'bench_runner', text, values }));
+        cycle = floorCycle(internals, (text, values) => runner.run({ name: 'bench_runner', text, values }), { history: true });
       }
       return cycle(lockId);
     },
@@ -157,4 +180,4 @@ function libraryInternals(dialectName) {
   return seam ? { seam, dialectName } : null;
 }
 
-module.exports = { TTL_SECONDS, floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals };
+module.exports = { TTL_SECONDS, storeCycle, floorCycle, floorVariant, originalVariant, runnerVariant, libraryInternals };
