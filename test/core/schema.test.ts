@@ -143,6 +143,7 @@ describe('schema', () => {
       expect(tables.map((t) => [t.TABLE_NAME, t.ROW_FORMAT, t.TABLE_COLLATION])).toEqual([
         ['db_mutex_events', 'Dynamic', 'utf8mb4_nopad_bin'],
         ['db_mutex_locks', 'Dynamic', 'utf8mb4_nopad_bin'],
+        ['db_mutex_locks_history', 'Dynamic', 'utf8mb4_nopad_bin'],
       ]);
       const lockId = columns.find((c) => c.TABLE_NAME === 'db_mutex_locks' && c.COLUMN_NAME === 'lock_id')!;
       expect([lockId.COLUMN_TYPE, lockId.COLLATION_NAME, lockId.COLUMN_KEY]).toEqual(['varchar(255)', 'utf8mb4_nopad_bin', 'PRI']);
