@@ -136,3 +136,31 @@ describe('db-mutex history', () => {
     expect([run.code, run.stderr]).toEqual([2, 'db-mutex history: unexpected argument "b" (see db-mutex history --help)\n']);
   });
 });
+
+describe('db-mutex purge-history', () => {
+  /** Two entries of `lockId`, one that ended `days` days ago and one just now. */
+  async function oldAndNew(lockId: string, days: number): Promise<void> {
+    const old = await mutex.acquire(lockId);
+    await old.release();
+    await ctx.sql.setEndedSecondsAgo(lockId, old.fencingToken, { acquired_at: days * 86_400 + 60, ended_at: days * 86_400 });
+    await heldFor(lockId, 1);
+  }
+
+  it('deletes the entries older than the default retention of 7 days, and leaves the newer ones', async () => {
+    await oldAndNew('purge/default', 8);
+    const run = await cli(['purge-history'], env);
+    expect(run).toEqual({ code: 0, stdout: 'Deleted 1 history entry that ended more than 7 days ago.\n', stderr: '' });
+    expect(await mutex.history({ lockId: 'purge/default' })).toHaveLength(1);
+    expect(await cli(['purge-history'], env)).toMatchObject({ code: 0, stdout: 'Deleted 0 history entries that ended more than 7 days ago.\n' });
+  });
+
+  it('takes --older-than-days, fractions too, and prints JSON with --json', async () => {
+    await oldAndNew('purge/days', 0.5);
+    const keep = await cli(['purge-history', '--older-than-days', '1', '--json'], env);
+    expect([keep.code, JSON.parse(keep.stdout)]).toEqual([0, { deleted: 0, olderThanDays: 1 }]);
+    const run = await cli(['purge-history', '--older-than-days', '0.25', '--json'], env);
+    expect([run.code, JSON.parse(run.stdout)]).toEqual([0, { deleted: 1, olderThanDays: 0.25 }]);
+    expect(await mutex.history({ lockId: 'purge/days' })).toHaveLength(1);
+  });
+});
+
