@@ -45,21 +45,25 @@ async function hold(lockId: string, options: Parameters<DbMutex['acquire']>[1] =
   return lock;
 }
 
-/** One acquisition held for `seconds` by the database clock: its acquisition time is moved back, then it is released. */
-async function heldFor(lockId: string, seconds: number, options: Parameters<DbMutex['acquire']>[1] = {}): Promise<DbMutexHeldLock> {
+/**
+ * One acquisition, released, then laid out in the past: held for exactly `seconds`, ended `endedAgo`
+ * seconds ago by the database clock (both times moved in one statement, so the hold is exact).
+ */
+async function heldFor(lockId: string, seconds: number, options: Parameters<DbMutex['acquire']>[1] = {}, endedAgo = 0): Promise<DbMutexHeldLock> {
   const lock = await hold(lockId, options);
-  await ctx.sql.setSecondsAgo(lockId, { acquired_at: seconds });
   await lock.release();
+  await ctx.sql.setEndedSecondsAgo(lockId, lock.fencingToken, { acquired_at: endedAgo + seconds, ended_at: endedAgo });
   return lock;
 }
 
-/** Three releases (10, 20, 30 s) and a force-release after 40 s, then a fourth holder who still holds it. */
+/** Three releases (held 10, 20, 30 s) and a force-release after 40 s, then a fourth holder who still holds it. */
 async function scriptedRun(lockId: string, a: Express) {
-  for (const seconds of [10, 20, 30]) await heldFor(lockId, seconds);
+  for (const [i, seconds] of [10, 20, 30].entries()) await heldFor(lockId, seconds, {}, 100 - 10 * i);
   const forced = await hold(lockId, { holder: 'stuck-worker' });
-  await ctx.sql.setSecondsAgo(lockId, { acquired_at: 40 });
   const res = await request(a).delete(`/admin/locks/api/locks/${encodeURIComponent(lockId)}`).send({ reason: 'worker hung' });
   expect(res.status).toBe(200);
+  // Its end is the audit entry's, which says who ended it.
+  await ctx.sql.setEndedSecondsAgo(lockId, forced.fencingToken, { acquired_at: 40, created_at: 0 }, 'db_mutex_events');
   await holderLoses(forced, 'the force-released holder to lose its lock');
   const current = await hold(lockId, { holder: 'worker-now' });
   return { forced, current };
@@ -74,8 +78,6 @@ function statOf(html: string, label: string): string | undefined {
   return new RegExp(`${label}</span><span class="stat-value">([^<]*)<`).exec(html)?.[1];
 }
 
-/** A hold of `seconds` by the database clock, give or take the statements in between (from just under `seconds` to 2.5 s over). */
-const about = (seconds: number): unknown => expect.closeTo(seconds * 1000 + 1000, -3.5);
 
 describe('the history JSON', () => {
   it('answers the current holder, the counts by outcome, p50/p95/max and the entries newest first after a scripted run', async () => {
@@ -88,10 +90,10 @@ describe('the history JSON', () => {
     expect(res.body.summary.count).toBe(4);
     expect(res.body.summary.byOutcome).toEqual({ released: 3, lost: 0, 'force-released': 1, expired: 0 });
     // Nearest rank over [10, 20, 30, 40] s: p50 is the second, p95 and max the fourth.
-    expect(res.body.summary.heldMs).toEqual({ p50: about(20), p95: about(40), max: about(40) });
+    expect(res.body.summary.heldMs).toEqual({ p50: 20_000, p95: 40_000, max: 40_000 });
     const entries = res.body.entries as { outcome: string; heldMs: number; holder: string; operator: string | null; detail: string | null; endedAt: string }[];
     expect(entries.map((e) => e.outcome)).toEqual(['force-released', 'released', 'released', 'released']);
-    expect(entries.map((e) => e.heldMs)).toEqual([about(40), about(30), about(20), about(10)]);
+    expect(entries.map((e) => e.heldMs)).toEqual([40_000, 30_000, 20_000, 10_000]);
     expect(entries[0]).toMatchObject({ holder: 'stuck-worker', operator: 'alice', detail: 'worker hung', lockId: 'json/run', pid: process.pid });
     expect(entries[0]!.endedAt).toMatch(/Z$/);
     expect(typeof (res.body.entries[0] as { fencingToken: unknown }).fencingToken).toBe('number');
@@ -109,10 +111,10 @@ describe('the history JSON', () => {
   });
 
   it('returns the newest ?limit entries, and the figures of those', async () => {
-    for (const seconds of [10, 20, 30]) await heldFor('limited', seconds);
+    for (const [i, seconds] of [10, 20, 30].entries()) await heldFor('limited', seconds, {}, 100 - 10 * i);
     const res = await request(app()).get('/admin/locks/api/locks/limited/history?limit=2');
-    expect(res.body.entries.map((e: { heldMs: number }) => e.heldMs)).toEqual([about(30), about(20)]);
-    expect(res.body.summary).toMatchObject({ count: 2, heldMs: { p50: about(20), max: about(30) } });
+    expect(res.body.entries.map((e: { heldMs: number }) => e.heldMs)).toEqual([30_000, 20_000]);
+    expect(res.body.summary).toMatchObject({ count: 2, heldMs: { p50: 20_000, max: 30_000 } });
   });
 
   it('answers a bad limit with 400 INVALID_LIMIT in the API error shape', async () => {
@@ -163,9 +165,9 @@ describe('the lock page', () => {
     expect(html).toContain('<code class="lock-id">page/run</code>');
     expect(html).toContain('worker-now');
     expect(statOf(html, 'Acquisitions')).toBe('4');
-    expect(statOf(html, 'Held p50')).toMatch(/^2[0-4] s$/);
-    expect(statOf(html, 'Held p95')).toMatch(/^4[0-4] s$/);
-    expect(statOf(html, 'Held max')).toMatch(/^4[0-4] s$/);
+    expect(statOf(html, 'Held p50')).toBe('20 s');
+    expect(statOf(html, 'Held p95')).toBe('40 s');
+    expect(statOf(html, 'Held max')).toBe('40 s');
     expect(html).toMatch(/badge-released">released<\/span> <strong>3</);
     expect(html).toMatch(/badge-force-released">force-released<\/span> <strong>1</);
     expect(html).toMatch(/badge-lost">lost<\/span> <strong>0</);
@@ -176,7 +178,7 @@ describe('the lock page', () => {
     expect(svg.match(/<circle /g)).toHaveLength(4);
     expect(svg.match(/class="chart-point chart-force-released"/g)).toHaveLength(1);
     expect(svg).toContain('class="chart-median"');
-    expect(svg).toMatch(/<title>[^<]*force-released, held 4[0-4] s/);
+    expect(svg).toMatch(/<title>[^<]*force-released, held 40 s, token/);
 
     // The Release button goes through the existing confirmation of exactly this acquisition.
     const [release] = hrefsOf(html, /confirm-release\?/);

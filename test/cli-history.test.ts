@@ -40,11 +40,11 @@ afterAll(async () => {
   await ctx.cleanup();
 });
 
-/** One acquisition held for `seconds` by the database clock, then released. */
-async function heldFor(lockId: string, seconds: number, by = mutex): Promise<void> {
+/** One acquisition, released, then laid out as held for exactly `seconds` and ended `endedAgo` seconds ago. */
+async function heldFor(lockId: string, seconds: number, by = mutex, endedAgo = 0): Promise<void> {
   const lock = await by.acquire(lockId);
-  await ctx.sql.setSecondsAgo(lockId, { acquired_at: seconds }, by.options.tableName);
   await lock.release();
+  await ctx.sql.setEndedSecondsAgo(lockId, lock.fencingToken, { acquired_at: endedAgo + seconds, ended_at: endedAgo }, by.options.historyTableName);
 }
 
 describe('db-mutex history', () => {
@@ -62,30 +62,30 @@ describe('db-mutex history', () => {
   });
 
   it('prints who holds the lock now, its entries newest first, and the counts and p50/p95/max', async () => {
-    for (const seconds of [10, 20, 30]) await heldFor('nightly/export', seconds);
+    for (const [i, seconds] of [10, 20, 30].entries()) await heldFor('nightly/export', seconds, mutex, 100 - 10 * i);
     const stuck = await mutex.acquire('nightly/export');
-    await ctx.sql.setSecondsAgo('nightly/export', { acquired_at: 40 });
     await mutex.forceRelease({ lockId: 'nightly/export', fencingToken: stuck.fencingToken, operator: 'alice', reason: 'worker hung' });
+    await ctx.sql.setEndedSecondsAgo('nightly/export', stuck.fencingToken, { acquired_at: 40, created_at: 0 }, 'db_mutex_events');
     held.push(await mutex.acquire('nightly/export'));
 
     const run = await cli(['history', 'nightly/export'], env);
     expect([run.code, run.stderr]).toEqual([0, '']);
     const lines = run.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^"nightly\/export" is held now by report-worker on \S+ pid \d+ \(fencing token \d+, for < 1 s, active\)\.$/);
+    expect(lines[0]).toMatch(/^"nightly\/export" is held now by report-worker on \S+ pid \d+ \(fencing token \d+, for [^,]+, active\)\.$/);
     expect(lines[2]).toMatch(/^ENDED \(UTC\) +OUTCOME +HELD FOR +TOKEN +HOLDER +PROCESS +DETAIL$/);
-    expect(lines[3]).toMatch(/force-released +4[0-4] s +\d+ +report-worker +\S+:\d+ +worker hung \(by alice\)$/);
-    expect(lines.slice(4, 7).map((l) => /released +(\d+) s/.exec(l)?.[1])).toEqual([expect.stringMatching(/^3/), expect.stringMatching(/^2/), expect.stringMatching(/^1/)]);
-    expect(lines[8]).toMatch(/^4 acquisitions: 3 released, 1 force-released\. Held p50 2[0-4] s, p95 4[0-4] s, max 4[0-4] s\. Times are by the database clock\.$/);
+    expect(lines[3]).toMatch(/force-released +40 s +\d+ +report-worker +\S+:\d+ +worker hung \(by alice\)$/);
+    expect(lines.slice(4, 7).map((l) => / released +(\d+ s) /.exec(l)?.[1])).toEqual(['30 s', '20 s', '10 s']);
+    expect(lines[8]).toBe('4 acquisitions: 3 released, 1 force-released. Held p50 20 s, p95 40 s, max 40 s. Times are by the database clock.');
   });
 
   it('prints the dashboard JSON route\'s object with --json, and --limit cuts it to the newest', async () => {
-    for (const seconds of [5, 6, 7]) await heldFor('json/history', seconds);
+    for (const [i, seconds] of [5, 6, 7].entries()) await heldFor('json/history', seconds, mutex, 10 - i);
     const run = await cli(['history', 'json/history', '--json', '--limit', '2'], env);
     expect(run.code).toBe(0);
     const out = JSON.parse(run.stdout) as { lockId: string; current: unknown; summary: { count: number }; entries: { outcome: string; heldMs: number }[] };
     expect(out).toMatchObject({ lockId: 'json/history', current: null, summary: { count: 2, byOutcome: { released: 2 } } });
-    // Newest first: the 7 s and the 6 s holds (give or take the statements in between).
-    expect(out.entries.map((e) => e.heldMs)).toEqual([expect.closeTo(8000, -3.5), expect.closeTo(7000, -3.5)]);
+    // Newest first: the 7 s and the 6 s holds.
+    expect(out.entries.map((e) => e.heldMs)).toEqual([7000, 6000]);
     expect(Object.keys(out.entries[0]!).sort()).toEqual(
       ['acquiredAt', 'detail', 'endedAt', 'fencingToken', 'heldMs', 'holder', 'hostname', 'lockId', 'operator', 'outcome', 'pid'].sort(),
     );
