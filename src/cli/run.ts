@@ -530,7 +530,7 @@ const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
             String(e.fencingToken),
             e.holder,
             `${e.hostname}:${e.pid}`,
-            describeEnding(e),
+            describeEnding(e) || '—',
           ]),
         ),
     );
