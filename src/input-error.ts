@@ -25,6 +25,8 @@ export const INPUT_ERROR_CODES = {
   floor: 'INVALID_FLOOR',
   tableName: 'INVALID_TABLE_NAME',
   eventsTableName: 'INVALID_EVENTS_TABLE_NAME',
+  historyTableName: 'INVALID_HISTORY_TABLE_NAME',
+  olderThanDays: 'INVALID_OLDER_THAN_DAYS',
   body: 'INVALID_BODY',
 } as const;
 

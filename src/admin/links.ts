@@ -52,3 +52,13 @@ export function dashboardUrl(base: string, view: ViewState & { after?: string | 
   const qs = query(params);
   return `${base}/${qs ? `?${qs}` : ''}`;
 }
+
+/** The dashboard page of one lock (its current holder and history); every character of the id but plain ones is %-encoded. */
+export function lockPageUrl(base: string, lockId: string): string {
+  return `${base}/locks/${encode(lockId)}`;
+}
+
+/** The JSON of one lock's history (see LOCK_HISTORY_PATH for why the id's own slashes are encoded). */
+export function lockHistoryApiUrl(base: string, lockId: string): string {
+  return `${base}/api/locks/${encode(lockId)}/history`;
+}

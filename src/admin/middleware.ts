@@ -129,15 +129,33 @@ function hasBody(req: Request): boolean {
  * and a trailing or doubled slash in an id survives exactly. Case-insensitive like the string routes.
  */
 export const ONE_LOCK_PATH = /^\/api\/locks\/./i;
-const ONE_LOCK_PREFIX = '/api/locks/'.length;
 
-/** First on every `ONE_LOCK_PATH` route: a bad id is a 400 whatever the method. */
-export const lockIdParam: RequestHandler = (req, res, next) => {
-  res.locals.lockId = lockIdFromPath(req.path.slice(ONE_LOCK_PREFIX));
-  next();
-};
+/**
+ * A lock's history, `/api/locks/<id>/history`. Wired before ONE_LOCK_PATH, which also matches it: a
+ * path whose last unencoded segment is `history` is always this route, so an id that itself ends in
+ * `/history` is addressed with its slash encoded (`a%2Fhistory`), which encodeURIComponent does.
+ */
+export const LOCK_HISTORY_PATH = /^\/api\/locks\/.+\/history$/i;
 
-/** The id `lockIdParam` decoded. */
+/** The dashboard page of one lock, `/locks/<id>`, its id read like the API's. */
+export const LOCK_PAGE_PATH = /^\/locks\/./i;
+
+/** Puts the lock id found in the path between `prefix` and `suffix` in res.locals: a bad id is a 400 whatever the method. */
+function lockIdBetween(prefix: string, suffix = ''): RequestHandler {
+  return (req, res, next) => {
+    res.locals.lockId = lockIdFromPath(req.path.slice(prefix.length, req.path.length - suffix.length));
+    next();
+  };
+}
+
+/** First on every `ONE_LOCK_PATH` route. */
+export const lockIdParam: RequestHandler = lockIdBetween('/api/locks/');
+/** First on every `LOCK_HISTORY_PATH` route. */
+export const historyLockIdParam: RequestHandler = lockIdBetween('/api/locks/', '/history');
+/** First on the `LOCK_PAGE_PATH` route. */
+export const pageLockIdParam: RequestHandler = lockIdBetween('/locks/');
+
+/** The id the lock-id middleware decoded. */
 export function lockIdOf(res: Response): string {
   return res.locals.lockId as string;
 }
@@ -145,6 +163,11 @@ export function lockIdOf(res: Response): string {
 export const lockMethodNotAllowed: RequestHandler = (req, res) => {
   res.setHeader('Allow', 'GET, HEAD, DELETE');
   throw new AdminHttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on a lock; use GET or DELETE.`);
+};
+
+export const historyMethodNotAllowed: RequestHandler = (req, res) => {
+  res.setHeader('Allow', 'GET, HEAD');
+  throw new AdminHttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on a lock's history; use GET.`);
 };
 
 export const notFound: RequestHandler = (req) => {

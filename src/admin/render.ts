@@ -12,7 +12,7 @@ import { printable, printableParts } from '../printable';
 /** src/admin and dist/admin are both two levels below the package root, next to `views/`. */
 export const VIEWS_DIR = path.join(__dirname, '..', '..', 'views');
 
-export type TemplateName = 'layout' | 'dashboard' | 'semaphores' | 'confirm-release' | 'confirm-release-stale' | 'error';
+export type TemplateName = 'layout' | 'dashboard' | 'semaphores' | 'lock' | 'confirm-release' | 'confirm-release-stale' | 'error';
 
 const compiled = new Map<TemplateName, ejs.TemplateFunction>();
 

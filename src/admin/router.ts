@@ -11,15 +11,21 @@
 import type { Router } from 'express';
 import { Signer } from './csrf';
 import * as handlers from './handlers';
+import * as historyHandlers from './history-handlers';
 import * as semaphoreHandlers from './semaphore-handlers';
 import {
   asyncHandler,
   errorHandler,
+  historyLockIdParam,
+  historyMethodNotAllowed,
   jsonObjectOrNoBody,
+  LOCK_HISTORY_PATH,
+  LOCK_PAGE_PATH,
   lockIdParam,
   lockMethodNotAllowed,
   notFound,
   ONE_LOCK_PATH,
+  pageLockIdParam,
   refuseWhenReadOnly,
   requireAuthorization,
   requireSameOriginAction,
@@ -63,6 +69,7 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
 
   router.get('/', run(handlers.dashboard));
   router.get('/semaphores', run(semaphoreHandlers.semaphores));
+  router.get(LOCK_PAGE_PATH, pageLockIdParam, run(historyHandlers.lockHistoryPage));
   router.get('/confirm-release', confirmation, run(handlers.confirmRelease));
   router.get('/confirm-release-stale', confirmation, run(handlers.confirmReleaseStale));
   router.post('/release', action, formBody, run(handlers.releaseForm));
@@ -70,6 +77,9 @@ export function createDbMutexAdminRouter(options: DbMutexAdminRouterOptions): Ro
 
   router.get('/api/locks', run(handlers.listLocks));
   router.post('/api/locks/release-stale', action, apiBody, run(handlers.releaseStaleApi));
+  // Before ONE_LOCK_PATH, which matches these paths too.
+  router.get(LOCK_HISTORY_PATH, historyLockIdParam, run(historyHandlers.lockHistoryApi));
+  router.all(LOCK_HISTORY_PATH, historyLockIdParam, historyMethodNotAllowed);
   router.get(ONE_LOCK_PATH, lockIdParam, run(handlers.inspectLock));
   router.delete(ONE_LOCK_PATH, lockIdParam, action, apiBody, run(handlers.releaseLock));
   router.all(ONE_LOCK_PATH, lockIdParam, lockMethodNotAllowed);

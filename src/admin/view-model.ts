@@ -10,7 +10,7 @@ import { flashView, type FlashResult } from './flash';
 import { eventView, formatUtc, lockView } from './format';
 import type { AdminHttpError } from './http-error';
 import { REFRESH_CHOICES } from './input';
-import { dashboardUrl, query, viewParams, type ViewState } from './links';
+import { dashboardUrl, lockPageUrl, query, viewParams, type ViewState } from './links';
 import { assetUrls, type LayoutData } from './render';
 
 export interface PageModel {
@@ -58,8 +58,9 @@ export function dashboardPage(input: DashboardInput): PageModel {
       locks: page.map((row) => ({
         ...lockView(row),
         releaseUrl: `${base}/confirm-release?${query({ lockId: row.lockId, fencingToken: String(row.fencingToken), ...viewParams(view) })}`,
+        pageUrl: lockPageUrl(base, row.lockId),
       })),
-      events: input.events.map(eventView),
+      events: input.events.map((event) => ({ ...eventView(event), pageUrl: lockPageUrl(base, event.lockId) })),
       isFirstPage: cursor === null,
       links: {
         firstPage: here({}),

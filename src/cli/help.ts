@@ -1,12 +1,23 @@
 /** Help texts of the `db-mutex` CLI (kept apart so the command code stays readable). */
-import { DEFAULT_EVENTS_LIMIT, DEFAULT_EVENTS_TABLE_NAME, DEFAULT_LIST_LIMIT, DEFAULT_TABLE_NAME, MAX_REASON_LENGTH } from '../limits';
+import {
+  DEFAULT_EVENTS_LIMIT,
+  DEFAULT_EVENTS_TABLE_NAME,
+  DEFAULT_HISTORY_LIMIT,
+  DEFAULT_HISTORY_RETENTION_DAYS,
+  DEFAULT_LIST_LIMIT,
+  DEFAULT_TABLE_NAME,
+  MAX_HISTORY_DAYS,
+  MAX_HISTORY_LIMIT,
+  MAX_REASON_LENGTH,
+} from '../limits';
 
-export const COMMANDS = ['list', 'semaphores', 'release', 'release-stale', 'purge-expired', 'events', 'fence-floor'] as const;
+export const COMMANDS = ['list', 'semaphores', 'release', 'release-stale', 'purge-expired', 'events', 'history', 'purge-history', 'fence-floor'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const OPTIONS = `Options for every command:
   --table NAME          lock table (default ${DEFAULT_TABLE_NAME})
   --events-table NAME   audit table (default ${DEFAULT_EVENTS_TABLE_NAME})
+  --history-table NAME  history table (default: the lock table's name + _history)
   -h, --help            this help`;
 
 const ENVIRONMENT = `Environment:
@@ -29,6 +40,8 @@ Commands:
   release-stale   force-release every stale lock: expired or heartbeat overdue (audited)
   purge-expired   delete every expired lock (audited)
   events          the audit trail of releases and purges, newest first
+  history <id>    one lock's finished acquisitions: holder, held for, how each ended; p50/p95/max
+  purge-history   delete history entries older than the retention (or --older-than-days)
   fence-floor <n> after a failover: every later fencing token is greater than n
 
 ${OPTIONS}
@@ -136,6 +149,42 @@ ${OPTIONS}
 ${ENVIRONMENT}
 
 Exit status: 0 (also when the trail is empty); 2 on errors.
+`,
+  history: `Usage: db-mutex history <lockId> [--limit N] [--json]
+
+One lock's finished acquisitions, newest first: when each ended, how (released, lost,
+force-released, expired), how long it was held, its fencing token, holder and process, and the
+detail (why it was lost; who force-released it and why). Then the counts by outcome and the hold
+times' p50, p95 and max over the entries shown. The first line says who holds the lock now.
+The same data as the dashboard's lock page and its JSON route.
+A lock id starting with "-" goes after "--": db-mutex history -- -odd-id
+
+  --limit N             at most N entries (default ${DEFAULT_HISTORY_LIMIT}, at most ${MAX_HISTORY_LIMIT})
+  --json                {"lockId", "current", "summary", "entries"}, as the dashboard's
+                        api/locks/<id>/history answers, instead of a table
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+Exit status: 0 (also when the lock has no history); 2 on errors.
+`,
+  'purge-history': `Usage: db-mutex purge-history [--older-than-days N] [--json]
+
+Deletes the history entries of every lock that ended more than N days ago. Apps already prune
+their history automatically (historyRetentionDays, default ${DEFAULT_HISTORY_RETENTION_DAYS}); this is for a one-off cleanup,
+or for a database no app prunes any more. The audit trail is left alone: force-releases and the
+other operator actions stay in each lock's history, as long as the audit trail keeps them.
+
+  --older-than-days N   the age in days, fractions allowed (0.5 = 12 hours), at most ${MAX_HISTORY_DAYS}
+                        (default ${DEFAULT_HISTORY_RETENTION_DAYS}, the default retention)
+  --json                print {"deleted": count, "olderThanDays": N}
+
+${OPTIONS}
+
+${ENVIRONMENT}
+
+Exit status: 0 (also when nothing was old enough); 2 on errors.
 `,
   'fence-floor': `Usage: db-mutex fence-floor <n> [--json]
 

@@ -9,20 +9,25 @@ import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Options, Sequelize } from 'sequelize';
-import { eventJson, eventView, lockJson, lockView } from '../admin/format';
+import { eventJson, eventView, formatUtcBare, lockJson, lockView } from '../admin/format';
+import { describeEnding, formatHeld, lockHistoryJson } from '../admin/history-format';
 import { semaphoreJson, semaphoreView } from '../admin/semaphore-format';
 import type { DbMutex } from '../db-mutex';
 import type { EventRow } from '../dialects/types';
+import { HISTORY_OUTCOMES, summarizeHistory } from '../history';
 import { checkInput, checkInputOf, InputError, type InputField } from '../input-error';
 import {
   DEFAULT_EVENTS_LIMIT,
   DEFAULT_EVENTS_TABLE_NAME,
+  DEFAULT_HISTORY_LIMIT,
   DEFAULT_LIST_LIMIT,
   DEFAULT_TABLE_NAME,
   MAX_EVENTS_LIMIT,
+  MAX_HISTORY_DAYS,
+  MAX_HISTORY_LIMIT,
   MAX_LIST_LIMIT,
 } from '../limits';
-import { validateHolder, validateLockId, validateTableName } from '../options';
+import { validateDays, validateHolder, validateLockId, validateTableName } from '../options';
 import { DatabaseUrlError, parseDatabaseUrl, sequelizeOptions, type ParsedDatabaseUrl } from './database-url';
 import { printable, printableJson } from '../printable';
 import { describeFailure, NothingDone, SetupError, UsageError } from './failure';
@@ -40,6 +45,7 @@ type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 const GLOBAL_OPTIONS = {
   table: { type: 'string' },
   'events-table': { type: 'string' },
+  'history-table': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies Record<string, OptionSpec>;
 
@@ -57,11 +63,14 @@ const COMMAND_OPTIONS: Readonly<Record<CommandName, Record<string, OptionSpec>>>
   'purge-expired': AUDIT_OPTIONS,
   events: { lock: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
   'fence-floor': { json: { type: 'boolean' } },
+  history: { limit: { type: 'string' }, json: { type: 'boolean' } },
+  'purge-history': { 'older-than-days': { type: 'string' }, json: { type: 'boolean' } },
 };
 
 /** The one positional argument a command takes: what its usage calls it, and the field it gives. */
 const POSITIONAL: Partial<Record<CommandName, { label: string; field: InputField }>> = {
   release: { label: 'the lock id', field: 'lockId' },
+  history: { label: 'the lock id', field: 'lockId' },
   'fence-floor': { label: 'the floor <n>', field: 'floor' },
 };
 
@@ -133,7 +142,7 @@ function findCommand(argv: readonly string[]): { name: string; index: number } |
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--') return null;
-    if (arg === '--table' || arg === '--events-table') {
+    if (arg === '--table' || arg === '--events-table' || arg === '--history-table') {
       i++;
       continue;
     }
@@ -210,7 +219,8 @@ export function defaultOperator(env: NodeJS.ProcessEnv): string {
  */
 function validateInputs(parsed: Parsed, io: CliIo) {
   const { values } = parsed;
-  const lockId = parsed.command === 'release' ? checkInput('lockId', () => validateLockId(parsed.positionals[0], 'lockId')) : undefined;
+  const takesLockId = parsed.command === 'release' || parsed.command === 'history';
+  const lockId = takesLockId ? checkInput('lockId', () => validateLockId(parsed.positionals[0], 'lockId')) : undefined;
   const eventsLock = stringOption(values, 'lock');
   if (eventsLock !== undefined) checkInput('lockId', () => validateLockId(eventsLock, '--lock'));
   const operator = checkInput('operator', () => validateHolder(stringOption(values, 'operator') ?? defaultOperator(io.env), '--operator'));
@@ -225,9 +235,26 @@ function validateInputs(parsed: Parsed, io: CliIo) {
     floor,
     operator,
     fencingToken: positiveInteger(values, 'fencing-token', 'fencingToken', Number.MAX_SAFE_INTEGER),
-    limit: positiveInteger(values, 'limit', 'limit', parsed.command === 'events' ? MAX_EVENTS_LIMIT : MAX_LIST_LIMIT),
+    limit: positiveInteger(values, 'limit', 'limit', LIMIT_MAX[parsed.command] ?? MAX_LIST_LIMIT),
+    olderThanDays: days(values, 'older-than-days'),
     reason: stringOption(values, 'reason') ?? null,
   };
+}
+
+/** The largest --limit of the commands whose limit is not a lock listing's. */
+const LIMIT_MAX: Partial<Record<CommandName, number>> = { events: MAX_EVENTS_LIMIT, history: MAX_HISTORY_LIMIT };
+
+/**
+ * A number of days: plain decimal digits, a fraction allowed ("0.5"), so that "1e3" or "Infinity" never
+ * pass as numbers; then the library's own range check, the one purgeHistory() applies.
+ */
+function days(values: Values, name: string): number | undefined {
+  const raw = stringOption(values, name);
+  if (raw === undefined) return undefined;
+  if (!/^[0-9]{1,9}(\.[0-9]{1,9})?$/.test(raw)) {
+    throw new InputError('olderThanDays', `--${name} must be a number of days above 0 and at most ${MAX_HISTORY_DAYS}, got "${printable(raw)}"`);
+  }
+  return checkInput('olderThanDays', () => validateDays(Number(raw), `--${name}`));
 }
 
 async function execute(parsed: Parsed, io: CliIo): Promise<number> {
@@ -236,6 +263,7 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
   if (!url) throw new SetupError('DATABASE_URL is not set (e.g. postgres://user:password@host:5432/app)');
   const tableName = stringOption(parsed.values, 'table') ?? DEFAULT_TABLE_NAME;
   const eventsTableName = stringOption(parsed.values, 'events-table') ?? DEFAULT_EVENTS_TABLE_NAME;
+  const historyTableName = stringOption(parsed.values, 'history-table');
 
   let database: ParsedDatabaseUrl;
   let options: Options;
@@ -269,10 +297,13 @@ async function execute(parsed: Parsed, io: CliIo): Promise<number> {
   try {
     checkInput('tableName', () => validateTableName(tableName, 'tableName'));
     checkInput('eventsTableName', () => validateTableName(eventsTableName, 'eventsTableName'));
+    if (historyTableName !== undefined) checkInput('historyTableName', () => validateTableName(historyTableName, 'historyTableName'));
     mutex = initDbMutex(sequelize, {
         setDefault: false,
         tableName,
         eventsTableName,
+        // Unset, it follows --table (`<table>_history`), as the DbMutex's own default does.
+        ...(historyTableName === undefined ? {} : { historyTableName }),
         // The CLI never acquires: a stray DB_MUTEX_TTL_SECONDS in the environment must not block it.
         ttlSeconds: null,
         // A one-shot process runs each statement once or twice: preparing it buys nothing, and unnamed
@@ -460,6 +491,65 @@ const COMMAND_RUNNERS: Readonly<Record<CommandName, Runner>> = {
       if (v.reason) lines.push(`    reason: ${printable(v.reason)}`);
     });
     io.stdout(`${lines.join('\n')}\n`);
+    return 0;
+  },
+
+  async history(mutex, { values }, { lockId, limit }, io) {
+    const id = lockId!;
+    const [row, entries] = await Promise.all([mutex.inspect(id), mutex.history({ lockId: id, limit: limit ?? DEFAULT_HISTORY_LIMIT })]);
+    if (values.json === true) {
+      io.stdout(json(lockHistoryJson(id, row, entries)));
+      return 0;
+    }
+    if (row) {
+      const v = lockView(row);
+      io.stdout(printable(`"${id}" is held now by ${v.holder} on ${v.hostname} pid ${v.pid} (fencing token ${v.fencingToken}, for ${v.age}, ${v.status}).`) + '\n');
+    } else {
+      io.stdout(printable(`"${id}" is free now.`) + '\n');
+    }
+    if (entries.length === 0) {
+      io.stdout('No finished acquisitions recorded.\n');
+      return 0;
+    }
+    io.stdout(
+      '\n' +
+        renderTable(
+          [
+            { header: 'ENDED (UTC)' },
+            { header: 'OUTCOME' },
+            { header: 'HELD FOR', align: 'right' },
+            { header: 'TOKEN', align: 'right' },
+            { header: 'HOLDER', maxWidth: 32 },
+            { header: 'PROCESS', maxWidth: 32 },
+            { header: 'DETAIL' },
+          ],
+          entries.map((e) => [
+            formatUtcBare(e.endedAt),
+            e.outcome,
+            formatHeld(e.heldMs),
+            String(e.fencingToken),
+            e.holder,
+            `${e.hostname}:${e.pid}`,
+            describeEnding(e) || '—',
+          ]),
+        ),
+    );
+    const summary = summarizeHistory(entries);
+    const outcomes = HISTORY_OUTCOMES.filter((o) => summary.byOutcome[o] > 0).map((o) => `${summary.byOutcome[o]} ${o}`);
+    const held = summary.heldMs!;
+    const shown = limit === undefined && entries.length >= DEFAULT_HISTORY_LIMIT ? ` (the newest ${entries.length}; see --limit)` : '';
+    io.stdout(
+      `\n${plural(summary.count, 'acquisition')}${shown}: ${outcomes.join(', ')}. ` +
+        `Held p50 ${formatHeld(held.p50)}, p95 ${formatHeld(held.p95)}, max ${formatHeld(held.max)}. Times are by the database clock.\n`,
+    );
+    return 0;
+  },
+
+  async 'purge-history'(mutex, { values }, { olderThanDays }, io) {
+    const deleted = await checkInputOf('olderThanDays', mutex.purgeHistory(olderThanDays === undefined ? {} : { olderThanDays }));
+    const days = olderThanDays ?? mutex.options.historyRetentionDays;
+    if (values.json === true) io.stdout(json({ deleted, olderThanDays: days }));
+    else io.stdout(`Deleted ${deleted} history ${deleted === 1 ? 'entry' : 'entries'} that ended more than ${plural(days, 'day')} ago.\n`);
     return 0;
   },
 

@@ -219,6 +219,16 @@ export interface TestSqlHelpers {
    * before now (a negative number is in the future).
    */
   setSecondsAgo(lockId: string, columns: Partial<Record<LockTimeColumn, number>>, table?: string): Promise<void>;
+  /**
+   * The same for one acquisition's row of the history table (default `db_mutex_locks_history`) or the
+   * audit table (`db_mutex_events`, whose end is `created_at`), so a test can lay out a past.
+   */
+  setEndedSecondsAgo(
+    lockId: string,
+    fencingToken: number,
+    columns: Partial<Record<'acquired_at' | 'ended_at' | 'created_at', number>>,
+    table?: string,
+  ): Promise<void>;
   /** Empties the events table (default `db_mutex_events`) and restarts its ids at 1. */
   resetEvents(table?: string): Promise<void>;
   /**
@@ -430,6 +440,16 @@ export class TestContext {
         if (!entries.length) return;
         const sets = entries.map(([column]) => `${this.quote(column)} = ${text.secondsAgo}`).join(', ');
         await this.exec(`UPDATE ${table(name)} SET ${sets} WHERE lock_id = ?`, [...entries.map(([, seconds]) => seconds), lockId]);
+      },
+      setEndedSecondsAgo: async (lockId, fencingToken, columns, name = 'db_mutex_locks_history') => {
+        const entries = Object.entries(columns).filter((e): e is [string, number] => typeof e[1] === 'number');
+        if (!entries.length) return;
+        const sets = entries.map(([column]) => `${this.quote(column)} = ${text.secondsAgo}`).join(', ');
+        await this.exec(`UPDATE ${this.quote(name)} SET ${sets} WHERE lock_id = ? AND fencing_token = ?`, [
+          ...entries.map(([, seconds]) => seconds),
+          lockId,
+          fencingToken,
+        ]);
       },
       resetEvents: async (name = 'db_mutex_events') => {
         for (const statement of text.emptyAndRestartIds(this.quote(name), name)) await this.exec(statement);
