@@ -4,30 +4,17 @@
  * script, and a phone-width layout. Saves a screenshot to test/artifacts/dashboard.png; with
  * DB_MUTEX_UPDATE_SCREENSHOT=1 also to docs/dashboard.png (the one the README shows).
  */
-import { copyFileSync, mkdirSync } from 'node:fs';
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import express from 'express';
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
-import { createDbMutexAdminRouter, type DbMutex, type DbMutexHeldLock } from '../src';
+import type { Browser, Locator } from 'playwright-core';
+import type { DbMutex, DbMutexHeldLock } from '../src';
+import { browserDashboard, screenshot, watchErrors, type BrowserDashboard } from './helpers/browser';
 import { holderLoses } from './helpers/dashboard';
 import { TestContext, type LockTimeColumn } from './helpers/db';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const ARTIFACTS = path.join(__dirname, 'artifacts');
 
 let ctx: TestContext;
-let server: Server;
+let dashboard: BrowserDashboard;
 let browser: Browser;
 let base: string;
 const locks: Record<string, DbMutexHeldLock> = {};
@@ -68,33 +55,15 @@ beforeAll(async () => {
   await seed('cron', 'cron:cleanup-sessions', 'cron', { heartbeat: false, ttlSeconds: 300 }, 'scheduler', 77,
     { acquired_at: 41, heartbeat_at: 41, expires_at: -hms(0, 4, 19) });
 
-  const app = express();
-  app.use((req, _res, next) => {
-    (req as { user?: unknown }).user = { username: 'alice' };
-    next();
-  });
-  app.use('/admin/locks', createDbMutexAdminRouter({ mutex: dashboardMutex, authorize: () => true }));
-  server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/locks/`;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  dashboard = await browserDashboard(dashboardMutex);
+  ({ browser, base } = dashboard);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  await dashboard?.close();
   await ctx.cleanup();
 });
 
-/** Console errors include CSP violations, so a page that logs none ran no blocked inline code. */
-function watchErrors(page: Page): string[] {
-  const errors: string[] = [];
-  page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(message.text());
-  });
-  page.on('pageerror', (error) => errors.push(error.message));
-  return errors;
-}
 
 it('force-releases a lock through the confirmation page and shows the audit entry', async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -128,10 +97,7 @@ it('force-releases a lock through the confirmation page and shows the audit entr
   expect(entry).toContain('2 h 14 min');
   await toHaveCount(rows, 5);
 
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const shot = path.join(ARTIFACTS, 'dashboard.png');
-  await page.screenshot({ path: shot, fullPage: true });
-  if (process.env.DB_MUTEX_UPDATE_SCREENSHOT === '1') copyFileSync(shot, path.join(__dirname, '..', 'docs', 'dashboard.png'));
+  await screenshot(page, 'dashboard.png', 'dashboard.png');
 
   expect(errors).toEqual([]);
   await context.close();
@@ -174,7 +140,7 @@ it('fits a phone screen without sideways scrolling', async () => {
   const page = await context.newPage();
   await page.goto(base);
   expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
-  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-phone.png'), fullPage: true });
+  await screenshot(page, 'dashboard-phone.png');
   await context.close();
 });
 

@@ -5,25 +5,19 @@
  * confirmation. Saves a screenshot to test/artifacts/lock-history.png; with DB_MUTEX_UPDATE_SCREENSHOT=1
  * also to docs/lock-history.png (the one the README shows).
  */
-import { copyFileSync, mkdirSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import express from 'express';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { createDbMutexAdminRouter, type DbMutex, type DbMutexHeldLock } from '../src';
+import type { Browser } from 'playwright-core';
+import type { DbMutex, DbMutexHeldLock } from '../src';
+import { browserDashboard, screenshot, watchErrors, type BrowserDashboard } from './helpers/browser';
 import { holderLoses } from './helpers/dashboard';
 import { TestContext } from './helpers/db';
 import { waitUntil } from './helpers/wait';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'];
-const ARTIFACTS = path.join(__dirname, 'artifacts');
 const LOCK_ID = 'reports/nightly-export';
 const PAGE_PATH = 'locks/reports%2Fnightly-export';
 
 let ctx: TestContext;
 let dashboardMutex: DbMutex;
-let server: Server;
+let dashboard: BrowserDashboard;
 let browser: Browser;
 let base: string;
 let current: DbMutexHeldLock;
@@ -85,33 +79,15 @@ beforeAll(async () => {
   await ctx.exec('UPDATE db_mutex_locks SET hostname = ?, pid = ? WHERE lock_id = ?', ['batch-02', 28_817, LOCK_ID]);
   await ctx.sql.setSecondsAgo(LOCK_ID, { acquired_at: 4 * 60 + 12, heartbeat_at: 9 });
 
-  const app = express();
-  app.use((req, _res, next) => {
-    (req as { user?: unknown }).user = { username: 'alice' };
-    next();
-  });
-  app.use('/admin/locks', createDbMutexAdminRouter({ mutex: dashboardMutex, authorize: () => true }));
-  server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/locks/`;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  dashboard = await browserDashboard(dashboardMutex);
+  ({ browser, base } = dashboard);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  await dashboard?.close();
   await ctx.cleanup();
 });
 
-/** Console errors include CSP violations, so a page that logs none ran no blocked inline code or style. */
-function watchErrors(page: Page): string[] {
-  const errors: string[] = [];
-  page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(message.text());
-  });
-  page.on('pageerror', (error) => errors.push(error.message));
-  return errors;
-}
 
 it('opens from the list and shows the holder, the figures, the chart and the history of the lock', async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -147,10 +123,7 @@ it('opens from the list and shows the holder, the figures, the chart and the his
   expect(await rows.filter({ hasText: 'release-stale' }).innerText()).toContain('release-stale (by bob)');
   expect(await rows.filter({ hasText: 'lost' }).innerText()).toContain('expired');
 
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const shot = path.join(ARTIFACTS, 'lock-history.png');
-  await page.screenshot({ path: shot, fullPage: true });
-  if (process.env.DB_MUTEX_UPDATE_SCREENSHOT === '1') copyFileSync(shot, path.join(__dirname, '..', 'docs', 'lock-history.png'));
+  await screenshot(page, 'lock-history.png', 'lock-history.png');
   expect(errors).toEqual([]);
   await context.close();
 });
@@ -169,7 +142,7 @@ it('fits a phone screen without sideways scrolling', async () => {
   const page = await context.newPage();
   await page.goto(`${base}${PAGE_PATH}`);
   expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
-  await page.screenshot({ path: path.join(ARTIFACTS, 'lock-history-phone.png'), fullPage: true });
+  await screenshot(page, 'lock-history-phone.png');
   await context.close();
 });
 
