@@ -2,21 +2,14 @@
  * `db-mutex fence-floor <n>`: the token floor of a failover runbook from a terminal (the built bin, a
  * separate process), on this run's database. Tokens afterwards exceed n; bad input changes nothing.
  */
-import { execFile } from 'node:child_process';
 import type { DbMutex } from '../src';
-import { CLI, ensureBuilt, ROOT } from './helpers/built';
+import { ensureBuilt, runCli } from './helpers/built';
 import { TestContext } from './helpers/db';
 
 let ctx: TestContext;
 let mutex: DbMutex;
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, DATABASE_URL: ctx.db.url }, timeout: 30_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(args, { DATABASE_URL: ctx.db.url });
 
 async function nextToken(): Promise<number> {
   const lock = await mutex.acquire('cli/floor');

@@ -3,25 +3,11 @@
  * real database: the table and its summary line, the JSON (the dashboard's shape), refused input, and
  * the purge of old entries.
  */
-import { execFile } from 'node:child_process';
 import type { DbMutex, DbMutexHeldLock } from '../src';
-import { CLI, ensureBuilt, ROOT } from './helpers/built';
+import { ensureBuilt, runCli } from './helpers/built';
 import { TestContext } from './helpers/db';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 let ctx: TestContext;
 let mutex: DbMutex;

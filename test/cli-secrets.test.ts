@@ -10,25 +10,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DatabaseUrlError, parseDatabaseUrl, sequelizeOptions } from '../src/cli/database-url';
-import { CLI, ensureBuilt, ROOT } from './helpers/built';
+import { ensureBuilt, ROOT, runCli, type CliRun } from './helpers/built';
 import { dialect, isMariaDb, itIf, TestContext } from './helpers/db';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Every warning Node has, printed: a URL in any of them would show. */
 const LOUD_NODE_OPTIONS = '--trace-warnings --trace-deprecation --pending-deprecation';
 
-function cli(args: string[], url: string): Promise<Run> {
-  const env = { ...process.env, DATABASE_URL: url, NODE_OPTIONS: LOUD_NODE_OPTIONS };
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env, timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
+function cli(args: string[], url: string): Promise<CliRun> {
+  return runCli(args, { DATABASE_URL: url, NODE_OPTIONS: LOUD_NODE_OPTIONS }, 60_000);
 }
 
 /** The marker every test password contains: no output may contain it. */
@@ -46,14 +35,14 @@ const RAW_PASSWORDS = [
   `${MARK}/../#?@:[]`,
 ];
 
-function expectNoSecret(run: Run, url: string) {
+function expectNoSecret(run: CliRun, url: string) {
   for (const [stream, text] of [['stdout', run.stdout], ['stderr', run.stderr]] as const) {
     // The URL rides along so a failure names the input that leaked.
     expect({ url, stream, leaked: text.includes(MARK) || text.includes(encodeURIComponent(MARK)) }).toEqual({ url, stream, leaked: false });
   }
 }
 
-function expectOneLine(run: Run) {
+function expectOneLine(run: CliRun) {
   expect(run.stderr.endsWith('\n')).toBe(true);
   expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
 }
@@ -204,7 +193,7 @@ describe('db-mutex never prints a password', () => {
     const u = new URL(ctx.db.url);
     const url = `postgres://${u.username}:Pa#ss-${MARK}@${u.host}${u.pathname}`;
     const sequelizeCli = path.join(ROOT, 'node_modules', 'sequelize-cli', 'lib', 'sequelize');
-    const run = await new Promise<Run>((resolve) => {
+    const run = await new Promise<CliRun>((resolve) => {
       const env = { ...process.env, DATABASE_URL: url, NODE_OPTIONS: LOUD_NODE_OPTIONS };
       execFile(process.execPath, [sequelizeCli, 'db:migrate:status'], { cwd: ROOT, env, timeout: 120_000 }, (error, stdout, stderr) => {
         resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });

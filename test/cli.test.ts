@@ -1,27 +1,12 @@
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import type { DbMutex, DbMutexHeldLock } from '../src';
-import { CLI, ensureBuilt, ROOT } from './helpers/built';
+import { ensureBuilt, ROOT, runCli } from './helpers/built';
 import { createTestDatabase, dialect, itIf, pooler, TestContext, withDatabase, type TestDatabase } from './helpers/db';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built `db-mutex` bin as an operator would: a separate process with its own connection. */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 const OPERATOR = `${userInfo().username}@${hostname()}`;
 

@@ -3,11 +3,10 @@
  * heartbeat and token: through `mutex.semaphores()`, the dashboard's semaphore page and JSON API,
  * and `db-mutex semaphores`. A permit is force-released per holder, token-exact and audited.
  */
-import { execFile } from 'node:child_process';
 import express from 'express';
 import request from 'supertest';
 import { createDbMutexAdminRouter, type DbMutex, type DbMutexSemaphorePermit } from '../src';
-import { CLI, ensureBuilt, ROOT } from './helpers/built';
+import { ensureBuilt, runCli } from './helpers/built';
 import { TestContext } from './helpers/db';
 
 let ctx: TestContext;
@@ -32,13 +31,7 @@ async function take(id: string, limit: number): Promise<DbMutexSemaphorePermit> 
   return p;
 }
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, DATABASE_URL: ctx.db.url }, timeout: 30_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(args, { DATABASE_URL: ctx.db.url });
 
 function app() {
   const a = express();

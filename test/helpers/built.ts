@@ -55,6 +55,22 @@ async function takeLock(): Promise<void> {
   }
 }
 
+/** What a run of the `db-mutex` bin printed, and its exit code (-1: killed or not started). */
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built `db-mutex` bin as an operator would: a separate process with its own connection; `env` is added to this process's. */
+export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<CliRun> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
 export async function ensureBuilt(): Promise<void> {
   if (!isStale()) return;
   await takeLock();
