@@ -68,16 +68,23 @@ export const DEFAULT_SCHEMA_NAMES: Readonly<SchemaNames> = Object.freeze({
   historyTableName: defaultHistoryTableName(DEFAULT_TABLE_NAME),
 });
 
+/** Who held an acquisition, where, and since when: the same columns in the lock, audit and history tables. */
+function acquisitionAttributes(): ModelAttributes {
+  return {
+    holder: { type: DataTypes.STRING(255), allowNull: false, field: 'holder' },
+    hostname: { type: DataTypes.STRING(255), allowNull: false, field: 'hostname' },
+    pid: { type: DataTypes.INTEGER, allowNull: false, field: 'pid' },
+    acquiredAt: { type: DataTypes.DATE(6), allowNull: false, field: 'acquired_at' },
+  };
+}
+
 export function lockAttributes(): ModelAttributes {
   return {
     // The primary key is the lock id itself: uniqueness is what makes the acquire statement atomic.
     lockId: { type: DataTypes.STRING(255), primaryKey: true, allowNull: false, field: 'lock_id' },
     ownerToken: { type: DataTypes.UUID, allowNull: false, field: 'owner_token' },
     fencingToken: { type: DataTypes.BIGINT, allowNull: false, field: 'fencing_token' },
-    holder: { type: DataTypes.STRING(255), allowNull: false, field: 'holder' },
-    hostname: { type: DataTypes.STRING(255), allowNull: false, field: 'hostname' },
-    pid: { type: DataTypes.INTEGER, allowNull: false, field: 'pid' },
-    acquiredAt: { type: DataTypes.DATE(6), allowNull: false, field: 'acquired_at' },
+    ...acquisitionAttributes(),
     // NULL = never expires (ttlSeconds null and no heartbeat).
     expiresAt: { type: DataTypes.DATE(6), allowNull: true, field: 'expires_at' },
     // Hard cap from ttlSeconds; the heartbeat never renews past it. NULL = no cap.
@@ -113,10 +120,7 @@ export function eventAttributes(): ModelAttributes {
     action: { type: DataTypes.STRING(32), allowNull: false, field: 'action' },
     lockId: { type: DataTypes.STRING(255), allowNull: false, field: 'lock_id' },
     fencingToken: { type: DataTypes.BIGINT, allowNull: false, field: 'fencing_token' },
-    holder: { type: DataTypes.STRING(255), allowNull: false, field: 'holder' },
-    hostname: { type: DataTypes.STRING(255), allowNull: false, field: 'hostname' },
-    pid: { type: DataTypes.INTEGER, allowNull: false, field: 'pid' },
-    acquiredAt: { type: DataTypes.DATE(6), allowNull: false, field: 'acquired_at' },
+    ...acquisitionAttributes(),
     ageSeconds: { type: DataTypes.DOUBLE, allowNull: false, field: 'age_seconds' },
     operator: { type: DataTypes.STRING(255), allowNull: false, field: 'operator' },
     reason: { type: DataTypes.STRING(1000), allowNull: true, field: 'reason' },
@@ -134,10 +138,7 @@ export function historyAttributes(): ModelAttributes {
   return {
     lockId: { type: DataTypes.STRING(255), primaryKey: true, allowNull: false, field: 'lock_id' },
     fencingToken: { type: DataTypes.BIGINT, primaryKey: true, allowNull: false, field: 'fencing_token' },
-    holder: { type: DataTypes.STRING(255), allowNull: false, field: 'holder' },
-    hostname: { type: DataTypes.STRING(255), allowNull: false, field: 'hostname' },
-    pid: { type: DataTypes.INTEGER, allowNull: false, field: 'pid' },
-    acquiredAt: { type: DataTypes.DATE(6), allowNull: false, field: 'acquired_at' },
+    ...acquisitionAttributes(),
     endedAt: { type: DataTypes.DATE(6), allowNull: false, field: 'ended_at' },
     outcome: { type: DataTypes.STRING(16), allowNull: false, field: 'outcome' },
     detail: { type: DataTypes.STRING(255), allowNull: true, field: 'detail' },
