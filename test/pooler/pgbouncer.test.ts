@@ -14,6 +14,7 @@ import { ensureBuilt } from '../helpers/built';
 import { dialect, directServerUrl, makeSequelize, TestContext } from '../helpers/db';
 import { findPgBouncer, startPgBouncerFor, type PgBouncer } from '../helpers/pgbouncer';
 import { LISTENER_BACKEND_SQL } from '../helpers/server-connections';
+import { sleep } from '../helpers/wait';
 import { ChildGroup, FIXTURES_ROOT, type Child } from '../helpers/children';
 
 // PgBouncer speaks the PostgreSQL protocol only; without the binary there is nothing to test against.
@@ -98,6 +99,10 @@ describeIf('behind PgBouncer in transaction mode', () => {
     await direct.query('LISTEN "dbm_probe_channel"');
     await direct.query(`NOTIFY "dbm_probe_channel", 'x'`);
     await directHeard; // the notice was sent: a direct listener got it
+    // PgBouncer reads what arrives on an idle server connection (the notice for the LISTEN it ran)
+    // and drops that connection; sent at once, the round trip below could still be handed that very
+    // connection before PgBouncer looked at it, and carry the notice by luck.
+    await sleep(200);
     await pooled.query('SELECT 1'); // a round trip through the pooler, which would carry a pending notice
     expect(heard).toEqual({ pooled: 0, direct: 1 });
   });
