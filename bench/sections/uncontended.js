@@ -380,9 +380,13 @@ async function run(env) {
   // PostgreSQL's names stay as in the committed results; other dialects' floors use their own raw driver.
   const floorName = env.dialect.name === 'postgres' ? 'raw-pg floor' : 'raw-driver floor';
   /** @type {{ name: string, r: Ratio, target: string, ok: (v: number) => boolean }[]} */
+  // The floor writes no history row, so the lock is held to it like with like (history: false); the
+  // cycle as shipped, which also writes the history row, is given beside it (its cost is the history
+  // target below), so an old goal neither hides nor absorbs the new feature's cost.
   const targetList = [
-    { name: `${label}: withDbMutex (heartbeat on) / ${floorName}`, r: ratio('ours-hb', 'floor'), target: '≤ 1.00×', ok: (v) => v <= 1 },
-    { name: `${label}: withDbMutex (heartbeat off) / ${floorName}`, r: ratio('ours-nohb', 'floor'), target: '≤ 1.00×', ok: (v) => v <= 1 },
+    { name: `${label}: withDbMutex (heartbeat on, history: false: the lock alone) / ${floorName}`, r: ratio(OURS_NO_HISTORY, 'floor'), target: '≤ 1.00×', ok: (v) => v <= 1 },
+    { name: `${label}: withDbMutex (heartbeat on, as shipped: with the history row) / ${floorName}`, r: ratio('ours-hb', 'floor'), target: '(context only, no goal)', ok: () => true },
+    { name: `${label}: withDbMutex (heartbeat off, with the history row) / ${floorName}`, r: ratio('ours-nohb', 'floor'), target: '(context only, no goal)', ok: () => true },
     { name: `${label}: original algorithm / withDbMutex (heartbeat on)`, r: ratio('original', 'ours-hb'), target: '≥ 2.00×', ok: (v) => v >= 2 },
     { name: `${label}: original algorithm / ${floorName}`, r: ratio('original', 'floor'), target: '(context only, no goal)', ok: () => true },
   ];
