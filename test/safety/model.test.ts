@@ -6,11 +6,9 @@
  * with a small in-memory model of the lock state machine. Mutual exclusion is checked after every step.
  */
 import fc from 'fast-check';
-import { DbMutexError, DbMutexTimeoutError, type DbMutex, type DbMutexHeldLock, type DbMutexLostReason } from '../../src';
+import { DbMutexError, DbMutexTimeoutError, type DbMutexHeldLock, type DbMutexLostReason } from '../../src';
 import type { Lease } from '../../src/lease';
-import { TestContext } from '../helpers/db';
-import { note } from '../helpers/report';
-import { scaled, timeoutMs } from '../helpers/soak';
+import { describeModelRun, expectLost, outcome, type ModelWorld } from '../helpers/model-run';
 
 const HOLDERS = 3;
 const LOCK_IDS = ['model/a', 'model/b'];
@@ -63,30 +61,12 @@ class LockModel {
   }
 }
 
-interface Real {
-  holders: DbMutex[];
-  operator: DbMutex;
-  ctx: TestContext;
-  handles: DbMutexHeldLock[];
-}
+type Real = ModelWorld<DbMutexHeldLock>;
 
 type Cmd = fc.AsyncCommand<LockModel, Real>;
 
-async function outcome(p: Promise<unknown>): Promise<{ ok: true; value: unknown } | { ok: false; error: unknown }> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
-
-function expectLost(result: Awaited<ReturnType<typeof outcome>>, ...reasons: DbMutexLostReason[]): DbMutexLostReason {
-  expect(result.ok).toBe(false);
-  const error = (result as { error: unknown }).error;
-  expect(error).toBeInstanceOf(DbMutexTimeoutError);
-  expect(reasons).toContain((error as DbMutexTimeoutError).reason);
-  return (error as DbMutexTimeoutError).reason;
-}
+/** Locks a failing step got unexpectedly (released with the next sequence's leftovers). */
+const strays: DbMutexHeldLock[] = [];
 
 /** The reasons a loss that the model only knows as "taken over or removed" may be reported with. */
 function takenOverReasons(h: ModelHandle): DbMutexLostReason[] {
@@ -111,7 +91,7 @@ class Acquire implements Cmd {
     );
     if (!free) {
       // An unexpected success is still a lock to clean up, whatever the verdict.
-      if (result.ok) strays.push(result.value as DbMutexHeldLock);
+      if (result.ok) strays.push(result.value);
       expect(result.ok).toBe(false);
       expect((result as { error: unknown }).error).toBeInstanceOf(DbMutexError);
       expect(((result as { error: DbMutexError }).error).code).toBe('DB_MUTEX_HELD');
@@ -307,48 +287,13 @@ const commands = [
   fc.constant(null).map(() => checked(new PurgeExpired())),
 ];
 
-// ---- the run -------------------------------------------------------------------------------------
-
-let ctx: TestContext;
-let real: Omit<Real, 'handles'>;
-let previous: DbMutexHeldLock[] = [];
-/** Locks a failing step got unexpectedly (released with the next run's leftovers). */
-const strays: DbMutexHeldLock[] = [];
-
-
-async function freshRun(): Promise<{ model: LockModel; real: Real }> {
-  // Leftovers of the previous run: settle them (errors expected) and empty the table.
-  await Promise.all([...previous, ...strays.splice(0)].map((lock) => lock.release().catch(() => undefined)));
-  await ctx.exec(`DELETE FROM ${ctx.quote(real.operator.options.tableName)}`);
-  const r: Real = { ...real, handles: [] };
-  previous = r.handles;
-  return { model: new LockModel(), real: r };
-}
-
-describe('the lock state machine', () => {
-  beforeAll(async () => {
-    ctx = await TestContext.create();
-    const holders: DbMutex[] = [];
-    for (let h = 0; h < HOLDERS; h++) holders.push(await ctx.mutex({ holder: `model-holder-${h}` }));
-    const operator = await ctx.mutex({ holder: 'model-operator' });
-    real = { holders, operator, ctx };
-  });
-  afterAll(() => ctx?.cleanup());
-
-  it(
-    'agrees with the model of the lock state machine after every step of random operation sequences',
-    async () => {
-      const numRuns = scaled(30);
-      let steps = 0;
-      await fc.assert(
-        fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
-          await fc.asyncModelRun(freshRun, cmds);
-          steps += [...cmds].length;
-        }),
-        { numRuns },
-      );
-      note(`${numRuns} random sequences, ${steps} commands, model and database agreed after every step`);
-    },
-    timeoutMs(120_000),
-  );
+describeModelRun({
+  describe: 'the lock state machine',
+  it: 'agrees with the model of the lock state machine after every step of random operation sequences',
+  holders: HOLDERS,
+  makeModel: () => new LockModel(),
+  commands,
+  strays,
+  runs: 30,
+  what: 'random sequences',
 });

@@ -8,11 +8,9 @@
  * never more holders rightly believe they hold a permit than the limit allows.
  */
 import fc from 'fast-check';
-import { DbMutexError, DbMutexTimeoutError, type DbMutex, type DbMutexLostReason, type DbMutexSemaphorePermit } from '../../src';
+import { DbMutexError, type DbMutexLostReason, type DbMutexSemaphorePermit } from '../../src';
 import type { Lease } from '../../src/lease';
-import { TestContext } from '../helpers/db';
-import { note } from '../helpers/report';
-import { scaled, timeoutMs } from '../helpers/soak';
+import { describeModelRun, expectLost, outcome, type ModelWorld } from '../helpers/model-run';
 
 const HOLDERS = 3;
 const SEMAPHORE = 'model-sem';
@@ -48,28 +46,9 @@ class SemaphoreModel {
   }
 }
 
-interface Real {
-  holders: DbMutex[];
-  operator: DbMutex;
-  ctx: TestContext;
-  handles: DbMutexSemaphorePermit[];
-}
+type Real = ModelWorld<DbMutexSemaphorePermit>;
 
 type Cmd = fc.AsyncCommand<SemaphoreModel, Real>;
-
-async function outcome<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
-
-function expectLost(result: { ok: boolean; error?: unknown }, ...reasons: DbMutexLostReason[]): void {
-  expect(result.ok).toBe(false);
-  expect(result.error).toBeInstanceOf(DbMutexTimeoutError);
-  expect(reasons).toContain((result.error as DbMutexTimeoutError).reason);
-}
 
 const strays: DbMutexSemaphorePermit[] = [];
 
@@ -207,42 +186,13 @@ const commands = [
   fc.tuple(permitNumber, fc.constantFrom('current' as const, 'other' as const)).map(([n, t]) => checked(new ForceRelease(n, t))),
 ];
 
-let ctx: TestContext;
-let real: Omit<Real, 'handles'>;
-let previous: DbMutexSemaphorePermit[] = [];
-
-async function freshRun(): Promise<{ model: SemaphoreModel; real: Real }> {
-  await Promise.all([...previous, ...strays.splice(0)].map((p) => p.release().catch(() => undefined)));
-  await ctx.exec(`DELETE FROM ${ctx.quote(real.operator.options.tableName)}`);
-  const r: Real = { ...real, handles: [] };
-  previous = r.handles;
-  return { model: new SemaphoreModel(), real: r };
-}
-
-describe('the counting semaphore state machine', () => {
-  beforeAll(async () => {
-    ctx = await TestContext.create();
-    const holders: DbMutex[] = [];
-    for (let h = 0; h < HOLDERS; h++) holders.push(await ctx.mutex({ holder: `model-holder-${h}` }));
-    const operator = await ctx.mutex({ holder: 'model-operator' });
-    real = { holders, operator, ctx };
-  });
-  afterAll(() => ctx?.cleanup());
-
-  it(
-    'agrees with the model of the semaphore after every step of random operation sequences',
-    async () => {
-      const numRuns = scaled(25);
-      let steps = 0;
-      await fc.assert(
-        fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
-          await fc.asyncModelRun(freshRun, cmds);
-          steps += [...cmds].length;
-        }),
-        { numRuns },
-      );
-      note(`${numRuns} random semaphore sequences, ${steps} commands, model and database agreed after every step`);
-    },
-    timeoutMs(120_000),
-  );
+describeModelRun({
+  describe: 'the counting semaphore state machine',
+  it: 'agrees with the model of the semaphore after every step of random operation sequences',
+  holders: HOLDERS,
+  makeModel: () => new SemaphoreModel(),
+  commands,
+  strays,
+  runs: 25,
+  what: 'random semaphore sequences',
 });
