@@ -40,7 +40,7 @@ import { QueryTypes } from 'sequelize';
 import { DbMutexUnsupportedServerError } from '../errors';
 import type { SchemaNames } from '../schema';
 import { auditedRows, eventJson, listParams, PlaceholderLockStore, type SqlSpelling } from './placeholder-sql';
-import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow, parseSemaphoreState } from './rows';
+import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow } from './rows';
 import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, SemaphoreAcquireParams, Statement, StoreOperation } from './types';
 
 const MIN_VERSION: readonly [number, number] = [10, 5];
@@ -211,6 +211,8 @@ const SPELLING: SqlSpelling = {
   fromMs,
   daysAgo: (days) => `(${NOW} - ${interval(`${days} * 86400`)})`,
   insertIgnore: 'INSERT IGNORE',
+  live: (a) => `${a}.acquired_at < ${FREE_AT} AND (${a}.expires_at IS NULL OR ${a}.expires_at > ${NOW})`,
+  instant: (expr) => expr,
 };
 
 /** Our own rows (lock id and owner token pairs), as the positional list placeholders expand them. */
@@ -253,7 +255,7 @@ class MariadbStore extends PlaceholderLockStore {
   async acquireSemaphore(p: SemaphoreAcquireParams) {
     const { t, seq } = this;
     const ifExpired = (column: string, value = `VALUES(${column})`) => `${column} = IF(expires_at <= ${NOW}, ${value}, ${column})`;
-    const live = (a: string) => `${a}.acquired_at < ${FREE_AT} AND (${a}.expires_at IS NULL OR ${a}.expires_at > ${NOW})`;
+    const live = (a: string) => SPELLING.live(a);
     const params = { ...p, anchor: `${p.semaphoreId}/permits` };
     // Two statements in one transaction (no advisory lock that lasts a statement, and no DML in
     // WITH). First the semaphore's anchor row is upserted, which takes its row lock until commit:
@@ -298,19 +300,7 @@ class MariadbStore extends PlaceholderLockStore {
     const attempt = parseSemaphoreRow(results.at(-1) ?? [], p);
     if (attempt) return attempt;
     // No permit taken: one read says why (another limit among the live permits, or full).
-    const state = await this.run(
-      'acquireSemaphore',
-      this.statement(
-        'semaphore_state',
-        `SELECT CAST(COUNT(*) AS CHAR) AS used, MIN(permit_limit) AS min_limit, MAX(permit_limit) AS max_limit,
-          ${ms('MIN(expires_at)')} AS expires_ms,
-          (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = :semaphoreId AND h.kind = 'semaphore' AND ${live('h')}
-            ORDER BY h.expires_at IS NULL, h.expires_at LIMIT 1) AS holder
-        FROM ${t} AS l WHERE l.semaphore_id = :semaphoreId AND l.kind = 'semaphore' AND ${live('l')}`,
-        { semaphoreId: p.semaphoreId },
-      ),
-    );
-    return parseSemaphoreState(state, p);
+    return this.semaphoreState(p);
   }
 
   async listPermits(p: { filter: string | null; limit: number }) {
@@ -326,28 +316,31 @@ class MariadbStore extends PlaceholderLockStore {
 
   async releasePermitOf(semaphoreId: string, ownerToken: string) {
     // Marked released like any release (rows persist), found by the semaphore index instead of the key.
-    const rows = await this.send(
-      'releasePermitOf',
-      `INSERT INTO ${this.t} (${COLUMNS})
-        SELECT ${COLUMNS} FROM ${this.t} AS src WHERE semaphore_id = :semaphoreId AND owner_token = :ownerToken
-        FOR UPDATE
-        ON DUPLICATE KEY UPDATE ${markReleased}
-        RETURNING lock_id`,
-      { semaphoreId, ownerToken },
-    );
+    const rows = await this.send('releasePermitOf', this.markReleasedWhere('semaphore_id = :semaphoreId AND owner_token = :ownerToken', 'lock_id'), {
+      semaphoreId,
+      ownerToken,
+    });
     return rows.length > 0;
   }
 
-  protected async releaseRow({ lockId, ownerToken }: LeaseKey) {
-    // Marks our row released (rows persist, see above) with the INSERT … SELECT … FOR UPDATE form
-    // that renew uses; the row selected is ours, so it always hits its key and is never inserted.
-    const rows = await this.send(
-      'release',
-      `INSERT INTO ${this.t} (${COLUMNS})
-        SELECT ${COLUMNS} FROM ${this.t} AS src WHERE lock_id = :lockId AND owner_token = :ownerToken
+  /**
+   * Marks the rows `condition` selects released (rows persist, see above) with the INSERT … SELECT …
+   * FOR UPDATE form that renew uses: each row selected exists, so it always hits its key and is never
+   * inserted. `returning`: the RETURNING list.
+   */
+  private markReleasedWhere(condition: string, returning: string): string {
+    return `INSERT INTO ${this.t} (${COLUMNS})
+        SELECT ${COLUMNS} FROM ${this.t} AS src WHERE ${condition}
         FOR UPDATE
         ON DUPLICATE KEY UPDATE ${markReleased}
-        RETURNING COALESCE(deadline_at <= ${NOW}, 0) AS expired`,
+        RETURNING ${returning}`;
+  }
+
+  protected async releaseRow({ lockId, ownerToken }: LeaseKey) {
+    // Our row only: the owner token names this acquisition.
+    const rows = await this.send(
+      'release',
+      this.markReleasedWhere('lock_id = :lockId AND owner_token = :ownerToken', `COALESCE(deadline_at <= ${NOW}, 0) AS expired`),
       { lockId, ownerToken },
     );
     return parseRelease(rows);

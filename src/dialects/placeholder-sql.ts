@@ -4,9 +4,9 @@
  * database passes in its own spelling of what differs (the text type, its epoch-milliseconds
  * expression, how it spells "stale" and "expired").
  */
-import { parseEventRows, parseHistoryRows } from './rows';
+import { parseEventRows, parseHistoryRows, parseSemaphoreState } from './rows';
 import { SqlLockStore } from './store';
-import type { Audit, HeldFacts, HistoryRow, LeaseKey, ListParams, ReleaseWhere, Rows, Statement, StoreOperation } from './types';
+import type { Audit, HeldFacts, HistoryRow, LeaseKey, ListParams, ReleaseWhere, Rows, SemaphoreAcquireParams, SemaphoreAttempt, Statement, StoreOperation } from './types';
 
 /**
  * A statement from `:name` placeholders. Statements with a list in them vary in length, so they are
@@ -65,6 +65,10 @@ export interface SqlSpelling {
   daysAgo(param: string): string;
   /** An INSERT that skips a row whose key exists (`INSERT IGNORE`, `INSERT OR IGNORE`). */
   insertIgnore: string;
+  /** The row aliased `alias` is held now: not released, and not run out by the database clock. */
+  live(alias: string): string;
+  /** A stored instant as this database orders instants (what ORDER BY compares). */
+  instant(expr: string): string;
 }
 
 /** The audit trail's columns under the aliases rows.ts reads (`parseEventRows`), from the audit table aliased `e`. */
@@ -127,6 +131,28 @@ export abstract class PlaceholderLockStore extends SqlLockStore {
   /** Runs one statement of `operation`, named after the operation. */
   protected send(operation: StoreOperation, text: string, params: object): Promise<Rows> {
     return this.run(operation, this.statement(operation, text, params));
+  }
+
+  /**
+   * Why a semaphore acquisition took no permit, in one read made only then: the live permits' count
+   * and limits (another limit among them, or full) and the holder whose permit runs out first.
+   */
+  protected async semaphoreState(p: SemaphoreAcquireParams): Promise<SemaphoreAttempt> {
+    const { t } = this;
+    const sql = this.spelling;
+    const state = await this.run(
+      'acquireSemaphore',
+      this.statement(
+        'semaphore_state',
+        `SELECT CAST(COUNT(*) AS ${sql.text}) AS used, MIN(permit_limit) AS min_limit, MAX(permit_limit) AS max_limit,
+          ${sql.ms('MIN(expires_at)')} AS expires_ms,
+          (SELECT h.holder FROM ${t} AS h WHERE h.semaphore_id = :semaphoreId AND h.kind = 'semaphore' AND ${sql.live('h')}
+            ORDER BY h.expires_at IS NULL, ${sql.instant('h.expires_at')} LIMIT 1) AS holder
+        FROM ${t} AS l WHERE l.semaphore_id = :semaphoreId AND l.kind = 'semaphore' AND ${sql.live('l')}`,
+        { semaphoreId: p.semaphoreId },
+      ),
+    );
+    return parseSemaphoreState(state, p);
   }
 
   /** Removes (or marks released) our row: the release itself, without its history row. */

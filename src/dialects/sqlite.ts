@@ -22,7 +22,7 @@
  */
 import type { SchemaNames } from '../schema';
 import { auditedRows, eventJson, listParams, PlaceholderLockStore, type SqlSpelling } from './placeholder-sql';
-import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow, parseSemaphoreState } from './rows';
+import { parseAcquisition, parseCounts, parseExtend, parseJsonEventRows, parseLockRows, parseOwnerTokens, parseRelease, parseSemaphoreRow } from './rows';
 import type { AcquireParams, Audit, Dialect, DialectDriver, LeaseKey, ListParams, ReleaseWhere, Rows, StoreOperation, SemaphoreAcquireParams } from './types';
 
 interface SqliteDatabase {
@@ -134,6 +134,8 @@ const SPELLING: SqlSpelling = {
   // The stored text sorts chronologically, so this compares through the ended_at index.
   daysAgo: (days) => text(`${NOW_JD} - (${days})`),
   insertIgnore: 'INSERT OR IGNORE',
+  live: (a) => `(${a}.expires_at IS NULL OR julianday(${a}.expires_at) > ${NOW_JD})`,
+  instant: (expr) => `julianday(${expr})`,
 };
 
 /** (lock id, owner token) pairs travel as two JSON arrays, so the statement text never changes with their number. */
@@ -176,7 +178,7 @@ class SqliteStore extends PlaceholderLockStore {
     // here does), so what it reads is current and nobody writes until it is done. The lowest free
     // permit (no row or an expired one) is taken unless the live permits carry another limit; the
     // token is the counter + 1, so it exceeds every token handed out before, of any id.
-    const live = (a: string) => `(${a}.expires_at IS NULL OR julianday(${a}.expires_at) > ${NOW_JD})`;
+    const live = (a: string) => SPELLING.live(a);
     const rows = await this.send(
       'acquireSemaphore',
       `WITH RECURSIVE r (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n + 1 < :limit),
@@ -203,18 +205,7 @@ class SqliteStore extends PlaceholderLockStore {
     const attempt = parseSemaphoreRow(rows, p);
     if (attempt) return attempt;
     // Only a permit won returns a row: one read says why not (another limit, or full).
-    const state = await this.run(
-      'acquireSemaphore',
-      this.statement(
-        'semaphore_state',
-        `SELECT count(*) AS used, min(permit_limit) AS min_limit, max(permit_limit) AS max_limit, ${ms('min(expires_at)')} AS expires_ms,
-          (SELECT h.holder FROM ${this.t} AS h WHERE h.semaphore_id = :semaphoreId AND h.kind = 'semaphore' AND ${live('h')}
-            ORDER BY h.expires_at IS NULL, julianday(h.expires_at) LIMIT 1) AS holder
-        FROM ${this.t} AS l WHERE l.semaphore_id = :semaphoreId AND l.kind = 'semaphore' AND ${live('l')}`,
-        { semaphoreId: p.semaphoreId },
-      ),
-    );
-    return parseSemaphoreState(state, p);
+    return this.semaphoreState(p);
   }
 
   async listPermits(p: { filter: string | null; limit: number }) {
