@@ -12,7 +12,7 @@
  *   BENCH_DIALECTS          comma list, default "postgres" (one file per dialect in bench/dialects/)
  *   BENCH_SECTIONS          comma list of uncontended,contended,scale,heartbeat,memory,soak,failover,observability,semaphore (default all)
  *   BENCH_CYCLES=200 BENCH_RUNS=9 BENCH_WARMUP=100                          uncontended
- *   BENCH_WORKERS=8 BENCH_CONTENDED_SECONDS=3 BENCH_CONTENDED_RUNS=3
+ *   BENCH_WORKERS=8 BENCH_CONTENDED_SECONDS=3 BENCH_CONTENDED_RUNS=3 BENCH_CONTENDED_ROWS=notify,minimal-notify-durable (default all)
  *   BENCH_SECTION_MS=1 BENCH_THINK_MS=2                                     contended
  *   BENCH_SCALE_SIZES=10,10000,100000,1000000 BENCH_SCALE_CYCLES=300 BENCH_SCALE_RUNS=3
  *   BENCH_SCALE_MAX_RUN_MS=2000 BENCH_DASHBOARD_LOCKS=100000               scale

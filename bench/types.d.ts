@@ -186,7 +186,7 @@ export interface ContendedRow {
   retryMs?: number;
   patches?: string[];
   pooler?: 'transaction' | 'session';
-  mutexOptions?: { preparedStatements?: boolean; listenUrl?: string };
+  mutexOptions?: { preparedStatements?: boolean; listenUrl?: string; history?: boolean };
 }
 
 /** Everything a section runs in (bench/lib/env.js openDialect). */
@@ -215,6 +215,9 @@ export interface BenchEnv {
   pgbouncer(mode: 'transaction' | 'session'): Promise<(directUrl: string) => string>;
 }
 
+/** A stamp of bench/lib/handoff-probe.js: kind, sent (or delivered) and answered, in ms since the run's base; won: a winning attempt. */
+export type ProbeEvent = ['acquire' | 'release' | 'notice', number, number, boolean];
+
 /** Parent -> contended-section worker (bench/worker.js). */
 export type WorkerCommand =
   | { type: 'setup'; dialect: string; url: string; variant: ContendedRow; lockId: string; sectionMs: number; thinkMs: number }
@@ -225,6 +228,6 @@ export type WorkerCommand =
 /** Worker -> parent. A sample is [section start, section end, after release] in ms since `baseNs`. */
 export type WorkerReply =
   | { type: 'ready' }
-  | { type: 'done'; pid: number; samples: [number, number, number][]; errors: string[] }
+  | { type: 'done'; pid: number; samples: [number, number, number][]; errors: string[]; probe: ProbeEvent[] }
   | { type: 'closed' }
   | { type: 'error'; message: string };

@@ -13,6 +13,7 @@
 const { setTimeout: sleep } = require('node:timers/promises');
 const { loadDialect, loadLibrary } = require('./lib/env');
 const { mutexWithLeversUndone } = require('./lib/levers');
+const probe = require('./lib/handoff-probe');
 
 /** @typedef {import('./types').WorkerCommand} WorkerCommand */
 /** @typedef {(section: () => Promise<void>, untilNs: bigint) => Promise<unknown>} Run */
@@ -30,6 +31,8 @@ function now() {
  */
 async function setup(msg) {
   const dialect = loadDialect(msg.dialect);
+  // Stamps statements and notices on PostgreSQL's driver: where each hand-off's time goes.
+  if (msg.dialect === 'postgres') probe.install();
   const variant = msg.variant;
   if (variant.kind === 'raw') {
     const raw = await dialect.contendedRaw(msg.url, String(variant.raw));
@@ -99,6 +102,7 @@ async function go(msg) {
   /** @type {string[]} */
   const errors = [];
   const { sectionMs, thinkMs } = current.params;
+  probe.take(base); // drop the stamps of setup and earlier runs
   while (now() < until) {
     let start = 0n;
     let end = 0n;
@@ -116,7 +120,7 @@ async function go(msg) {
     // Work outside the lock, so a waiter (not the releaser looping straight back) usually takes over.
     if (thinkMs > 0) await sleep(thinkMs);
   }
-  return { samples, errors };
+  return { samples, errors, probe: probe.take(base) };
 }
 
 process.on('message', (/** @type {WorkerCommand} */ msg) => {

@@ -743,8 +743,130 @@ function scaleBaselines(ctx, { table, originalTable }) {
  * Raw contended baseline for a worker process: a blocking advisory lock, woken by the server itself.
  * Returns { run(lockId, section), close() }.
  */
+/** The minimal lease's release notice channel (contended rows by hand). */
+const MINIMAL_CHANNEL = 'bench_minimal_lease';
+
+/**
+ * A lease waited for with LISTEN/NOTIFY by hand, on one raw pg connection per process (statements and
+ * LISTEN share it): `attempt` tries once and says whether it won, `release` ends the lease (and
+ * notifies); a waiter tries again on any notice on `channel` or after 500 ms.
+ * @param {Client} client
+ * @param {string} channel
+ * @param {{ attempt: (lockId: string, ownerToken: string) => Promise<boolean>, release: (lockId: string, ownerToken: string) => Promise<void> }} lease
+ * @returns {Promise<import('../types').RawContended>}
+ */
+async function notifyLease(client, channel, lease) {
+  await client.query(`LISTEN "${channel}"`);
+  /** Notices seen so far, and the waiter to wake on the next one. */
+  let notices = 0;
+  /** @type {(() => void) | null} */
+  let wake = null;
+  client.on('notification', () => {
+    notices++;
+    if (wake) wake();
+  });
+  return {
+    async run(lockId, section) {
+      const ownerToken = randomUUID();
+      for (;;) {
+        const seen = notices;
+        if (await lease.attempt(lockId, ownerToken)) break;
+        // A notice that came while the attempt was in flight already counts: try again at once.
+        if (notices !== seen) continue;
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, 500);
+          wake = () => {
+            clearTimeout(timer);
+            resolve(undefined);
+          };
+        });
+        wake = null;
+      }
+      try {
+        await section();
+      } finally {
+        await lease.release(lockId, ownerToken);
+      }
+    },
+    close: () => client.end(),
+  };
+}
+
+/**
+ * The minimal lease of the uncontended section, waited for with LISTEN/NOTIFY by hand: what the least
+ * hand-off built on a lease row and notices can cost, next to the server's own blocking lock. Every
+ * release notifies (no marks). `durable`: the acquire waits for the WAL flush (the library's commit
+ * policy); otherwise it commits asynchronously too (not safe: an acquisition lost in a crash could be
+ * handed out twice; it is here to show what the flush costs).
+ * @param {string} url
+ * @param {{ durable: boolean }} options
+ */
+async function minimalNotifyLease(url, { durable }) {
+  const client = await rawClient(url);
+  // Eight workers set up at once: CREATE … IF NOT EXISTS is not safe against itself, so one at a time.
+  await client.query('BEGIN');
+  await client.query("SELECT pg_advisory_xact_lock(hashtext('bench minimal lease setup'))");
+  for (const text of MINIMAL_SQL.create) await client.query(text);
+  await client.query('COMMIT');
+  const acquire = durable
+    ? { name: 'bench_minimal_acquire', text: MINIMAL_SQL.acquire }
+    : {
+        name: 'bench_minimal_acquire_async',
+        text: `WITH s AS (SELECT set_config('synchronous_commit', 'off', true))
+          ${MINIMAL_SQL.acquire.replace(/VALUES \((.*)\)\n/, 'SELECT $1 FROM s\n')}`,
+      };
+  const release = {
+    name: 'bench_minimal_release_notify',
+    text: `WITH d AS (DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2 RETURNING lock_id)
+      SELECT pg_notify('${MINIMAL_CHANNEL}', d.lock_id), set_config('synchronous_commit', 'off', true) FROM d`,
+  };
+  return notifyLease(client, MINIMAL_CHANNEL, {
+    attempt: async (lockId, ownerToken) => (await client.query({ ...acquire, values: [lockId, ownerToken, TTL_SECONDS] })).rows.length === 1,
+    release: async (lockId, ownerToken) => expectOneRow((await client.query({ ...release, values: [lockId, ownerToken] })).rows, 'minimal lease release'),
+  });
+}
+
+/**
+ * The library's own acquire and release statements (its lock store, through the bench seam), sent by
+ * hand on one raw pg connection and waited for with LISTEN/NOTIFY by hand: the hand-off at the cost of
+ * its own SQL, without Sequelize's pool, DbMutex, Lease or the listener. The connection marks the lock
+ * id as awaited as the library's listener does, so releases notify.
+ * @param {string} url
+ * @param {{ history: boolean }} options
+ */
+async function ownNotifyLease(url, { history }) {
+  const internals = libraryInternals();
+  if (!internals) throw new Error('this build has no bench seam');
+  const client = await rawClient(url);
+  const store = internals.seam.storeOn('postgres', NAMES, async (statement) => (await client.query({ name: statement.name || undefined, text: statement.text, values: [...statement.values] })).rows, undefined, history);
+  const channel = internals.seam.releaseChannel('postgres', NAMES);
+  if (!channel) throw new Error('no release channel');
+  // The mark (see the library's waiterMarkSql): a shared session advisory lock on the key the release tries.
+  const releaseText = (await internals.seam.statementOf('postgres', NAMES, (s) => s.release({ lockId: 'x', ownerToken: randomUUID() }))).text;
+  const waitClass = /pg_try_advisory_xact_lock\((-?\d+), hashtext\(d\.lock_id\)\)/.exec(releaseText)?.[1];
+  if (!waitClass) throw new Error("the library's release no longer tries a mark key: update ownNotifyLease");
+  const marked = new Set();
+  return notifyLease(client, channel, {
+    attempt: async (lockId, ownerToken) => {
+      if (!marked.has(lockId)) {
+        await client.query('SELECT pg_advisory_lock_shared($1, hashtext($2))', [Number(waitClass), lockId]);
+        marked.add(lockId);
+      }
+      const params = { lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null };
+      return (await store.acquire(params)).won;
+    },
+    release: async (lockId, ownerToken) => {
+      if (!(await store.release({ lockId, ownerToken }))) throw new Error('own statements: the release found no row');
+    },
+  });
+}
+
 /** @type {import('../types').BenchDialect['contendedRaw']} */
 async function contendedRaw(url, variant) {
+  if (variant === 'minimal-notify-durable') return minimalNotifyLease(url, { durable: true });
+  if (variant === 'minimal-notify-async') return minimalNotifyLease(url, { durable: false });
+  if (variant === 'own-notify') return ownNotifyLease(url, { history: true });
+  if (variant === 'own-notify-nohistory') return ownNotifyLease(url, { history: false });
   if (variant !== 'advisory-blocking') throw new Error(`unknown raw contended variant ${variant}`);
   const client = await rawClient(url);
   return {
@@ -795,7 +917,28 @@ const postgres = {
   scaleBaselines,
   contendedRaw,
   contendedRawVariants: [
+    // The first variant is the one every row is compared with.
     { key: 'advisory-blocking', short: 'blocking advisory lock', label: 'raw pg advisory lock, blocking pg_advisory_lock (server wakes the next waiter)' },
+    {
+      key: 'own-notify',
+      short: 'its own statements with LISTEN/NOTIFY by hand',
+      label: "its own statements by hand, waited for with LISTEN/NOTIFY: the library's acquire and release (history row as shipped) on one raw pg connection per process, which marks the id as awaited",
+    },
+    {
+      key: 'own-notify-nohistory',
+      short: 'the same without the history write',
+      label: 'the same, history off',
+    },
+    {
+      key: 'minimal-notify-durable',
+      short: 'minimal durable lease with LISTEN/NOTIFY by hand',
+      label: 'minimal durable lease by hand, waited for with LISTEN/NOTIFY: one raw pg connection per process, every release notifies, durable acquire, asynchronous release',
+    },
+    {
+      key: 'minimal-notify-async',
+      short: 'the same with an asynchronous acquire',
+      label: 'the same, acquire committed asynchronously too (not safe: shows what the WAL flush costs)',
+    },
   ],
   listenerConnections,
 };

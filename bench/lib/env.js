@@ -69,6 +69,8 @@ function readConfig() {
     workers: int('BENCH_WORKERS', 8, 2),
     contendedSeconds: num('BENCH_CONTENDED_SECONDS', 3),
     contendedRuns: int('BENCH_CONTENDED_RUNS', 3),
+    // Only these contended rows (their keys; the server's blocking lock, which every ratio needs, always runs).
+    contendedRows: list('BENCH_CONTENDED_ROWS', /** @type {string[]} */ ([])),
     sectionMs: num('BENCH_SECTION_MS', 1),
     thinkMs: int('BENCH_THINK_MS', 2, 0),
     scaleSizes: sizes('BENCH_SCALE_SIZES', [10, 10_000, 100_000, 1_000_000]),

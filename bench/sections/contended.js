@@ -11,6 +11,7 @@
 const { fork } = require('node:child_process');
 const path = require('node:path');
 const { percentile, spread, fmt, fmtSpread, fmtRatio } = require('../lib/stats');
+const probe = require('../lib/handoff-probe');
 
 /** @typedef {import('../types').ContendedRow} ContendedRow */
 /** @typedef {import('../types').WorkerReply} WorkerReply */
@@ -87,6 +88,7 @@ function analyse(replies, durationMs) {
   const perWorker = replies.map((_, w) => sections.filter((s) => s.worker === w).length);
   const sectionMs = sections.map((s) => s.end - s.start);
   return {
+    probed: probe.breakdown(sections, replies.map((r) => r.probe)),
     throughput: sections.length / (durationMs / 1000),
     gaps,
     crossGaps,
@@ -142,6 +144,7 @@ function rowsFor(dialect) {
   if (dialect.notifies !== false) {
     rows.push(
       { key: 'notify', kind: 'ours', label: 'ours: waitMs, LISTEN/NOTIFY wake-up (default; poll fallback 500 ms)', pollIntervalMs: 500 },
+      { key: 'notify-nohistory', kind: 'ours', label: 'ours: the same with history: false (no history row)', pollIntervalMs: 500, mutexOptions: { history: false } },
       // Through the bench's own PgBouncer (same server), transaction mode with the README's settings.
       { key: 'pgbouncer-transaction', kind: 'ours', label: 'ours: waitMs, through PgBouncer transaction mode (preparedStatements: false, listenUrl direct)', pollIntervalMs: 500, pooler: 'transaction' },
       { key: 'pgbouncer-session', kind: 'ours', label: 'ours: waitMs, through PgBouncer session mode (default options)', pollIntervalMs: 500, pooler: 'session' },
@@ -177,7 +180,9 @@ async function run(env) {
     // A database of its own: the workers' release notices must not wake the bench's other listeners.
     const url = await env.newDatabase();
     await env.mutexFor(env.sequelizeFor(url));
-    for (const row of rowsFor(dialect)) {
+    const only = config.contendedRows;
+    const blockingKey = dialect.contendedRawVariants[0]?.key;
+    for (const row of rowsFor(dialect).filter((r) => only.length === 0 || only.includes(r.key) || r.key === blockingKey)) {
       const lockId = `bench:contended:${row.key}`;
       const go = async (/** @type {number} */ ms) => {
         const base = process.hrtime.bigint();
@@ -276,7 +281,63 @@ async function run(env) {
         `${fmtRatio(v.p50 / v.blockingP50)} (p50 ${fmt(v.p50)} vs ${fmt(v.blockingP50)} ms; p99 ${fmt(v.p99)} vs ${fmt(v.blockingP99)} ms)`,
     });
   }
+  // What a hand-off through a lease row and notices can cost at least (PostgreSQL's rows by hand), and
+  // the library's distance from it in two steps: its own statements sent by hand, then the library.
+  /** @param {string} key */
+  const byKey = (key) => rows.find((r) => r.key === key && Number.isFinite(r.p50));
+  /**
+   * @param {string} name
+   * @param {{ p50: number, p99: number } | undefined} a
+   * @param {{ p50: number, p99: number } | undefined} b
+   */
+  const context = (name, a, b) => {
+    if (!a || !b) return;
+    targets.push({
+      name: `${dialect.label}: contended hand-off p50, ${name}`,
+      value: { a, b },
+      target: '(context only, no goal)',
+      pass: true,
+      fmt: (/** @type {{ a: { p50: number, p99: number }, b: { p50: number, p99: number } }} */ v) =>
+        `${fmtRatio(v.a.p50 / v.b.p50)} (p50 ${fmt(v.a.p50)} vs ${fmt(v.b.p50)} ms; p99 ${fmt(v.a.p99)} vs ${fmt(v.b.p99)} ms)`,
+    });
+  };
+  const minimal = byKey('minimal-notify-durable');
+  const ownByHand = byKey('own-notify');
+  if (blockingRaw) context(`minimal durable lease with LISTEN/NOTIFY by hand / ${blockingRaw.short}`, minimal, blocking);
+  context('its own statements with LISTEN/NOTIFY by hand / minimal durable lease with LISTEN/NOTIFY by hand', ownByHand, minimal);
+  if (defaultRow) context(`${defaultRow.key} / its own statements with LISTEN/NOTIFY by hand`, defaultRow, ownByHand);
   targets.push(overlapTarget);
+  const probedRows = stats.flatMap(({ row, runs }) => {
+    if (!runs) return [];
+    const handoffs = runs.reduce((a, x) => a + x.probed.handoffs, 0);
+    if (handoffs === 0) return [];
+    const byNotice = runs.reduce((a, x) => a + x.probed.byNotice, 0);
+    // Without notices (the server's own blocking lock) only the release phase means the same thing: the
+    // next holder's call was sent long before and waited inside the server.
+    const p50s = probe.PHASES.map(([k]) => (byNotice > 0 || k === 'release' ? percentile(runs.flatMap((x) => x.probed.phases[k] ?? []), 50) : NaN));
+    return [[row.label, String(handoffs), `${Math.round((100 * byNotice) / handoffs)} %`, ...p50s.map((v) => (Number.isFinite(v) ? fmt(v) : '–'))]];
+  });
+  const tables = [
+    {
+      headers: [
+        'row',
+        'sections/s min / median / max',
+        'hand-off ms p50 / p99',
+        `× ${blockingName} p50 / p99`,
+        'cross-process ms p50 / p99',
+        'cross share',
+        'sections per worker',
+        'overlaps',
+      ],
+      rows: rows.map((r) => r.cells),
+    },
+  ];
+  if (probedRows.length > 0) {
+    tables.push({
+      headers: ['where a cross-process hand-off goes (ms, p50 of each phase)', 'hand-offs', 'woken by a notice', ...probe.PHASES.map(([, label]) => label)],
+      rows: probedRows,
+    });
+  }
   return {
     title: `Contended: ${n} processes, one lock`,
     intro:
@@ -288,22 +349,13 @@ async function run(env) {
       'previous section\'s end on the shared monotonic clock (CLOCK_MONOTONIC, the same in every process), so it covers the ' +
       'release statement, the wake-up and the next acquire statement. "cross" = hand-offs to a different process. ' +
       `Percentiles pool every hand-off of all runs; "× ${blockingName}" divides them by the same percentiles of the ` +
-      'server\'s own blocking lock (last row), which wakes the next waiter inside the server. Overlaps = sections that started before the previous one ended (must be 0).',
-    tables: [
-      {
-        headers: [
-          'row',
-          'sections/s min / median / max',
-          'hand-off ms p50 / p99',
-          `× ${blockingName} p50 / p99`,
-          'cross-process ms p50 / p99',
-          'cross share',
-          'sections per worker',
-          'overlaps',
-        ],
-        rows: rows.map((r) => r.cells),
-      },
-    ],
+      'server\'s own blocking lock, which wakes the next waiter inside the server. Overlaps = sections that started before the previous one ended (must be 0). ' +
+      'The second table (PostgreSQL) splits each cross-process hand-off by stamps taken in the workers\' pg driver (bench/lib/handoff-probe.js): ' +
+      'the holder sending its release, the release notice reaching the next holder\'s process, that process sending its winning attempt, ' +
+      'the attempt\'s round trip (its commit included), and the rest until the section starts; each column is that phase\'s own p50, so ' +
+      'the columns need not add up to the hand-off p50. "woken by a notice": hand-offs whose winning attempt followed a notice (the others ' +
+      'were already under way, or polled).',
+    tables,
     targets,
   };
 }
