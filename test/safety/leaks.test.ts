@@ -25,6 +25,18 @@ let db: ConnectionKiller | null;
 const listenerCount = async (): Promise<number> => (await db!.countListeners(LABEL)) ?? 0;
 const children = new ChildGroup();
 
+/**
+ * The frame that called setTimeout (or setInterval): the first one below this hook that is not Node's
+ * own. A timer is the library's only when that frame is in its source: a timer that a dependency
+ * schedules while the library calls it (sequelize-pool's idle reaper, armed by releasing a connection)
+ * is the dependency's, and lives as long as the dependency wants; what is left of those after close is
+ * checked at the end through the process's active resources.
+ */
+function creatorOf(stack: string): string {
+  const frames = stack.split('\n').slice(1).map((l) => l.trim());
+  return frames.find((f) => f.startsWith('at ') && !f.includes(__filename) && !/\(node:|at node:/.test(f)) ?? '';
+}
+
 /** Timers created by the library's own source files that are still pending (neither fired nor cleared). */
 function trackLibraryTimers() {
   const live = new Map<number, string>();
@@ -32,10 +44,14 @@ function trackLibraryTimers() {
   const hook = createHook({
     init(asyncId, type) {
       if (type !== 'Timeout') return;
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 20;
       const stack = new Error().stack ?? '';
-      if (!stack.includes(SRC_DIR)) return;
+      Error.stackTraceLimit = limit;
+      const creator = creatorOf(stack);
+      if (!creator.includes(SRC_DIR)) return;
       seen.count++;
-      live.set(asyncId, stack.split('\n').find((l) => l.includes(SRC_DIR))?.trim() ?? '');
+      live.set(asyncId, creator);
     },
     destroy(asyncId) {
       live.delete(asyncId);
