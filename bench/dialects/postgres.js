@@ -297,6 +297,8 @@ function floorCycle(exec, release = 'release', table = LOCKS) {
 // ---- the minimal durable lease ----------------------------------------------------------------
 
 const MINIMAL_TABLE = 'bench_minimal_lease';
+/** The minimal lease's release notice channel (contended rows by hand). */
+const MINIMAL_CHANNEL = 'bench_minimal_lease';
 
 /**
  * The least a lease row can cost: a table of its own with only what a lease needs (id, owner token,
@@ -319,6 +321,9 @@ const MINIMAL_SQL = {
   /** The same delete, its transaction committed asynchronously (as the library's release is; see floorSql). */
   releaseAsync: `WITH d AS (DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2 RETURNING lock_id)
     SELECT set_config('synchronous_commit', 'off', true) FROM d`,
+  /** The asynchronous delete that also notifies the lease's channel (every release: no marks). */
+  releaseNotify: `WITH d AS (DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2 RETURNING lock_id)
+    SELECT pg_notify('${MINIMAL_CHANNEL}', d.lock_id), set_config('synchronous_commit', 'off', true) FROM d`,
 };
 
 /**
@@ -739,12 +744,6 @@ function scaleBaselines(ctx, { table, originalTable }) {
 
 // ---- contended (worker side) --------------------------------------------------------------------
 
-/**
- * Raw contended baseline for a worker process: a blocking advisory lock, woken by the server itself.
- * Returns { run(lockId, section), close() }.
- */
-/** The minimal lease's release notice channel (contended rows by hand). */
-const MINIMAL_CHANNEL = 'bench_minimal_lease';
 
 /**
  * A lease waited for with LISTEN/NOTIFY by hand, on one raw pg connection per process (statements and
@@ -815,11 +814,7 @@ async function minimalNotifyLease(url, { durable }) {
         text: `WITH s AS (SELECT set_config('synchronous_commit', 'off', true))
           ${MINIMAL_SQL.acquire.replace(/VALUES \((.*)\)\n/, 'SELECT $1 FROM s\n')}`,
       };
-  const release = {
-    name: 'bench_minimal_release_notify',
-    text: `WITH d AS (DELETE FROM ${MINIMAL_TABLE} WHERE lock_id = $1 AND owner_token = $2 RETURNING lock_id)
-      SELECT pg_notify('${MINIMAL_CHANNEL}', d.lock_id), set_config('synchronous_commit', 'off', true) FROM d`,
-  };
+  const release = { name: 'bench_minimal_release_notify', text: MINIMAL_SQL.releaseNotify };
   return notifyLease(client, MINIMAL_CHANNEL, {
     attempt: async (lockId, ownerToken) => (await client.query({ ...acquire, values: [lockId, ownerToken, TTL_SECONDS] })).rows.length === 1,
     release: async (lockId, ownerToken) => expectOneRow((await client.query({ ...release, values: [lockId, ownerToken] })).rows, 'minimal lease release'),
@@ -841,17 +836,14 @@ async function ownNotifyLease(url, { history }) {
   const store = internals.seam.storeOn('postgres', NAMES, async (statement) => (await client.query({ name: statement.name || undefined, text: statement.text, values: [...statement.values] })).rows, undefined, history);
   const channel = internals.seam.releaseChannel('postgres', NAMES);
   if (!channel) throw new Error('no release channel');
-  // The mark (see the library's waiterMarkSql): a shared session advisory lock on the key the release tries.
-  const releaseText = (await internals.seam.statementOf('postgres', NAMES, (s) => s.release({ lockId: 'x', ownerToken: randomUUID() }))).text;
-  const waitClass = /pg_try_advisory_xact_lock\((-?\d+), hashtext\(d\.lock_id\)\)/.exec(releaseText)?.[1];
-  if (!waitClass) throw new Error("the library's release no longer tries a mark key: update ownNotifyLease");
+  // The library's own mark (as its listener sends it): a shared session advisory lock on the id, so
+  // the release notifies. It fails only while a release of that id is committing: try again then.
+  const mark = internals.seam.waiterMark('postgres', NAMES);
+  if (!mark) throw new Error('the library no longer marks awaited lock ids: update ownNotifyLease');
   const marked = new Set();
   return notifyLease(client, channel, {
     attempt: async (lockId, ownerToken) => {
-      if (!marked.has(lockId)) {
-        await client.query('SELECT pg_advisory_lock_shared($1, hashtext($2))', [Number(waitClass), lockId]);
-        marked.add(lockId);
-      }
+      while (!marked.has(lockId)) if ((await client.query(mark.mark, [lockId])).rows[0]?.marked === true) marked.add(lockId);
       const params = { lockId, ownerToken, holder: 'bench', hostname: 'bench-host', pid: process.pid, ttlSeconds: TTL_SECONDS, leaseSeconds: null };
       return (await store.acquire(params)).won;
     },
@@ -861,7 +853,11 @@ async function ownNotifyLease(url, { history }) {
   });
 }
 
-/** @type {import('../types').BenchDialect['contendedRaw']} */
+/**
+ * Raw contended rows for a worker process: the server's blocking advisory lock (woken by the server
+ * itself), and the leases by hand woken by LISTEN/NOTIFY. Each returns { run(lockId, section), close() }.
+ * @type {import('../types').BenchDialect['contendedRaw']}
+ */
 async function contendedRaw(url, variant) {
   if (variant === 'minimal-notify-durable') return minimalNotifyLease(url, { durable: true });
   if (variant === 'minimal-notify-async') return minimalNotifyLease(url, { durable: false });

@@ -17,7 +17,8 @@
  *   a rewrite still recognises the library's SQL);
  * - `statementRunner`: the library's statement runner (pool checkout, logging hook, the driver's
  *   timeout wrapper) on a Sequelize instance;
- * - `releaseChannel`: the LISTEN channel of a lock table.
+ * - `releaseChannel`: the LISTEN channel of a lock table;
+ * - `waiterMark`: the statements that mark a lock id as awaited (so its release notifies) and unmark it.
  * bench/ loads it from dist/internal/bench-seam.js.
  */
 import type { Sequelize } from 'sequelize';
@@ -100,4 +101,9 @@ export function statementRunner(sequelize: Sequelize, timeoutMs: number, driver?
 /** The LISTEN channel of the lock table `names.tableName`; null where the database has no notices. */
 export function releaseChannel(dialect: string, names: SchemaNames): string | null {
   return dialectNamed(dialect).channel?.(names) ?? null;
+}
+
+/** The statements that mark a lock id as awaited and unmark it ($1: the lock id); null where releases always notify or never do. */
+export function waiterMark(dialect: string, names: SchemaNames): { mark: string; unmark: string } | null {
+  return dialectNamed(dialect).waiterMarkSql?.(names) ?? null;
 }
